@@ -1,0 +1,59 @@
+"""dask-monitor: watch Dask pipelines live, understand them, keep the record.
+
+Attach it from a client::
+
+    from dask_monitor import Monitor
+    monitor = Monitor.attach(client)
+    monitor.snapshot()["totals"]
+
+or preload it on the scheduler: ``dask scheduler --preload dask_monitor``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dask_monitor.client import Monitor
+from dask_monitor.config import ConfigError, MonitorConfig
+from dask_monitor.events import NEW, Alert, TaskStatus, WorkerStatus
+from dask_monitor.pipeline import Pipeline
+from dask_monitor.plugin import MonitorPlugin, get_plugin
+from dask_monitor.subject import AsyncSubject, Subject
+
+__all__ = [
+    "NEW",
+    "Alert",
+    "AsyncSubject",
+    "ConfigError",
+    "Monitor",
+    "MonitorConfig",
+    "MonitorPlugin",
+    "Pipeline",
+    "Subject",
+    "TaskStatus",
+    "WorkerStatus",
+    "__version__",
+    "get_plugin",
+]
+
+__version__ = "0.1.0"
+
+logger = logging.getLogger(__name__)
+
+
+def dask_setup(server: Any) -> None:
+    """Preload hook: ``dask scheduler --preload dask_monitor`` installs the plugin.
+
+    Settings come from the scheduler's Dask config (``monitor.*``).
+    """
+    from distributed import Scheduler
+
+    if not isinstance(server, Scheduler):
+        logger.warning(
+            "dask_monitor is a scheduler preload; ignoring it on %s",
+            type(server).__name__,
+        )
+        return
+    if get_plugin(server) is None:
+        server.add_plugin(MonitorPlugin(preloaded=True))

@@ -1,0 +1,223 @@
+"""Events: what observers see.
+
+Every event is an immutable, slotted dataclass made of plain values (``str``,
+``int``, ``float``, ``None``, and a ``dict`` of plain values for alert details),
+so that it can be logged, pickled, sent as msgpack or JSON, and replayed.
+
+This module uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["NEW", "Alert", "Event", "TaskStatus", "WorkerStatus"]
+
+#: Pseudo start state of a task the monitor sees for the first time.
+#:
+#: Dask creates tasks in ``released`` without a transition; the plugin reports
+#: such a creation (and, when it attaches to a busy scheduler, every task that
+#: already exists) as a transition ``NEW -> state``.
+NEW = "new"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """One task transition on the scheduler.
+
+    Attributes
+    ----------
+    key
+        The task key in ``str`` form (tuples become their ``str()``).
+    prefix
+        Task prefix name, e.g. ``"inc"`` (``TaskPrefix.name``).
+    group
+        Task group name, e.g. ``"inc-8a7bc0d1"`` (``TaskGroup.name``).
+    start
+        State before the transition, or :data:`NEW` for a task seen the first time.
+    finish
+        State actually reached (Dask may reach another state than it recommended).
+    timestamp
+        Wall-clock time (``time.time()`` on the scheduler) at which the
+        transition was observed; precise to the plugin's flush interval.
+    worker
+        Address of the worker concerned: where the task ran (``-> memory``,
+        ``-> erred``) or was running (``processing -> released``), else ``None``.
+    duration
+        Compute seconds from the worker's ``startstops``, where known.
+    begin, end
+        Wall-clock start and stop of the compute, where known.
+    nbytes
+        Size of the result in bytes, where known.
+    exception
+        Exception text (``repr`` of the exception), for ``-> erred`` only.
+    traceback
+        Traceback text, for ``-> erred`` only.
+    span
+        Id of the Dask span the task belongs to, where known.
+    """
+
+    key: str
+    prefix: str
+    group: str
+    start: str
+    finish: str
+    timestamp: float
+    worker: str | None = None
+    duration: float | None = None
+    begin: float | None = None
+    end: float | None = None
+    nbytes: int | None = None
+    exception: str | None = None
+    traceback: str | None = None
+    span: str | None = None
+
+    @property
+    def exception_type(self) -> str | None:
+        """The exception's class name parsed from :attr:`exception`, or ``None``."""
+        if self.exception is None:
+            return None
+        text = self.exception.strip()
+        cut = len(text)
+        for sep in ("(", ":", " "):
+            i = text.find(sep)
+            if 0 < i < cut:
+                cut = i
+        return text[:cut] or None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """A worker joined or left the cluster.
+
+    Attributes
+    ----------
+    address
+        The worker's address.
+    action
+        ``"added"`` or ``"removed"``.
+    timestamp
+        Wall-clock time on the scheduler.
+    nthreads
+        Threads of the worker, where known.
+    processing
+        Tasks the worker was processing when it left (``"removed"`` only).
+    """
+
+    address: str
+    action: Literal["added", "removed"]
+    timestamp: float
+    nthreads: int | None = None
+    processing: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something went wrong, or is about to: a stall, an error burst, ...
+
+    Attributes
+    ----------
+    kind
+        Short name of the rule that fired, e.g. ``"stall"`` or ``"straggler"``.
+    severity
+        ``"info"``, ``"warning"`` or ``"error"``.
+    message
+        One human-readable sentence.
+    timestamp
+        Wall-clock time at which the rule fired.
+    prefix, key, worker
+        What the alert is about, where it applies.
+    details
+        Plain data (JSON- and msgpack-safe) with the rule's figures.
+    """
+
+    kind: str
+    severity: Literal["info", "warning", "error"]
+    message: str
+    timestamp: float
+    prefix: str | None = None
+    key: str | None = None
+    worker: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The alert as a plain dict (JSON- and msgpack-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        """Build an alert from :meth:`to_dict` output, ignoring unknown fields.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not a mapping with at least ``kind``, ``severity``,
+            ``message`` and ``timestamp`` of the right types.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"an alert must be a mapping, not {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for name, kind in (("kind", str), ("severity", str), ("message", str)):
+            if not isinstance(values.get(name), kind):
+                raise ValueError(f"an alert needs a str {name!r}")
+        if not isinstance(values.get("timestamp"), int | float):
+            raise ValueError("an alert needs a numeric 'timestamp'")
+        if values["severity"] not in ("info", "warning", "error"):
+            raise ValueError(f"unknown alert severity {values['severity']!r}")
+        return cls(**values)
+
+
+Event = TaskStatus | WorkerStatus | Alert
+
+
+# A frozen dataclass sets each field through ``object.__setattr__``, which makes
+# it about five times slower to build than a plain slotted one (1.5 us against
+# 0.3 us with 14 fields on Python 3.11). The plugin builds one ``TaskStatus`` per
+# transition in its flush, so it builds a mutable twin with the same slots and
+# then gives the object its real, frozen class. The result is indistinguishable
+# from ``TaskStatus(...)`` (tests check that); users never see the twin.
+_TaskStatusTwin = dataclasses.make_dataclass(
+    "_TaskStatusTwin",
+    [(f.name, f.type, f) for f in dataclasses.fields(TaskStatus)],
+    slots=True,
+)
+
+
+def make_task_status(
+    key: str,
+    prefix: str,
+    group: str,
+    start: str,
+    finish: str,
+    timestamp: float,
+    worker: str | None = None,
+    duration: float | None = None,
+    begin: float | None = None,
+    end: float | None = None,
+    nbytes: int | None = None,
+    exception: str | None = None,
+    traceback: str | None = None,
+    span: str | None = None,
+) -> TaskStatus:
+    """Build a :class:`TaskStatus` fast; same arguments and result as the class."""
+    obj = _TaskStatusTwin(
+        key,
+        prefix,
+        group,
+        start,
+        finish,
+        timestamp,
+        worker,
+        duration,
+        begin,
+        end,
+        nbytes,
+        exception,
+        traceback,
+        span,
+    )
+    obj.__class__ = TaskStatus
+    return obj  # type: ignore[return-value]

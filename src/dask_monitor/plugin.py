@@ -1,0 +1,394 @@
+"""The scheduler plugin: a thin adapter from Dask's scheduler to the pipeline.
+
+The ``transition`` hook runs on the scheduler's event loop for every task
+transition, so it does O(1) work: one dict lookup and one tuple appended to a
+bounded buffer. A periodic callback on the same loop (the flush) turns the
+buffered tuples into :class:`~dask_monitor.events.TaskStatus` events in one
+batch and hands them to the :class:`~dask_monitor.pipeline.Pipeline`.
+
+This is the only module that touches scheduler objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import dask.config
+from dask.utils import key_split
+from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.protocol.pickle import loads
+from tornado.ioloop import PeriodicCallback
+
+from dask_monitor.config import MonitorConfig
+from dask_monitor.events import NEW, Event, WorkerStatus, make_task_status
+from dask_monitor.pipeline import Pipeline
+from dask_monitor.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from distributed import Scheduler
+
+__all__ = ["PLUGIN_NAME", "MonitorPlugin", "get_plugin"]
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_NAME = "dask-monitor"
+
+#: Names of the RPC handlers the plugin adds to the scheduler.
+HANDLERS = ("dask_monitor_snapshot", "dask_monitor_attach", "dask_monitor_detach")
+
+_FLUSH = "dask-monitor-flush"
+
+# Marks a worker event in the buffer: (address, _WORKER, action, None, info).
+_WORKER = object()
+
+_LEAVE_PROCESSING_FOR_LOSS = frozenset({"released", "no-worker", "waiting"})
+
+
+def get_plugin(scheduler: Scheduler) -> MonitorPlugin | None:
+    """The monitor plugin running on ``scheduler``, or ``None``."""
+    plugin = scheduler.plugins.get(PLUGIN_NAME)
+    return plugin if isinstance(plugin, MonitorPlugin) else None
+
+
+class MonitorPlugin(SchedulerPlugin):
+    """Turn scheduler transitions into events for the monitor's observers.
+
+    Parameters
+    ----------
+    config
+        Validated settings; read from Dask config (``monitor.*``) when omitted.
+    observers
+        Extra observers (objects with ``update``/``update_batch``, or
+        callables) subscribed to the pipeline's subject on the scheduler.
+    preloaded
+        Installed by a preload or by the scheduler's own configuration rather
+        than by :meth:`Monitor.attach`; such a plugin stays when the last
+        client detaches.
+    **options
+        Settings by name, overriding Dask config (``interval="50ms"``).
+
+    Notes
+    -----
+    All hooks, handlers and the flush run on the scheduler's event loop thread.
+    Registering the plugin a second time is a no-op (``idempotent = True``);
+    a plugin that replaces another one (by ``Scheduler.add_plugin`` or
+    ``register_plugin(..., idempotent=False)``) stops the old one's flush and
+    handlers first, as Dask does not call ``close`` on a replaced plugin.
+    """
+
+    name: ClassVar[str] = PLUGIN_NAME  # type: ignore[misc]
+    idempotent: ClassVar[bool] = True  # type: ignore[misc]
+
+    def __init__(
+        self,
+        config: MonitorConfig | None = None,
+        *,
+        observers: tuple[Any, ...] | list[Any] = (),
+        preloaded: bool = False,
+        **options: Any,
+    ) -> None:
+        if config is None:
+            config = MonitorConfig.from_config(**options)
+        elif options:
+            raise TypeError("pass either config or keyword options, not both")
+        self.config = config
+        self.preloaded = preloaded
+        self._initial_observers = tuple(observers)
+        self.scheduler: Scheduler | None = None
+        self.pipeline: Pipeline | None = None
+        self.attachments: dict[str, list[Any]] = {}
+        self._buffer: list[tuple[Any, ...]] = []
+        self._capacity = config.buffer_size
+        self._dropped = 0
+        self._tasks: dict[Any, Any] = {}
+        self._where: dict[Any, str] = {}
+        self._pc: PeriodicCallback | None = None
+        self._closed = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Only the configuration travels: a plugin is pickled before it starts.
+        return {
+            "config": self.config,
+            "preloaded": self.preloaded,
+            "observers": self._initial_observers,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["config"],
+            observers=state["observers"],
+            preloaded=state["preloaded"],
+        )
+
+    # -- life cycle ----------------------------------------------------------
+
+    async def start(self, scheduler: Scheduler) -> None:
+        """Set up the pipeline, the flush, the RPC handlers; seed existing state."""
+        previous = get_plugin(scheduler)
+        if previous is not None and previous is not self:
+            previous._stop()
+        self.scheduler = scheduler
+        self._tasks = scheduler.tasks
+        self._closed = False
+        self.pipeline = Pipeline(self.config, observers=self._initial_observers)
+        self._seed(scheduler)
+        scheduler.handlers["dask_monitor_snapshot"] = self._rpc_snapshot
+        scheduler.handlers["dask_monitor_attach"] = self._rpc_attach
+        scheduler.handlers["dask_monitor_detach"] = self._rpc_detach
+        pc = PeriodicCallback(self.flush, self.config.interval * 1000)
+        self._pc = pc
+        scheduler.periodic_callbacks[_FLUSH] = pc
+        # A callback added after the scheduler started is not started by Dask.
+        pc.start()
+        logger.info(
+            "dask-monitor started: flush every %.0f ms, buffer %d transitions",
+            self.config.interval * 1000,
+            self.config.buffer_size,
+        )
+
+    async def close(self) -> None:
+        """Flush what is buffered, then stop the flush and remove the handlers."""
+        if self.pipeline is not None and not self._closed:
+            self.flush()
+        self._stop()
+
+    def _stop(self) -> None:
+        self._closed = True
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            pc.stop()
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        if pc is not None and scheduler.periodic_callbacks.get(_FLUSH) is pc:
+            del scheduler.periodic_callbacks[_FLUSH]
+        for name in HANDLERS:
+            handler = scheduler.handlers.get(name)
+            if getattr(handler, "__self__", None) is self:
+                del scheduler.handlers[name]
+
+    def _seed(self, scheduler: Scheduler) -> None:
+        """Report workers and tasks that exist already as first-seen events."""
+        buf = self._buffer
+        for ws in scheduler.workers.values():
+            buf.append((ws.address, _WORKER, "added", None, {"nthreads": ws.nthreads}))
+        for key, ts in scheduler.tasks.items():
+            state = ts.state
+            if state == "forgotten":
+                continue
+            kwargs = None
+            if state == "processing" and ts.processing_on is not None:
+                kwargs = {"worker": ts.processing_on.address}
+            buf.append((key, NEW, state, ts, kwargs))
+
+    # -- hooks (scheduler event loop; keep them O(1)) ------------------------
+
+    def transition(
+        self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Buffer one transition; count it as dropped when the buffer is full."""
+        buf = self._buffer
+        if len(buf) < self._capacity:
+            ts = self._tasks.get(key)
+            if finish == "processing" and ts is not None:
+                ws = ts.processing_on
+                if ws is not None:
+                    kwargs["worker"] = ws.address
+            buf.append((key, start, finish, ts, kwargs))
+        else:
+            self._dropped += 1
+
+    def update_graph(self, scheduler: Scheduler, *, tasks: Any = (), **kwargs: Any) -> None:
+        """Report tasks created in ``released`` (Dask makes no transition for it)."""
+        buf = self._buffer
+        get = self._tasks.get
+        room = self._capacity - len(buf)
+        for key in tasks:
+            ts = get(key)
+            if ts is not None and ts.state == "released":
+                if room <= 0:
+                    self._dropped += 1
+                    continue
+                room -= 1
+                buf.append((key, NEW, "released", ts, None))
+
+    def add_worker(self, scheduler: Scheduler, worker: str) -> None:
+        """Report a worker that joined."""
+        ws = scheduler.workers.get(worker)
+        nthreads = ws.nthreads if ws is not None else None
+        self._buffer.append((worker, _WORKER, "added", None, {"nthreads": nthreads}))
+
+    def remove_worker(
+        self, scheduler: Scheduler, worker: str, *, stimulus_id: str, **kwargs: Any
+    ) -> None:
+        """Report a worker that left."""
+        self._buffer.append((worker, _WORKER, "removed", None, {}))
+
+    def restart(self, scheduler: Scheduler) -> None:
+        """Dask forgot every task without transitions: clear the aggregates."""
+        self._buffer = [item for item in self._buffer if item[1] is _WORKER]
+        self._where.clear()
+        if self.pipeline is not None:
+            self.pipeline.reset()
+
+    # -- flush (scheduler event loop, every ``interval``) ------------------------
+
+    def flush(self) -> None:
+        """Turn the buffered transitions into events and notify the observers."""
+        items = self._buffer
+        dropped = self._dropped
+        pipeline = self.pipeline
+        if (not items and not dropped) or pipeline is None:
+            return
+        t0 = perf_counter()
+        self._buffer = []
+        self._dropped = 0
+        try:
+            pipeline.process(self._convert(items, time.time()))
+        except Exception:  # never raise into Dask's loop
+            logger.exception("dask-monitor: flush failed; %d events lost", len(items))
+        pipeline.account(
+            events=len(items), dropped=dropped, seconds=perf_counter() - t0
+        )
+
+    def _convert(self, items: list[tuple[Any, ...]], now: float) -> list[Event]:
+        events: list[Event] = []
+        append = events.append
+        where = self._where
+        names: dict[Any, str] = {}
+        lost: Counter[str] = Counter()
+        for key, start, finish, ts, kw in items:
+            if start is _WORKER:
+                processing = lost.pop(key, 0) if finish == "removed" else 0
+                append(
+                    WorkerStatus(
+                        key, finish, now, kw.get("nthreads"), processing=processing
+                    )
+                )
+                continue
+            if type(key) is str:
+                skey = key
+            else:
+                skey = names.get(key)  # type: ignore[assignment]
+                if skey is None:
+                    skey = names[key] = str(key)
+            if ts is not None:
+                tg = ts.group
+                prefix = tg.prefix.name
+                group = tg.name
+                span = tg.span_id
+            else:
+                prefix = group = key_split(key)
+                span = None
+            worker = duration = begin = end = nbytes = exception = traceback = None
+            if finish == "processing":
+                if kw:
+                    worker = kw.get("worker")
+                    if worker is not None:
+                        where[key] = worker
+            elif start == "processing":
+                worker = where.pop(key, None)
+                if finish == "memory":
+                    worker = kw.get("worker", worker)
+                    nbytes = kw.get("nbytes")
+                    for ss in kw.get("startstops", ()):
+                        if ss.get("action") == "compute":
+                            begin = ss["start"]
+                            end = ss["stop"]
+                            duration = end - begin
+                elif finish == "erred":
+                    worker = kw.get("worker") or worker
+                    exception, traceback = _error_texts(kw, ts)
+                elif worker is not None and finish in _LEAVE_PROCESSING_FOR_LOSS:
+                    lost[worker] += 1
+            elif finish == "erred":
+                exception, traceback = _error_texts(kw, ts)
+            elif finish == "forgotten":
+                where.pop(key, None)
+            append(
+                make_task_status(
+                    skey,
+                    prefix,
+                    group,
+                    start,
+                    finish,
+                    now,
+                    worker,
+                    duration,
+                    begin,
+                    end,
+                    nbytes,
+                    exception,
+                    traceback,
+                    span,
+                )
+            )
+        return events
+
+    # -- reading -------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The pipeline's current snapshot (plain data)."""
+        if self.pipeline is None:
+            raise RuntimeError("the dask-monitor plugin has not started")
+        return self.pipeline.snapshot()
+
+    # -- RPC handlers (scheduler event loop) ---------------------------------------
+
+    def _rpc_snapshot(self, flush: bool = False) -> Snapshot:
+        if flush:
+            self.flush()
+        return self.snapshot()
+
+    def _rpc_attach(
+        self, token: str | None = None, observers: bytes | None = None
+    ) -> dict[str, Any]:
+        token = token or uuid.uuid4().hex
+        added: list[Any] = []
+        if observers is not None:
+            if not dask.config.get("distributed.scheduler.pickle", True):
+                raise ValueError(
+                    "dask-monitor: observers are shipped pickled, and this scheduler "
+                    "does not accept pickled data (distributed.scheduler.pickle)"
+                )
+            assert self.pipeline is not None
+            for observer in loads(observers):
+                self.pipeline.subject.subscribe(observer)
+                added.append(observer)
+        self.attachments[token] = added
+        return {
+            "token": token,
+            "config": self.config.to_dict(),
+            "preloaded": self.preloaded,
+        }
+
+    def _rpc_detach(self, token: str) -> dict[str, Any]:
+        observers = self.attachments.pop(token, [])
+        if self.pipeline is not None:
+            for observer in observers:
+                self.pipeline.subject.unsubscribe(observer)
+        removed = False
+        if not self.attachments and not self.preloaded and self.scheduler is not None:
+            scheduler = self.scheduler
+            self.flush()
+            self._stop()
+            if scheduler.plugins.get(self.name) is self:
+                scheduler.remove_plugin(self.name)
+            removed = True
+        return {"removed": removed}
+
+
+def _error_texts(kw: dict[str, Any] | None, ts: Any) -> tuple[str | None, str | None]:
+    exception = traceback = None
+    if kw:
+        exception = kw.get("exception_text")
+        traceback = kw.get("traceback_text")
+    if exception is None and ts is not None:
+        exception = getattr(ts, "exception_text", None) or None
+        traceback = traceback or getattr(ts, "traceback_text", None) or None
+    return exception, traceback

@@ -1,0 +1,219 @@
+"""The snapshot: one plain-data picture of everything the monitor knows.
+
+A snapshot is a ``dict`` made only of ``str``, ``int``, ``float``, ``bool``,
+``None``, ``list`` and ``dict`` with ``str`` keys, so it is msgpack- and
+JSON-safe. The panel, the CLI, Prometheus and reports read snapshots, never
+observers. These ``TypedDict`` classes document its shape for type checkers
+and for people; at run time a snapshot is an ordinary ``dict``.
+
+Times are wall-clock seconds since the epoch (``time.time()``); durations and
+rates are in seconds and tasks per second.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+__all__ = [
+    "ACTIVE_STATES",
+    "STATES",
+    "DurationStats",
+    "ErrorRow",
+    "EventRecord",
+    "GroupRow",
+    "MonitorStats",
+    "PrefixRow",
+    "Samples",
+    "Snapshot",
+    "Throughput",
+    "Totals",
+    "WorkerRow",
+]
+
+#: Scheduler task states, in the order the panel shows them.
+STATES: tuple[str, ...] = (
+    "released",
+    "waiting",
+    "queued",
+    "no-worker",
+    "processing",
+    "memory",
+    "erred",
+)
+
+#: States in which a task still has work ahead of it.
+ACTIVE_STATES: tuple[str, ...] = ("waiting", "queued", "no-worker", "processing")
+
+SNAPSHOT_VERSION = 1
+
+
+class DurationStats(TypedDict):
+    """Streaming statistics of compute durations (seconds).
+
+    Quantiles carry a relative error of at most ``relative_error`` (a value
+    ``q`` reported for the true ``x`` satisfies ``|q - x| <= relative_error * x``).
+    All fields but ``count`` are ``None`` until a duration was seen.
+    """
+
+    count: int
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+    relative_error: float
+
+
+class Totals(TypedDict):
+    """Whole-cluster progress."""
+
+    states: dict[str, int]  # tasks in each scheduler state now (non-zero only)
+    completed: int  # cumulative processing -> memory transitions
+    erred: int  # cumulative transitions into erred
+    recomputed: int  # completions of tasks that had completed before
+    done: int  # completed - recomputed + erred: distinct tasks finished
+    remaining: int  # tasks in waiting, queued, no-worker or processing now
+    total: int  # done + remaining
+    rate: float  # tasks finished per second, recent (smoothed)
+    eta: float | None  # seconds until remaining reaches 0 at the recent rate
+    eta_low: float | None  # optimistic end of the ETA range
+    eta_high: float | None  # pessimistic end of the ETA range
+
+
+class PrefixRow(TypedDict):
+    """Progress of one task prefix (``inc``, ``sum-aggregate`` ...)."""
+
+    states: dict[str, int]
+    completed: int
+    erred: int
+    recomputed: int
+    done: int
+    remaining: int
+    total: int
+    durations: DurationStats
+    rate: float
+    eta: float | None
+    eta_low: float | None
+    eta_high: float | None
+    last_active: float  # timestamp of its latest event
+
+
+class GroupRow(TypedDict):
+    """Progress of one task group (one prefix in one graph submission)."""
+
+    prefix: str
+    states: dict[str, int]
+    completed: int
+    erred: int
+    done: int
+    remaining: int
+    total: int
+    last_active: float
+
+
+class Throughput(TypedDict):
+    """Tasks finished per time bin, oldest bin first, in a ring (last minutes).
+
+    Bin ``i`` covers ``[start + i * bin, start + (i + 1) * bin)``.
+    """
+
+    bin: float  # seconds per bin
+    start: float  # start time of the first bin
+    counts: list[int]  # all prefixes
+    prefixes: dict[str, list[int]]  # the most active prefixes, same bins
+    total: int  # tasks finished in the whole run
+    late: int  # events older than the ring, not binned (counted only)
+
+
+class WorkerRow(TypedDict):
+    """Load of one worker."""
+
+    status: str  # "running" or "removed"
+    nthreads: int | None
+    processing: int  # tasks processing there now
+    completed: int
+    erred: int
+    busy: float  # compute seconds summed from startstops
+    utilisation: float  # busy / (nthreads * seconds since seen), 0..1
+    first_seen: float
+    last_seen: float
+
+
+class ErrorRow(TypedDict):
+    """Erred tasks of one (prefix, exception type): deduplicated."""
+
+    prefix: str
+    type: str
+    count: int
+    key: str  # one example key
+    exception: str  # exception text (truncated)
+    traceback: str  # traceback text (truncated)
+    worker: str | None
+    first: float
+    last: float
+
+
+class EventRecord(TypedDict):
+    """A sampled event as plain data (the fields of ``TaskStatus``)."""
+
+    key: str
+    prefix: str
+    group: str
+    start: str
+    finish: str
+    timestamp: float
+    worker: str | None
+    duration: float | None
+    begin: float | None
+    end: float | None
+    nbytes: int | None
+    exception: str | None
+    traceback: str | None
+    span: str | None
+
+
+class Samples(TypedDict):
+    """Recent events and a uniform reservoir sample over the whole run."""
+
+    recent: list[EventRecord]
+    reservoir: list[EventRecord]
+    seen: int  # task events offered to the sampler
+
+
+class MonitorStats(TypedDict):
+    """The monitor accounting for itself."""
+
+    events: int  # transitions seen by the hook (buffered + dropped)
+    dropped: int  # transitions dropped because the buffer was full
+    flushes: int  # flushes that handled at least one event
+    flush_seconds: float  # total time spent flushing
+    flush_last: float  # duration of the last flush
+    flush_max: float  # longest flush
+    overhead: float  # flush_seconds / seconds since start: share of the loop
+    buffer_capacity: int
+    interval: float  # flush interval in seconds
+    observer_errors: dict[str, int]  # observer name -> exceptions raised
+    observers: list[str]  # names of subscribed observers
+    started: float  # when monitoring started
+
+
+class Snapshot(TypedDict):
+    """Everything the monitor knows, as plain data."""
+
+    version: int
+    timestamp: float  # when this snapshot was built
+    started: float  # when monitoring started
+    elapsed: float  # timestamp - started
+    seq: int  # increases whenever the data changed; equal seq, equal data
+    totals: Totals
+    prefixes: dict[str, PrefixRow]  # all prefixes seen (bounded, see folded)
+    prefixes_folded: int  # prefixes merged into the "other" row
+    groups: dict[str, GroupRow]  # the most active groups
+    groups_folded: int  # groups merged into the "other" row
+    workers: dict[str, WorkerRow]
+    errors: list[ErrorRow]  # most frequent first
+    errors_folded: int  # erred tasks whose (prefix, type) did not fit the table
+    throughput: Throughput
+    samples: Samples
+    alerts: dict[str, Any]
+    monitor: MonitorStats
