@@ -1,0 +1,72 @@
+"""Shared fixtures: real clusters, never mocks of Dask."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from distributed import Client, LocalCluster
+
+#: Set by .ci/run: in CI a missing system dependency fails instead of skipping.
+REQUIRE_ALL = os.environ.get("DASK_MONITOR_REQUIRE_ALL") == "1"
+
+
+def require_executable(name: str, *candidates: str) -> str:
+    """Path of a system program the test needs; skip (fail in CI) when missing."""
+    for path in (shutil.which(name), *candidates):
+        if path and os.access(path, os.X_OK):
+            return path
+    message = f"{name} is not installed (Debian package {name}; `make test` installs it)"
+    if REQUIRE_ALL:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def make_cluster(**kwargs: Any) -> LocalCluster:
+    """A small LocalCluster on loopback with its dashboard on a free port."""
+    options: dict[str, Any] = {
+        "n_workers": 2,
+        "threads_per_worker": 2,
+        "processes": False,
+        "dashboard_address": "127.0.0.1:0",
+        "host": "127.0.0.1",
+    }
+    options.update(kwargs)
+    return LocalCluster(**options)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """One in-process cluster shared by a test module."""
+    with make_cluster() as c:
+        yield c
+
+
+@pytest.fixture
+def client(cluster: LocalCluster) -> Iterator[Client]:
+    """A fresh client of the module's cluster."""
+    with Client(cluster) as c:
+        yield c
+
+
+def prefix_states(scheduler: Any) -> dict[str, dict[str, int]]:
+    """The scheduler's own per-prefix state counts: non-zero, forgotten left out."""
+    out: dict[str, dict[str, int]] = {}
+    for name, tp in scheduler.task_prefixes.items():
+        states = {s: n for s, n in tp.states.items() if n and s != "forgotten"}
+        if states:
+            out[name] = states
+    return out
+
+
+def snapshot_states(snapshot: Any) -> dict[str, dict[str, int]]:
+    """The monitor's per-prefix state counts: non-zero only."""
+    out: dict[str, dict[str, int]] = {}
+    for name, row in snapshot["prefixes"].items():
+        states = {s: n for s, n in row["states"].items() if n}
+        if states:
+            out[name] = states
+    return out

@@ -1,0 +1,351 @@
+"""The scheduler plugin on real clusters: counts equal the scheduler's own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import dask
+import dask.array as da
+import pytest
+from distributed import Client, Event, wait
+
+from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
+from dask_monitor.events import TaskStatus, WorkerStatus
+from dask_monitor.plugin import HANDLERS
+
+from .conftest import make_cluster, prefix_states, snapshot_states
+
+pd = pytest.importorskip("pandas")
+dd = pytest.importorskip("dask.dataframe")
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def fail_if_odd(x: int) -> int:
+    if x % 2:
+        raise ValueError(f"odd input {x}")
+    return x
+
+
+def slow_inc(x: int) -> int:
+    time.sleep(0.05)
+    return x + 1
+
+
+def run_mixed_workload(client: Client) -> None:
+    """client.map, an array reduction, a dataframe groupby and raising tasks."""
+    futures = client.map(inc, range(50))
+    client.gather(futures)
+    da.ones((200, 200), chunks=(20, 20)).sum().compute()
+    pdf = pd.DataFrame({"k": [i % 7 for i in range(2_000)], "x": range(2_000)})
+    dd.from_pandas(pdf, npartitions=20).groupby("k").x.sum().compute()
+    bad = client.map(fail_if_odd, range(6))
+    wait(bad)
+    del futures, bad
+
+
+class TestCounts:
+    """After a workload and one flush, the snapshot agrees with the scheduler."""
+
+    def test_state_counts_equal_the_schedulers_own(self, client: Client) -> None:
+        """Every prefix's state counts equal scheduler.task_prefixes[name].states."""
+        with Monitor.attach(client) as monitor:
+            futures = client.map(inc, range(100))
+            client.gather(futures)
+            bad = client.map(fail_if_odd, range(10))
+            wait(bad)
+            x = da.ones((100, 100), chunks=(10, 10)).sum().persist()
+            wait(x)
+            snap = monitor.snapshot(flush=True)
+            scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+            assert snapshot_states(snap) == prefix_states(scheduler)
+            assert snap["prefixes"]["inc"]["states"] == {"memory": 100}
+            assert snap["prefixes"]["fail_if_odd"]["states"] == {
+                "memory": 5,
+                "erred": 5,
+            }
+            del futures, bad, x
+
+    def test_counts_agree_after_mixed_workloads_are_released(
+        self, client: Client
+    ) -> None:
+        """Map, array, dataframe and raising work; completed counts each task once."""
+        with Monitor.attach(client) as monitor:
+            run_mixed_workload(client)
+            time.sleep(0.3)  # let the releases of the dropped futures arrive
+            snap = monitor.snapshot(flush=True)
+            scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+            assert snapshot_states(snap) == prefix_states(scheduler)
+            totals = snap["totals"]
+            assert snap["prefixes"]["inc"]["completed"] == 50
+            assert snap["prefixes"]["fail_if_odd"]["completed"] == 3
+            assert snap["prefixes"]["fail_if_odd"]["erred"] == 3
+            assert totals["erred"] == 3
+            assert totals["remaining"] == 0
+            assert totals["done"] == totals["completed"] + totals["erred"]
+            assert totals["completed"] >= 50 + 100 + 20 + 3
+
+    def test_errors_carry_the_exception_text(self, client: Client) -> None:
+        """Erred tasks are grouped by prefix and type with their text and traceback."""
+        with Monitor.attach(client) as monitor:
+            bad = client.map(fail_if_odd, range(10, 20))
+            wait(bad)
+            snap = monitor.snapshot(flush=True)
+            [row] = [r for r in snap["errors"] if r["prefix"] == "fail_if_odd"]
+            assert row["type"] == "ValueError"
+            assert row["count"] == 5
+            assert "odd input" in row["exception"]
+            assert "fail_if_odd" in row["traceback"]
+            assert row["worker"] in snap["workers"]
+            del bad
+
+    def test_workers_and_samples_fill_in(self, client: Client) -> None:
+        """Workers show their completed tasks and samples hold recent events."""
+        with Monitor.attach(client) as monitor:
+            client.gather(client.map(slow_inc, range(20)))
+            snap = monitor.snapshot(flush=True)
+            workers = snap["workers"]
+            assert set(workers) == set(client.scheduler_info()["workers"])
+            assert sum(w["completed"] for w in workers.values()) >= 20
+            assert sum(w["busy"] for w in workers.values()) >= 20 * 0.04
+            recent = snap["samples"]["recent"]
+            assert any(e["prefix"] == "slow_inc" for e in recent)
+            durations = snap["prefixes"]["slow_inc"]["durations"]
+            assert durations["count"] == 20
+            assert durations["p50"] == pytest.approx(0.05, rel=0.5)
+
+    def test_restart_clears_the_aggregates(self) -> None:
+        """client.restart() drops tasks without transitions: counts start over."""
+        with (
+            make_cluster(n_workers=1, processes=True) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client) as monitor,
+        ):
+            futures = client.map(inc, range(20))
+            client.gather(futures)
+            assert monitor.snapshot(flush=True)["totals"]["completed"] == 20
+            client.restart()
+            snap = monitor.snapshot(flush=True)
+            assert snap["totals"]["completed"] == 0
+            assert snapshot_states(snap) == prefix_states(cluster.scheduler) == {}
+            client.gather(client.map(inc, range(100, 105)))
+            snap = monitor.snapshot(flush=True)
+            assert snap["totals"]["completed"] == 5
+            assert snapshot_states(snap) == prefix_states(cluster.scheduler)
+
+    def test_killed_worker_still_ends_with_equal_counts(self) -> None:
+        """A worker process killed mid-run: counts still equal the scheduler's."""
+        with (
+            make_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client) as monitor,
+        ):
+            futures = client.map(slow_inc, range(60))
+            while sum(f.status == "finished" for f in futures) < 10:
+                time.sleep(0.02)
+            pids = [
+                info["pid"]
+                for info in client.scheduler_info()["workers"].values()  # type: ignore[index]
+            ]
+            os.kill(pids[0], signal.SIGKILL)
+            client.gather(futures)
+            snap = monitor.snapshot(flush=True)
+            assert snapshot_states(snap) == prefix_states(cluster.scheduler)
+            assert snap["prefixes"]["slow_inc"]["states"] == {"memory": 60}
+            assert snap["prefixes"]["slow_inc"]["done"] == 60
+            removed = [w for w in snap["workers"].values() if w["status"] == "removed"]
+            assert len(removed) >= 1
+
+
+class TestAttach:
+    """Attaching, detaching, preloading and options."""
+
+    def test_attaching_twice_does_not_double_count(self, client: Client) -> None:
+        """Two handles share one plugin; each task is counted once."""
+        with Monitor.attach(client) as first, Monitor.attach(client) as second:
+            client.gather(client.map(inc, range(1000, 1030)))
+            a = first.snapshot(flush=True)
+            b = second.snapshot()
+            assert a["prefixes"]["inc"]["completed"] == 30
+            assert b["prefixes"]["inc"]["completed"] == 30
+
+    def test_detach_removes_the_plugin_handlers_and_flush(
+        self, client: Client
+    ) -> None:
+        """The last detach removes the plugin, its RPC handlers and its callback."""
+        scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+        monitor = Monitor.attach(client)
+        assert get_plugin(scheduler) is not None
+        assert "dask-monitor-flush" in scheduler.periodic_callbacks
+        monitor.detach()
+        assert get_plugin(scheduler) is None
+        assert not set(HANDLERS) & set(scheduler.handlers)
+        assert "dask-monitor-flush" not in scheduler.periodic_callbacks
+
+    def test_registering_again_replaces_cleanly(self, client: Client) -> None:
+        """A plugin registered over another stops the old flush and handlers."""
+        scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+        with Monitor.attach(client):
+            old = get_plugin(scheduler)
+            assert old is not None
+            client.register_plugin(MonitorPlugin(), idempotent=False)  # type: ignore[call-arg]
+            new = get_plugin(scheduler)
+            assert new is not None and new is not old
+            assert old._pc is None
+            handler = scheduler.handlers["dask_monitor_snapshot"]
+            assert handler.__self__ is new
+            client.gather(client.map(inc, range(2000, 2010)))
+            new.flush()
+            assert new.snapshot()["prefixes"]["inc"]["completed"] >= 10
+            new._rpc_detach("none")  # no attachments left: removes itself
+
+    def test_user_observers_run_on_the_scheduler(self, client: Client) -> None:
+        """Observers passed to attach see the events; detach unsubscribes them."""
+        scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+
+        class Collect:
+            name = "collect"
+
+            def __init__(self) -> None:
+                self.events: list[Any] = []
+
+            def update_batch(self, events: list[Any]) -> None:
+                self.events.extend(events)
+
+            def update(self, event: Any) -> None:
+                self.events.append(event)
+
+        with Monitor.attach(client, observers=[Collect()]) as monitor:
+            client.gather(client.map(inc, range(3000, 3010)))
+            monitor.snapshot(flush=True)
+            plugin = get_plugin(scheduler)
+            assert plugin is not None
+            [collect] = [o for o in plugin.pipeline.subject.observers if getattr(o, "name", "") == "collect"]  # type: ignore[union-attr]
+            done = [
+                e
+                for e in collect.events
+                if isinstance(e, TaskStatus) and e.finish == "memory"
+            ]
+            assert len(done) == 10
+            assert all(e.worker and e.duration is not None for e in done)
+
+    def test_a_raising_observer_does_not_break_the_computation(
+        self, client: Client
+    ) -> None:
+        """An observer that always raises is isolated and counted."""
+
+        def explode(event: Any) -> None:
+            raise RuntimeError("observer bug")
+
+        with Monitor.attach(client, observers=[explode]) as monitor:
+            assert client.gather(client.map(inc, range(4000, 4010))) == list(
+                range(4001, 4011)
+            )
+            snap = monitor.snapshot(flush=True)
+            assert snap["prefixes"]["inc"]["completed"] == 10
+            errors = snap["monitor"]["observer_errors"]
+            assert sum(errors.values()) >= 10
+
+    def test_preload_installs_the_plugin(self) -> None:
+        """scheduler_kwargs preload=["dask_monitor"] installs it; detach keeps it."""
+        with (
+            make_cluster(n_workers=1, scheduler_kwargs={"preload": ["dask_monitor"]}) as cluster,
+            Client(cluster) as client,
+        ):
+            plugin = get_plugin(cluster.scheduler)
+            assert plugin is not None and plugin.preloaded
+            monitor = Monitor.attach(client)
+            client.gather(client.map(inc, range(10)))
+            assert monitor.snapshot(flush=True)["prefixes"]["inc"]["completed"] == 10
+            monitor.detach()
+            assert get_plugin(cluster.scheduler) is plugin
+
+    def test_invalid_options_fail_at_attach_naming_the_setting(
+        self, client: Client
+    ) -> None:
+        """Bad values from keywords or Dask config raise ConfigError before sending."""
+        with pytest.raises(ConfigError, match="monitor.interval"):
+            Monitor.attach(client, interval=-5)
+        with pytest.raises(ConfigError, match="monitor.buffer-size"):
+            Monitor.attach(client, buffer_size=0)
+        with pytest.raises(ConfigError, match="nonsense"):
+            Monitor.attach(client, nonsense=1)
+        with (
+            dask.config.set({"monitor.max-groups": "many"}),
+            pytest.raises(ConfigError, match="monitor.max-groups"),
+        ):
+            Monitor.attach(client)
+        with (
+            dask.config.set({"monitor.bogus-setting": 1}),
+            pytest.raises(ConfigError, match="monitor.bogus-setting"),
+        ):
+            Monitor.attach(client)
+        assert get_plugin(client.cluster.scheduler) is None  # type: ignore[union-attr]
+
+    def test_asynchronous_client(self, cluster: Any) -> None:
+        """attach, snapshot and detach are awaitable with an asynchronous client."""
+
+        async def main() -> int:
+            async with Client(cluster, asynchronous=True) as client:
+                monitor = await Monitor.attach(client)  # type: ignore[misc]
+                await client.gather(client.map(inc, range(5000, 5007)))
+                snap = await monitor.snapshot(flush=True)  # type: ignore[misc]
+                await monitor.detach()
+                return int(snap["prefixes"]["inc"]["completed"])
+
+        assert asyncio.run(main()) == 7
+
+
+class TestHook:
+    """The transition hook on its own, with synthetic arguments."""
+
+    def test_hook_buffers_and_counts_drops_when_full(self) -> None:
+        """Past the buffer size a transition is dropped and counted, never stored."""
+        plugin = MonitorPlugin(buffer_size=3)
+        for i in range(5):
+            plugin.transition(f"x-{i}", "released", "waiting", stimulus_id="s")
+        assert len(plugin._buffer) == 3
+        assert plugin._dropped == 2
+
+    def test_convert_makes_task_status_events(self) -> None:
+        """Buffered tuples become TaskStatus events with compute times."""
+        plugin = MonitorPlugin()
+        plugin.transition("inc-1", "waiting", "processing", stimulus_id="s")
+        plugin.transition(
+            "inc-1",
+            "processing",
+            "memory",
+            stimulus_id="s",
+            worker="tcp://w:1",
+            nbytes=28,
+            startstops=[{"action": "compute", "start": 10.0, "stop": 10.5}],
+        )
+        plugin.transition(("x-abc", 0), "processing", "erred", stimulus_id="s",
+                           worker="tcp://w:1", exception_text="ValueError('no')",
+                           traceback_text="Traceback ...")
+        events = plugin._convert(plugin._buffer, 100.0)
+        assert [type(e) for e in events] == [TaskStatus] * 3
+        done = events[1]
+        assert (done.key, done.prefix, done.worker, done.nbytes) == ("inc-1", "inc", "tcp://w:1", 28)
+        assert done.duration == pytest.approx(0.5)
+        assert (done.begin, done.end) == (10.0, 10.5)
+        err = events[2]
+        assert err.key == "('x-abc', 0)" and err.prefix == "x"
+        assert err.exception_type == "ValueError"
+
+    def test_worker_events(self) -> None:
+        """Workers joining and leaving become WorkerStatus events."""
+        plugin = MonitorPlugin()
+        plugin._buffer.append(("tcp://w:1", object(), "x", None, {}))
+        plugin._buffer.clear()
+        from dask_monitor.plugin import _WORKER
+
+        plugin._buffer.append(("tcp://w:1", _WORKER, "added", None, {"nthreads": 2}))
+        [event] = plugin._convert(plugin._buffer, 1.0)
+        assert event == WorkerStatus("tcp://w:1", "added", 1.0, 2)
