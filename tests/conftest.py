@@ -32,9 +32,12 @@ def make_cluster(**kwargs: Any) -> LocalCluster:
         "threads_per_worker": 2,
         "processes": False,
         "dashboard_address": "127.0.0.1:0",
-        "host": "127.0.0.1",
     }
     options.update(kwargs)
+    if options["processes"]:
+        # Worker processes talk TCP: keep it on loopback. In-process clusters
+        # use the inproc transport, which takes no host.
+        options.setdefault("host", "127.0.0.1")
     return LocalCluster(**options)
 
 

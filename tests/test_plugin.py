@@ -134,10 +134,12 @@ class TestCounts:
             snap = monitor.snapshot(flush=True)
             assert snap["totals"]["completed"] == 0
             assert snapshot_states(snap) == prefix_states(cluster.scheduler) == {}
-            client.gather(client.map(inc, range(100, 105)))
+            again = client.map(inc, range(100, 105))
+            client.gather(again)
             snap = monitor.snapshot(flush=True)
             assert snap["totals"]["completed"] == 5
             assert snapshot_states(snap) == prefix_states(cluster.scheduler)
+            del futures, again
 
     def test_killed_worker_still_ends_with_equal_counts(self) -> None:
         """A worker process killed mid-run: counts still equal the scheduler's."""
@@ -149,10 +151,7 @@ class TestCounts:
             futures = client.map(slow_inc, range(60))
             while sum(f.status == "finished" for f in futures) < 10:
                 time.sleep(0.02)
-            pids = [
-                info["pid"]
-                for info in client.scheduler_info()["workers"].values()  # type: ignore[index]
-            ]
+            pids = list(client.run(os.getpid).values())
             os.kill(pids[0], signal.SIGKILL)
             client.gather(futures)
             snap = monitor.snapshot(flush=True)
@@ -194,7 +193,10 @@ class TestAttach:
         with Monitor.attach(client):
             old = get_plugin(scheduler)
             assert old is not None
-            client.register_plugin(MonitorPlugin(), idempotent=False)  # type: ignore[call-arg]
+            replacement = MonitorPlugin()
+            replacement.idempotent = False  # type: ignore[misc]
+            with pytest.warns(UserWarning, match="overwriting"):  # Dask's own warning
+                client.register_plugin(replacement)
             new = get_plugin(scheduler)
             assert new is not None and new is not old
             assert old._pc is None
@@ -288,11 +290,14 @@ class TestAttach:
             Monitor.attach(client)
         assert get_plugin(client.cluster.scheduler) is None  # type: ignore[union-attr]
 
-    def test_asynchronous_client(self, cluster: Any) -> None:
+    def test_asynchronous_client(self) -> None:
         """attach, snapshot and detach are awaitable with an asynchronous client."""
 
         async def main() -> int:
-            async with Client(cluster, asynchronous=True) as client:
+            async with (
+                make_cluster(n_workers=1, asynchronous=True) as cluster,
+                Client(cluster, asynchronous=True) as client,
+            ):
                 monitor = await Monitor.attach(client)  # type: ignore[misc]
                 await client.gather(client.map(inc, range(5000, 5007)))
                 snap = await monitor.snapshot(flush=True)  # type: ignore[misc]
@@ -326,7 +331,8 @@ class TestHook:
             nbytes=28,
             startstops=[{"action": "compute", "start": 10.0, "stop": 10.5}],
         )
-        plugin.transition(("x-abc", 0), "processing", "erred", stimulus_id="s",
+        key = ("sum-aggregate-0123456789abcdef0123456789abcdef", 0)
+        plugin.transition(key, "processing", "erred", stimulus_id="s",
                            worker="tcp://w:1", exception_text="ValueError('no')",
                            traceback_text="Traceback ...")
         events = plugin._convert(plugin._buffer, 100.0)
@@ -336,7 +342,7 @@ class TestHook:
         assert done.duration == pytest.approx(0.5)
         assert (done.begin, done.end) == (10.0, 10.5)
         err = events[2]
-        assert err.key == "('x-abc', 0)" and err.prefix == "x"
+        assert err.key == str(key) and err.prefix == "sum-aggregate"
         assert err.exception_type == "ValueError"
 
     def test_worker_events(self) -> None:

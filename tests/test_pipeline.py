@@ -1,0 +1,114 @@
+"""The pipeline: default observers behind one subject, and the snapshot."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+import pytest
+
+from dask_monitor.config import MonitorConfig
+from dask_monitor.events import NEW, TaskStatus, WorkerStatus
+from dask_monitor.pipeline import Pipeline
+
+
+class FakeClock:
+    """A clock that moves only when told."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lifecycle(key: str, prefix: str, t: float, worker: str = "tcp://w:1") -> list[TaskStatus]:
+    """The transitions of one task that completes in 0.5 s."""
+    return [
+        TaskStatus(key, prefix, prefix + "-g", NEW, "released", t),
+        TaskStatus(key, prefix, prefix + "-g", "released", "waiting", t),
+        TaskStatus(key, prefix, prefix + "-g", "waiting", "processing", t, worker),
+        TaskStatus(
+            key, prefix, prefix + "-g", "processing", "memory", t + 0.5, worker,
+            0.5, t, t + 0.5, 8,
+        ),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+class TestPipeline:
+    """Feeding batches of events produces a consistent snapshot."""
+
+    def test_snapshot_counts_a_batch(self, clock: FakeClock) -> None:
+        """Ten completed tasks over two prefixes show up in totals and prefixes."""
+        pipeline = Pipeline(MonitorConfig(), clock=clock)
+        events: list[Any] = [WorkerStatus("tcp://w:1", "added", clock.now, 2)]
+        for i in range(10):
+            events += lifecycle(f"a-{i}" if i < 6 else f"b-{i}", "a" if i < 6 else "b", clock.now)
+        pipeline.process(events)
+        clock.now += 1
+        snap = pipeline.snapshot()
+        assert snap["totals"]["completed"] == 10
+        assert snap["totals"]["done"] == 10
+        assert snap["prefixes"]["a"]["states"] == {"memory": 6}
+        assert snap["prefixes"]["b"]["durations"]["count"] == 4
+        assert snap["workers"]["tcp://w:1"]["completed"] == 10
+
+    def test_snapshot_is_plain_data(self, clock: FakeClock) -> None:
+        """The snapshot survives JSON and msgpack round trips unchanged."""
+        pipeline = Pipeline(MonitorConfig(), clock=clock)
+        pipeline.process(lifecycle("x-1", "x", clock.now))
+        pipeline.account(events=4, dropped=0, seconds=0.001)
+        snap = pipeline.snapshot()
+        assert json.loads(json.dumps(snap)) == snap
+        assert msgpack.unpackb(msgpack.packb(snap), strict_map_key=False) == snap
+
+    def test_snapshot_is_cached_until_the_next_batch(self, clock: FakeClock) -> None:
+        """Reading twice without new events returns the same object; seq moves on."""
+        pipeline = Pipeline(MonitorConfig(), clock=clock)
+        pipeline.process(lifecycle("x-1", "x", clock.now))
+        first = pipeline.snapshot()
+        assert pipeline.snapshot() is first
+        pipeline.process(lifecycle("x-2", "x", clock.now))
+        second = pipeline.snapshot()
+        assert second["seq"] > first["seq"]
+        assert second["totals"]["completed"] == 2
+
+    def test_accounting_shows_drops_and_flush_cost(self, clock: FakeClock) -> None:
+        """Events, drops and flush time are reported in the monitor section."""
+        pipeline = Pipeline(MonitorConfig(), clock=clock)
+        pipeline.account(events=100, dropped=7, seconds=0.002)
+        pipeline.account(events=50, dropped=0, seconds=0.004)
+        clock.now += 10
+        m = pipeline.snapshot()["monitor"]
+        assert (m["events"], m["dropped"], m["flushes"]) == (157, 7, 2)
+        assert m["flush_max"] == pytest.approx(0.004)
+        assert m["overhead"] == pytest.approx(0.006 / 10)
+
+    def test_reset_forgets_aggregates_but_not_accounting(self, clock: FakeClock) -> None:
+        """After reset the counts start over; the monitor's own totals remain."""
+        pipeline = Pipeline(MonitorConfig(), clock=clock)
+        pipeline.process(lifecycle("x-1", "x", clock.now))
+        pipeline.account(events=4, dropped=0, seconds=0.001)
+        pipeline.reset()
+        snap = pipeline.snapshot()
+        assert snap["totals"]["completed"] == 0
+        assert snap["prefixes"] == {}
+        assert snap["monitor"]["events"] == 4
+
+    def test_a_raising_user_observer_is_isolated(self, clock: FakeClock) -> None:
+        """A user observer that raises is counted; the built-in ones still count."""
+
+        def broken(event: Any) -> None:
+            raise RuntimeError("bug")
+
+        pipeline = Pipeline(MonitorConfig(), clock=clock, observers=[broken])
+        pipeline.process(lifecycle("x-1", "x", clock.now))
+        snap = pipeline.snapshot()
+        assert snap["totals"]["completed"] == 1
+        assert sum(snap["monitor"]["observer_errors"].values()) == 4
