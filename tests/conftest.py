@@ -19,7 +19,9 @@ def require_executable(name: str, *candidates: str) -> str:
     for path in (shutil.which(name), *candidates):
         if path and os.access(path, os.X_OK):
             return path
-    message = f"{name} is not installed (Debian package {name}; `make test` installs it)"
+    message = (
+        f"{name} is not installed (Debian package {name}; `make test` installs it)"
+    )
     if REQUIRE_ALL:
         pytest.fail(message)
     pytest.skip(message)

@@ -23,7 +23,9 @@ class FakeClock:
         return self.now
 
 
-def lifecycle(key: str, prefix: str, t: float, worker: str = "tcp://w:1") -> list[TaskStatus]:
+def lifecycle(
+    key: str, prefix: str, t: float, worker: str = "tcp://w:1"
+) -> list[TaskStatus]:
     """The transitions of one task that completes in 0.5 s."""
     return [
         TaskStatus(key, prefix, prefix + "-g", NEW, "released", t),
@@ -49,7 +51,9 @@ class TestPipeline:
         pipeline = Pipeline(MonitorConfig(), clock=clock)
         events: list[Any] = [WorkerStatus("tcp://w:1", "added", clock.now, 2)]
         for i in range(10):
-            events += lifecycle(f"a-{i}" if i < 6 else f"b-{i}", "a" if i < 6 else "b", clock.now)
+            events += lifecycle(
+                f"a-{i}" if i < 6 else f"b-{i}", "a" if i < 6 else "b", clock.now
+            )
         pipeline.process(events)
         clock.now += 1
         snap = pipeline.snapshot()
@@ -90,7 +94,9 @@ class TestPipeline:
         assert m["flush_max"] == pytest.approx(0.004)
         assert m["overhead"] == pytest.approx(0.006 / 10)
 
-    def test_reset_forgets_aggregates_but_not_accounting(self, clock: FakeClock) -> None:
+    def test_reset_forgets_aggregates_but_not_accounting(
+        self, clock: FakeClock
+    ) -> None:
         """After reset the counts start over; the monitor's own totals remain."""
         pipeline = Pipeline(MonitorConfig(), clock=clock)
         pipeline.process(lifecycle("x-1", "x", clock.now))

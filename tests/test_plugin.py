@@ -11,7 +11,7 @@ from typing import Any
 import dask
 import dask.array as da
 import pytest
-from distributed import Client, Event, wait
+from distributed import Client, wait
 
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
 from dask_monitor.events import TaskStatus, WorkerStatus
@@ -174,9 +174,7 @@ class TestAttach:
             assert a["prefixes"]["inc"]["completed"] == 30
             assert b["prefixes"]["inc"]["completed"] == 30
 
-    def test_detach_removes_the_plugin_handlers_and_flush(
-        self, client: Client
-    ) -> None:
+    def test_detach_removes_the_plugin_handlers_and_flush(self, client: Client) -> None:
         """The last detach removes the plugin, its RPC handlers and its callback."""
         scheduler = client.cluster.scheduler  # type: ignore[union-attr]
         monitor = Monitor.attach(client)
@@ -228,7 +226,11 @@ class TestAttach:
             monitor.snapshot(flush=True)
             plugin = get_plugin(scheduler)
             assert plugin is not None
-            [collect] = [o for o in plugin.pipeline.subject.observers if getattr(o, "name", "") == "collect"]  # type: ignore[union-attr]
+            [collect] = [
+                o
+                for o in plugin.pipeline.subject.observers
+                if getattr(o, "name", "") == "collect"
+            ]  # type: ignore[union-attr]
             done = [
                 e
                 for e in collect.events
@@ -257,7 +259,9 @@ class TestAttach:
     def test_preload_installs_the_plugin(self) -> None:
         """scheduler_kwargs preload=["dask_monitor"] installs it; detach keeps it."""
         with (
-            make_cluster(n_workers=1, scheduler_kwargs={"preload": ["dask_monitor"]}) as cluster,
+            make_cluster(
+                n_workers=1, scheduler_kwargs={"preload": ["dask_monitor"]}
+            ) as cluster,
             Client(cluster) as client,
         ):
             plugin = get_plugin(cluster.scheduler)
@@ -272,20 +276,20 @@ class TestAttach:
         self, client: Client
     ) -> None:
         """Bad values from keywords or Dask config raise ConfigError before sending."""
-        with pytest.raises(ConfigError, match="monitor.interval"):
+        with pytest.raises(ConfigError, match=r"monitor\.interval"):
             Monitor.attach(client, interval=-5)
-        with pytest.raises(ConfigError, match="monitor.buffer-size"):
+        with pytest.raises(ConfigError, match=r"monitor\.buffer-size"):
             Monitor.attach(client, buffer_size=0)
         with pytest.raises(ConfigError, match="nonsense"):
             Monitor.attach(client, nonsense=1)
         with (
             dask.config.set({"monitor.max-groups": "many"}),
-            pytest.raises(ConfigError, match="monitor.max-groups"),
+            pytest.raises(ConfigError, match=r"monitor\.max-groups"),
         ):
             Monitor.attach(client)
         with (
             dask.config.set({"monitor.bogus-setting": 1}),
-            pytest.raises(ConfigError, match="monitor.bogus-setting"),
+            pytest.raises(ConfigError, match=r"monitor\.bogus-setting"),
         ):
             Monitor.attach(client)
         assert get_plugin(client.cluster.scheduler) is None  # type: ignore[union-attr]
@@ -332,13 +336,24 @@ class TestHook:
             startstops=[{"action": "compute", "start": 10.0, "stop": 10.5}],
         )
         key = ("sum-aggregate-0123456789abcdef0123456789abcdef", 0)
-        plugin.transition(key, "processing", "erred", stimulus_id="s",
-                           worker="tcp://w:1", exception_text="ValueError('no')",
-                           traceback_text="Traceback ...")
+        plugin.transition(
+            key,
+            "processing",
+            "erred",
+            stimulus_id="s",
+            worker="tcp://w:1",
+            exception_text="ValueError('no')",
+            traceback_text="Traceback ...",
+        )
         events = plugin._convert(plugin._buffer, 100.0)
         assert [type(e) for e in events] == [TaskStatus] * 3
         done = events[1]
-        assert (done.key, done.prefix, done.worker, done.nbytes) == ("inc-1", "inc", "tcp://w:1", 28)
+        assert (done.key, done.prefix, done.worker, done.nbytes) == (
+            "inc-1",
+            "inc",
+            "tcp://w:1",
+            28,
+        )
         assert done.duration == pytest.approx(0.5)
         assert (done.begin, done.end) == (10.0, 10.5)
         err = events[2]

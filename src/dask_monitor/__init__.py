@@ -17,8 +17,10 @@ from typing import Any
 from dask_monitor.client import Monitor
 from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.events import NEW, Alert, TaskStatus, WorkerStatus
+from dask_monitor.panel import routes as _panel_routes  # noqa: F401  (dashboard pages)
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.plugin import MonitorPlugin, get_plugin
+from dask_monitor.replay import replay
 from dask_monitor.subject import AsyncSubject, Subject
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "WorkerStatus",
     "__version__",
     "get_plugin",
+    "replay",
 ]
 
 __version__ = "0.1.0"

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+from dask_monitor.alerts.cli import listen, send
+
+if TYPE_CHECKING:
+    from dask_monitor.config import MonitorConfig
+    from dask_monitor.snapshot import Snapshot
 
 __all__ = ["main"]
 
@@ -14,16 +22,153 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--scale", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
-              help="Size of the sample pipeline (1.0 takes ~20 s on 2 cores).")
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0.01),
+    default=1.0,
+    show_default=True,
+    help="Size of the sample pipeline (1.0 takes ~20 s on 2 cores).",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def demo(scale: float, workers: int, threads: int) -> None:
+@click.option(
+    "--linger",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds the cluster and its live panel stay up after the pipeline.",
+)
+@click.option(
+    "--report",
+    default="report.html",
+    show_default=True,
+    help="Write a standalone HTML report there at the end ('' for none).",
+)
+def demo(scale: float, workers: int, threads: int, linger: float, report: str) -> None:
     """Run a sample pipeline on a local cluster with the monitor attached."""
     from dask_monitor.demo import run_demo
 
-    run_demo(scale=scale, workers=workers, threads=threads, echo=click.echo)
+    run_demo(
+        scale=scale,
+        workers=workers,
+        threads=threads,
+        echo=click.echo,
+        linger=linger,
+        report=report or None,
+    )
 
+
+# -- history: replay, report, export (logs written by Monitor.record) ----------------
+
+_LOG = click.Path(exists=True, dir_okay=False)
+
+
+def _replay_or_fail(log: str) -> tuple[Snapshot, MonitorConfig]:
+    """(snapshot, config) of a replayed log; a click error for a bad log."""
+    from dask_monitor.replay import replay_pipeline
+    from dask_monitor.sinks.eventlog import EventLogError
+
+    try:
+        pipeline = replay_pipeline(log)
+    except EventLogError as e:
+        raise click.ClickException(str(e)) from e
+    return pipeline.snapshot(), pipeline.config
+
+
+@main.command()
+@click.argument("log", type=_LOG)
+@click.option("--serve", is_flag=True, help="Serve the panel for the run (Bokeh).")
+@click.option(
+    "--port",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Port of --serve (0: a free one).",
+)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address --serve listens on.",
+)
+def replay(log: str, serve: bool, port: int, address: str) -> None:
+    """Replay an event log: print its summary, or serve its panel (--serve)."""
+    from dask_monitor.text import format_line, format_summary
+
+    snapshot, config = _replay_or_fail(log)
+    click.echo(format_line(snapshot))
+    click.echo(format_summary(snapshot))
+    if not serve:
+        return
+    from dask_monitor.replay import serve_snapshot
+
+    server = serve_snapshot(snapshot, config=config, port=port, address=address)
+    click.echo(f"Serving the panel of {log} at http://{address}:{server.port}/")
+    click.echo("Press Ctrl+C to stop.")
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@main.command()
+@click.argument("log", type=_LOG)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="HTML file to write.",
+)
+@click.option("--title", default=None, help="Title of the page.")
+def report(log: str, output: str, title: str | None) -> None:
+    """Write the standalone HTML report (the panel, offline) of an event log."""
+    from dask_monitor.panel import write_report
+
+    snapshot, config = _replay_or_fail(log)
+    write_report(snapshot, output, title=title, config=config)
+    click.echo(f"Wrote {output}")
+
+
+@main.command()
+@click.argument("log", type=_LOG)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="File to write: .parquet (needs pyarrow, else CSV) or .csv.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["tasks", "workers", "alerts"]),
+    default="tasks",
+    show_default=True,
+    help="Which events to export.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default=None,
+    help="Format; by default from the file name and pyarrow's presence.",
+)
+def export(log: str, output: str, kind: str, fmt: str | None) -> None:
+    """Export the events of an event log as a table (Parquet or CSV) for pandas."""
+    from dask_monitor.replay import export_events
+    from dask_monitor.sinks.eventlog import EventLogError
+
+    try:
+        _, used, rows = export_events(log, output, kind=kind, fmt=fmt)
+    except EventLogError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"Wrote {rows:,} {kind} events to {output} ({used})")
+
+
+main.add_command(listen)
+main.add_command(send)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -22,7 +24,9 @@ def _flaky(x: int) -> int:
     return x
 
 
-def submit_sample_pipeline(client: Any, *, scale: float = 1.0, seed: int = 0) -> list[Any]:
+def submit_sample_pipeline(
+    client: Any, *, scale: float = 1.0, seed: int = 0
+) -> list[Any]:
     """Submit the demo's mixed workload; return its futures without waiting.
 
     ``client.map`` of tasks with lognormal durations, a ``dask.array``
@@ -35,7 +39,9 @@ def submit_sample_pipeline(client: Any, *, scale: float = 1.0, seed: int = 0) ->
     rng = random.Random(seed)
     n = max(int(400 * scale), 10)
     durations = [min(rng.lognormvariate(-3.5, 0.8), 0.5) for _ in range(n)]
-    futures = client.map(_work, range(n), durations, key=[f"work-{i}" for i in range(n)])
+    futures = client.map(
+        _work, range(n), durations, key=[f"work-{i}" for i in range(n)]
+    )
     chunks = max(int(250 / max(scale, 0.1) ** 0.5), 50)
     array = da.random.default_rng(seed).random((2_000, 2_000), chunks=(chunks, chunks))
     futures.append(client.compute((array - array.mean(axis=0)).std()))
@@ -43,7 +49,7 @@ def submit_sample_pipeline(client: Any, *, scale: float = 1.0, seed: int = 0) ->
     frame = dd.from_pandas(pdf, npartitions=max(int(40 * scale), 4))
     futures.append(client.compute(frame.groupby("k").x.mean()))
     futures += client.map(_flaky, range(max(int(30 * scale), 6)))
-    return futures
+    return list(futures)
 
 
 def run_demo(
@@ -52,15 +58,20 @@ def run_demo(
     workers: int = 2,
     threads: int = 2,
     echo: Callable[[str], Any],
+    linger: float = 10.0,
+    report: str | os.PathLike[str] | None = "report.html",
 ) -> dict[str, Any]:
     """Run the sample pipeline on a new LocalCluster with the monitor attached.
 
-    Prints one progress line per second and a summary at the end; returns the
-    final snapshot.
+    Prints the live panel's URL, one progress line per second and a summary at
+    the end; keeps the cluster (and its panel) up ``linger`` seconds more
+    (Ctrl-C ends that early), then writes a standalone HTML report to
+    ``report`` (``None`` or ``""``: none). Returns the final snapshot.
     """
-    from distributed import Client, LocalCluster, wait
+    from distributed import Client, LocalCluster
 
     from dask_monitor.client import Monitor
+    from dask_monitor.panel import panel_url
     from dask_monitor.text import format_line, format_summary
 
     with (
@@ -70,19 +81,33 @@ def run_demo(
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
+            # The sample pipeline raises on purpose: keep workers' error logs
+            # out of the progress lines (the monitor reports the errors).
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,
     ):
         monitor = Monitor.attach(client)
         echo(f"dask-monitor demo: {workers} workers x {threads} threads")
+        url = panel_url(client.dashboard_link)
+        echo(f"live panel: {url}")
         futures = submit_sample_pipeline(client, scale=scale)
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=1.0, return_when="ALL_COMPLETED")
+        while not all(f.done() for f in futures):
+            time.sleep(1.0)
             echo(format_line(monitor.snapshot()))
         snapshot = monitor.snapshot(flush=True)
         echo(format_line(snapshot))
         echo("")
         echo(format_summary(snapshot))
+        if linger > 0:
+            echo("")
+            echo(f"The cluster stays up {linger:g} s more: {url} (Ctrl-C ends it)")
+            try:
+                time.sleep(linger)
+            except KeyboardInterrupt:
+                echo("")
+        if report:
+            path = monitor.report(report)
+            echo(f"report: {path.resolve()}")
         monitor.detach()
         return dict(snapshot)

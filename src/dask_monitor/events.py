@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 __all__ = ["NEW", "Alert", "Event", "TaskStatus", "WorkerStatus"]
 
@@ -220,4 +220,4 @@ def make_task_status(
         span,
     )
     obj.__class__ = TaskStatus
-    return obj  # type: ignore[return-value]
+    return cast(TaskStatus, obj)

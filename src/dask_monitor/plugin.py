@@ -24,9 +24,11 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.protocol.pickle import loads
 from tornado.ioloop import PeriodicCallback
 
+from dask_monitor.alerts.rules import topics as alert_topics
 from dask_monitor.config import MonitorConfig
-from dask_monitor.events import NEW, Event, WorkerStatus, make_task_status
+from dask_monitor.events import NEW, Alert, Event, WorkerStatus, make_task_status
 from dask_monitor.pipeline import Pipeline
+from dask_monitor.sinks.eventlog import EventLogWriter, record_settings
 from dask_monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -39,7 +41,13 @@ logger = logging.getLogger(__name__)
 PLUGIN_NAME = "dask-monitor"
 
 #: Names of the RPC handlers the plugin adds to the scheduler.
-HANDLERS = ("dask_monitor_snapshot", "dask_monitor_attach", "dask_monitor_detach")
+HANDLERS = (
+    "dask_monitor_snapshot",
+    "dask_monitor_attach",
+    "dask_monitor_detach",
+    "dask_monitor_record",
+    "dask_monitor_stop_recording",
+)
 
 _FLUSH = "dask-monitor-flush"
 
@@ -81,7 +89,7 @@ class MonitorPlugin(SchedulerPlugin):
     handlers first, as Dask does not call ``close`` on a replaced plugin.
     """
 
-    name: ClassVar[str] = PLUGIN_NAME  # type: ignore[misc]
+    name: ClassVar[str] = PLUGIN_NAME
     idempotent: ClassVar[bool] = True  # type: ignore[misc]
 
     def __init__(
@@ -109,6 +117,8 @@ class MonitorPlugin(SchedulerPlugin):
         self._where: dict[Any, str] = {}
         self._pc: PeriodicCallback | None = None
         self._closed = False
+        self.recorder: EventLogWriter | None = None
+        self.nats: Any = None  # the NATS alert publisher, when monitor.nats.url is set
 
     def __getstate__(self) -> dict[str, Any]:
         # Only the configuration travels: a plugin is pickled before it starts.
@@ -136,20 +146,37 @@ class MonitorPlugin(SchedulerPlugin):
         self._tasks = scheduler.tasks
         self._closed = False
         self.pipeline = Pipeline(self.config, observers=self._initial_observers)
+        self._start_alerts(scheduler)
         self._seed(scheduler)
         scheduler.handlers["dask_monitor_snapshot"] = self._rpc_snapshot
         scheduler.handlers["dask_monitor_attach"] = self._rpc_attach
         scheduler.handlers["dask_monitor_detach"] = self._rpc_detach
+        scheduler.handlers["dask_monitor_record"] = self._rpc_record
+        scheduler.handlers["dask_monitor_stop_recording"] = self._rpc_stop_recording
+        settings = record_settings(dask.config.get("monitor.record", None))
+        if settings is not None:
+            self.start_recording(**settings)
         pc = PeriodicCallback(self.flush, self.config.interval * 1000)
         self._pc = pc
         scheduler.periodic_callbacks[_FLUSH] = pc
         # A callback added after the scheduler started is not started by Dask.
         pc.start()
+        self._add_pages(scheduler)
         logger.info(
             "dask-monitor started: flush every %.0f ms, buffer %d transitions",
             self.config.interval * 1000,
             self.config.buffer_size,
         )
+
+    @staticmethod
+    def _add_pages(scheduler: Scheduler) -> None:
+        """Serve the panel's pages on a running dashboard that lacks them."""
+        try:
+            from dask_monitor.panel import ensure_pages
+
+            ensure_pages(scheduler)
+        except Exception:  # the dashboard is optional: never fail the plugin
+            logger.warning("dask-monitor: could not add the panel pages", exc_info=True)
 
     async def close(self) -> None:
         """Flush what is buffered, then stop the flush and remove the handlers."""
@@ -159,6 +186,10 @@ class MonitorPlugin(SchedulerPlugin):
 
     def _stop(self) -> None:
         self._closed = True
+        self.stop_recording()
+        nats, self.nats = self.nats, None
+        if nats is not None:
+            nats.close()  # does not wait: the publisher's thread ends by itself
         pc, self._pc = self._pc, None
         if pc is not None:
             pc.stop()
@@ -203,7 +234,9 @@ class MonitorPlugin(SchedulerPlugin):
         else:
             self._dropped += 1
 
-    def update_graph(self, scheduler: Scheduler, *, tasks: Any = (), **kwargs: Any) -> None:
+    def update_graph(
+        self, scheduler: Scheduler, *, tasks: Any = (), **kwargs: Any
+    ) -> None:
         """Report tasks created in ``released`` (Dask makes no transition for it)."""
         buf = self._buffer
         get = self._tasks.get
@@ -244,6 +277,8 @@ class MonitorPlugin(SchedulerPlugin):
         dropped = self._dropped
         pipeline = self.pipeline
         if (not items and not dropped) or pipeline is None:
+            if pipeline is not None:
+                pipeline.tick()  # time-based alert rules (stall, straggler)
             return
         t0 = perf_counter()
         self._buffer = []
@@ -255,6 +290,37 @@ class MonitorPlugin(SchedulerPlugin):
         pipeline.account(
             events=len(items), dropped=dropped, seconds=perf_counter() - t0
         )
+        pipeline.tick()
+
+    # -- alerts (scheduler event loop) ---------------------------------------------
+
+    def _start_alerts(self, scheduler: Scheduler) -> None:
+        """Log the pipeline's alerts as Dask events and, if configured, on NATS."""
+        assert self.pipeline is not None
+        self.pipeline.alerts.subscribe(self._log_alert)
+        nats = self.config.nats
+        if not nats.url or not self.config.alerts.enabled:
+            return
+        try:
+            from dask_monitor.sinks.nats import NatsPublisher
+
+            publisher = NatsPublisher(
+                nats.url,
+                cluster=nats.cluster or scheduler.id,
+                backlog=nats.backlog,
+                connect_timeout=nats.connect_timeout,
+            )
+            publisher.start()
+        except Exception:  # nats-py missing, bad URL ...: monitoring goes on
+            logger.exception("dask-monitor: cannot start the NATS alert publisher")
+            return
+        self.nats = publisher
+        self.pipeline.add_alert_sink(publisher)
+
+    def _log_alert(self, alert: Event) -> None:
+        """Dask pub/sub: topics ``dask-monitor-alerts`` and ``...-<kind>``."""
+        if self.scheduler is not None and isinstance(alert, Alert):
+            self.scheduler.log_event(alert_topics(alert.kind), alert.to_dict())
 
     def _convert(self, items: list[tuple[Any, ...]], now: float) -> list[Event]:
         events: list[Event] = []
@@ -329,6 +395,54 @@ class MonitorPlugin(SchedulerPlugin):
                 )
             )
         return events
+
+    # -- recording -----------------------------------------------------------------
+
+    def start_recording(self, path: str, **options: Any) -> dict[str, Any]:
+        """Append every event from now on to an event log at ``path`` (scheduler side).
+
+        A recording in progress is stopped first. ``options`` go to
+        :class:`~dask_monitor.sinks.eventlog.EventLogWriter`. Returns its stats.
+        """
+        if self.pipeline is None:
+            raise RuntimeError("the dask-monitor plugin has not started")
+        self.stop_recording()
+        scheduler = self.scheduler
+        cluster: dict[str, Any] = {}
+        if scheduler is not None:
+            cluster = {
+                "scheduler": scheduler.address,
+                "id": scheduler.id,
+                "workers": len(scheduler.workers),
+                "nthreads": sum(ws.nthreads for ws in scheduler.workers.values()),
+            }
+        header = {
+            "cluster": cluster,
+            "started": self.pipeline.started,
+            "config": self.config.to_dict(),
+        }
+        writer = EventLogWriter(path, header=header, **options)
+        self.recorder = writer
+        self.pipeline.subject.subscribe(writer)
+        return writer.stats()
+
+    def stop_recording(self) -> dict[str, Any] | None:
+        """Write what is buffered and close the event log; its stats, or ``None``."""
+        writer, self.recorder = self.recorder, None
+        if writer is None:
+            return None
+        if self.pipeline is not None and not self._closed:
+            self.flush()
+        if self.pipeline is not None:
+            self.pipeline.subject.unsubscribe(writer)
+        writer.close()
+        return writer.stats()
+
+    def _rpc_record(self, path: str, options: dict[str, Any] | None = None) -> Any:
+        return self.start_recording(path, **(options or {}))
+
+    def _rpc_stop_recording(self) -> Any:
+        return self.stop_recording()
 
     # -- reading -------------------------------------------------------------------
 

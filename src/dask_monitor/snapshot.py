@@ -12,7 +12,7 @@ rates are in seconds and tasks per second.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "ACTIVE_STATES",
@@ -195,6 +195,7 @@ class MonitorStats(TypedDict):
     observer_errors: dict[str, int]  # observer name -> exceptions raised
     observers: list[str]  # names of subscribed observers
     started: float  # when monitoring started
+    sinks: NotRequired[dict[str, dict[str, Any]]]  # sink name -> its counters
 
 
 class Snapshot(TypedDict):

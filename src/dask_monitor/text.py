@@ -8,14 +8,14 @@ __all__ = ["format_duration", "format_line", "format_summary"]
 
 
 def format_duration(seconds: float | None) -> str:
-    """``"-"`` for unknown, else a short human form: ``"850ms"``, ``"42s"``, ``"3m05s"``."""
+    """``"-"`` for unknown, else a short form: ``"850ms"``, ``"42s"``, ``"3m05s"``."""
     if seconds is None:
         return "-"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -27,7 +27,9 @@ def _eta(low: float | None, eta: float | None, high: float | None) -> str:
         return "ETA -"
     if low is None or high is None or abs(high - low) < 1:
         return f"ETA {format_duration(eta)}"
-    return f"ETA {format_duration(eta)} ({format_duration(low)}-{format_duration(high)})"
+    return (
+        f"ETA {format_duration(eta)} ({format_duration(low)}-{format_duration(high)})"
+    )
 
 
 def format_line(snapshot: Snapshot) -> str:
@@ -35,13 +37,14 @@ def format_line(snapshot: Snapshot) -> str:
     t = snapshot["totals"]
     total = t["total"]
     pct = 100.0 * t["done"] / total if total else 100.0
+    running = sum(w["status"] == "running" for w in snapshot["workers"].values())
     parts = [
         f"[{format_duration(snapshot['elapsed']):>6}]",
         f"{t['done']:,}/{total:,} done ({pct:3.0f}%)",
         f"{t['rate']:,.1f} tasks/s",
         _eta(t["eta_low"], t["eta"], t["eta_high"]),
         f"errors {t['erred']:,}",
-        f"workers {sum(w['status'] == 'running' for w in snapshot['workers'].values())}",
+        f"workers {running}",
     ]
     dropped = snapshot["monitor"]["dropped"]
     if dropped:
@@ -60,9 +63,7 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
         f"{'prefix':<32} {'done':>8} {'total':>8} {'erred':>6} "
         f"{'p50':>7} {'p90':>7} {'max':>7}",
     ]
-    rows = sorted(
-        snapshot["prefixes"].items(), key=lambda kv: (-kv[1]["total"], kv[0])
-    )
+    rows = sorted(snapshot["prefixes"].items(), key=lambda kv: (-kv[1]["total"], kv[0]))
     for name, row in rows[:top]:
         d = row["durations"]
         lines.append(

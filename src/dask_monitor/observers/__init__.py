@@ -1,0 +1,31 @@
+"""Observers: bounded aggregates and samples of the event stream.
+
+Each observer takes batches of events (``update_batch``), forgets everything
+on ``reset`` (Dask's ``restart``) and describes itself as plain data with
+``snapshot``. The pipeline assembles them; see :mod:`dask_monitor.pipeline`.
+"""
+
+from __future__ import annotations
+
+from dask_monitor.observers.durations import DurationsObserver
+from dask_monitor.observers.errors import ErrorsObserver, ErrorsSnapshot
+from dask_monitor.observers.eta import EtaObserver, EtaSnapshot
+from dask_monitor.observers.progress import ProgressObserver, ProgressSnapshot
+from dask_monitor.observers.sampling import SamplingObserver
+from dask_monitor.observers.sketch import LogHistogram
+from dask_monitor.observers.throughput import ThroughputObserver
+from dask_monitor.observers.workers import WorkersObserver
+
+__all__ = [
+    "DurationsObserver",
+    "ErrorsObserver",
+    "ErrorsSnapshot",
+    "EtaObserver",
+    "EtaSnapshot",
+    "LogHistogram",
+    "ProgressObserver",
+    "ProgressSnapshot",
+    "SamplingObserver",
+    "ThroughputObserver",
+    "WorkersObserver",
+]

@@ -1,0 +1,91 @@
+"""The live panel: Bokeh pages on the Dask dashboard, notebook display, reports.
+
+The panel reads snapshots only. Its pages are served by the scheduler's
+dashboard:
+
+- ``/monitor``: everything, within the dashboard's navbar;
+- ``/individual-monitor-progress``, ``-throughput``, ``-durations``,
+  ``-workers``, ``-errors``, ``-task-stream``, ``-health``: one view each, for
+  dask-labextension panes.
+
+Importing this package is cheap: Bokeh and Dask's dashboard are imported by the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .notebook import PAGES, dashboard_prefix, panel_iframe, panel_url
+
+if TYPE_CHECKING:
+    from dask_monitor.config import MonitorConfig
+    from dask_monitor.snapshot import Snapshot
+
+__all__ = [
+    "PAGES",
+    "PATHS",
+    "dashboard_prefix",
+    "ensure_pages",
+    "panel_iframe",
+    "panel_url",
+    "register_pages",
+    "report_html",
+    "write_report",
+]
+
+#: Paths of the pages on the dashboard.
+PATHS: tuple[str, ...] = tuple(f"/{path}" for path in PAGES.values())
+
+
+def register_pages() -> None:
+    """Add the pages to Dask's dashboard for schedulers started from now on.
+
+    Done at ``import dask_monitor`` already (see :mod:`dask_monitor.panel.routes`).
+    """
+    from ._pages import register_pages as register
+
+    register()
+
+
+def ensure_pages(scheduler: Any) -> bool:
+    """Serve the panel's pages on a running scheduler's dashboard (idempotent).
+
+    Call it on the scheduler's event loop (e.g. in ``SchedulerPlugin.start``).
+    Returns whether the pages are served: ``False`` when the scheduler has no
+    dashboard (disabled, or Bokeh missing); it never raises for that.
+    Pages added to an already running scheduler are served, but not listed in
+    ``/individual-plots.json``.
+    """
+    http = getattr(scheduler, "http_application", None)
+    if http is None or not getattr(http, "applications", None):
+        return False
+    try:
+        from ._pages import ensure_pages as ensure
+    except ImportError:  # no Bokeh, or a Bokeh that Dask's dashboard refuses
+        return False
+    return ensure(scheduler)
+
+
+def report_html(
+    snapshot: Snapshot, *, title: str | None = None, config: MonitorConfig | None = None
+) -> str:
+    """The panel for ``snapshot`` as one standalone HTML page (works offline)."""
+    from .report import report_html as render
+
+    return render(snapshot, title=title, config=config)
+
+
+def write_report(
+    snapshot: Snapshot,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    config: MonitorConfig | None = None,
+) -> Path:
+    """Write the standalone HTML report of ``snapshot`` to ``path``; return it."""
+    from .report import write_report as write
+
+    return write(snapshot, path, title=title, config=config)

@@ -1,0 +1,635 @@
+"""Snapshot -> columns for the panel's data sources (plain Python, no Bokeh).
+
+Every function here takes a snapshot and returns bounded columns: at most the
+top ``n`` rows of a table, whatever the size of the snapshot. Strings that come
+from users (task keys, prefixes, worker addresses, exception texts) are passed
+through as text; the components render them only with Bokeh features that
+show text (canvas text, table cells, ``PreText``, escaped tooltips), never as
+HTML. The only HTML built here (:func:`summary_html`) is made of numbers and
+fixed words.
+"""
+
+from __future__ import annotations
+
+import heapq
+import html
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+from dask_monitor.snapshot import (
+    SNAPSHOT_VERSION,
+    EventRecord,
+    PrefixRow,
+    Snapshot,
+)
+from dask_monitor.text import format_duration
+
+from ._style import BLUE, ERRED, REMOVED, color_of
+
+Columns = dict[str, list[Any]]
+
+#: Bar segments of a prefix, left to right, with the states they add up.
+SEGMENTS: tuple[tuple[str, str], ...] = (
+    ("done", "done, result released"),
+    ("memory", "in memory"),
+    ("erred", "erred"),
+    ("processing", "processing"),
+    ("waiting", "waiting / queued"),
+)
+
+#: Height of a bar, in rows.
+BAR = 0.72
+
+# Bokeh typesets text between these delimiters (axis labels, titles); a
+# zero-width space inside each opening delimiter keeps user text literal.
+_MATH_DEFUSE = (("$$", "$\u200b$"), ("\\[", "\\\u200b["), ("\\(", "\\\u200b("))
+
+
+def display_text(value: Any, limit: int = 60) -> str:
+    """A user string made safe for one line of canvas text.
+
+    Truncated to ``limit`` characters with an ellipsis, newlines flattened, and
+    TeX delimiters defused (Bokeh would typeset ``$$...$$`` in axis labels).
+    """
+    text = "" if value is None else str(value)
+    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    if len(text) > limit:
+        text = text[: max(limit - 1, 1)] + "\u2026"
+    for delimiter, defused in _MATH_DEFUSE:
+        if delimiter in text:
+            text = text.replace(delimiter, defused)
+    return text
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """Durations down to microseconds: ``"850us"``, ``"12ms"``, ``"3.2s"``."""
+    if seconds is None:
+        return "-"
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f}\u00b5s"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    return format_duration(seconds)
+
+
+def fmt_eta(eta: float | None, low: float | None, high: float | None) -> str:
+    """``"12s (8s-20s)"``, ``"12s"`` without a range, ``"-"`` when unknown."""
+    if eta is None:
+        return "-"
+    if low is None or high is None or abs(high - low) < 1:
+        return format_duration(eta)
+    return (
+        f"{format_duration(eta)} ({format_duration(low)}\u2013{format_duration(high)})"
+    )
+
+
+def fmt_rate(rate: float) -> str:
+    """Tasks per second, with sensible precision."""
+    if rate >= 100:
+        return f"{rate:,.0f}"
+    if rate >= 10:
+        return f"{rate:.1f}"
+    return f"{rate:.2f}"
+
+
+def fmt_clock(timestamp: float | None) -> str:
+    """Local wall-clock time ``HH:MM:SS``."""
+    if not timestamp:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+def empty_snapshot(now: float | None = None) -> Snapshot:
+    """A snapshot of nothing: what the panel shows before the monitor starts."""
+    now = time.time() if now is None else now
+    return cast(
+        Snapshot,
+        {
+            "version": SNAPSHOT_VERSION,
+            "timestamp": now,
+            "started": now,
+            "elapsed": 0.0,
+            "seq": 0,
+            "totals": {
+                "states": {},
+                "completed": 0,
+                "erred": 0,
+                "recomputed": 0,
+                "done": 0,
+                "remaining": 0,
+                "total": 0,
+                "rate": 0.0,
+                "eta": None,
+                "eta_low": None,
+                "eta_high": None,
+            },
+            "prefixes": {},
+            "prefixes_folded": 0,
+            "groups": {},
+            "groups_folded": 0,
+            "workers": {},
+            "errors": [],
+            "errors_folded": 0,
+            "throughput": {
+                "bin": 1.0,
+                "start": now,
+                "counts": [],
+                "prefixes": {},
+                "total": 0,
+                "late": 0,
+            },
+            "samples": {"recent": [], "reservoir": [], "seen": 0},
+            "alerts": {},
+            "monitor": {
+                "events": 0,
+                "dropped": 0,
+                "flushes": 0,
+                "flush_seconds": 0.0,
+                "flush_last": 0.0,
+                "flush_max": 0.0,
+                "overhead": 0.0,
+                "buffer_capacity": 0,
+                "interval": 0.0,
+                "observer_errors": {},
+                "observers": [],
+                "started": now,
+            },
+        },
+    )
+
+
+# -- progress --------------------------------------------------------------------------
+
+
+def _segments(states: dict[str, int], done: int, total: int) -> tuple[int, ...]:
+    """Counts of (done-released, memory, erred, processing, waiting), and the total."""
+    memory = states.get("memory", 0)
+    erred = states.get("erred", 0)
+    processing = states.get("processing", 0)
+    waiting = (
+        states.get("waiting", 0) + states.get("queued", 0) + states.get("no-worker", 0)
+    )
+    released = max(done - memory - erred, 0)
+    whole = max(total, released + memory + erred + processing + waiting, 1)
+    return released, memory, erred, processing, waiting, whole
+
+
+def _edges(counts: tuple[int, ...]) -> list[float]:
+    """Cumulative fractions of the whole: the segment boundaries, 0..1."""
+    *parts, whole = counts
+    edges = [0.0]
+    for part in parts:
+        edges.append(edges[-1] + part / whole)
+    return edges
+
+
+class _Ranking:
+    """The top prefixes of one snapshot by activity and by compute time.
+
+    One pass over the prefixes for both orders, cached for the last snapshot
+    seen: the components of a page, and all the pages open on a dashboard,
+    share the work (they run on one thread, the scheduler's event loop).
+    """
+
+    snapshot: Snapshot | None = None
+    n = 0
+    active: list[str] = []
+    slow: list[str] = []
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, n: int) -> type[_Ranking]:
+        if cls.snapshot is snapshot and cls.n == n:
+            return cls
+        activity: list[tuple[int, int, int, str]] = []
+        compute: list[tuple[float, str]] = []
+        add_activity = activity.append
+        add_compute = compute.append
+        for name, row in snapshot["prefixes"].items():
+            add_activity(
+                (
+                    0 if row["remaining"] else 1,  # work ahead of it first
+                    -round(row["last_active"] / 10.0),  # then recently active
+                    -row["total"],
+                    name,
+                )
+            )
+            d = row["durations"]
+            count = d["count"]
+            if count and d["p50"] is not None:
+                add_compute((-(d["mean"] or d["p50"]) * count, name))
+        cls.active = [k[-1] for k in heapq.nsmallest(n, activity)]
+        cls.slow = [k[-1] for k in heapq.nsmallest(n, compute)]
+        cls.snapshot, cls.n = snapshot, n
+        return cls
+
+
+def top_prefixes(snapshot: Snapshot, n: int) -> list[tuple[str, PrefixRow]]:
+    """The ``n`` most active prefixes: with work left first, then the latest."""
+    prefixes = snapshot["prefixes"]
+    return [(name, prefixes[name]) for name in _Ranking.of(snapshot, n).active]
+
+
+def slowest_prefixes(snapshot: Snapshot, n: int) -> list[tuple[str, PrefixRow]]:
+    """The ``n`` measured prefixes with the most compute time (count x mean)."""
+    prefixes = snapshot["prefixes"]
+    return [(name, prefixes[name]) for name in _Ranking.of(snapshot, n).slow]
+
+
+def overall_columns(snapshot: Snapshot) -> Columns:
+    """The one-row source of the overall progress bar."""
+    t = snapshot["totals"]
+    counts = _segments(t["states"], t["done"], t["total"])
+    edges = _edges(counts)
+    data: Columns = {
+        "y": [0.0],
+        "top": [BAR / 2],
+        "bottom": [-BAR / 2],
+        "total": [f"{t['total']:,}"],
+    }
+    for i, (field, _) in enumerate(SEGMENTS):
+        data[f"{field}_left"] = [edges[i]]
+        data[f"{field}_right"] = [edges[i + 1]]
+        data[field] = [f"{counts[i]:,}"]
+    return data
+
+
+def prefix_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns]:
+    """Rows of the per-prefix bars (top ``n``) and the one-row "N more" line."""
+    rows = top_prefixes(snapshot, n)
+    data: Columns = {
+        k: []
+        for k in (
+            "y",
+            "top",
+            "bottom",
+            "name",
+            "label",
+            "color",
+            "counts",
+            "rate",
+            "eta",
+            "p50",
+            *(f"{f}_left" for f, _ in SEGMENTS),
+            *(f"{f}_right" for f, _ in SEGMENTS),
+            *(f for f, _ in SEGMENTS),
+        )
+    }
+    shown_done = shown_total = 0
+    for i, (name, row) in enumerate(rows):
+        counts = _segments(row["states"], row["done"], row["total"])
+        edges = _edges(counts)
+        data["y"].append(-float(i))
+        data["top"].append(-i + BAR / 2)
+        data["bottom"].append(-i - BAR / 2)
+        data["name"].append(display_text(name, 200))
+        data["label"].append(display_text(name, 32))
+        data["color"].append(color_of(name))
+        data["counts"].append(f"{row['done']:,} / {row['total']:,}")
+        data["rate"].append(f"{fmt_rate(row['rate'])}/s")
+        data["eta"].append(fmt_eta(row["eta"], row["eta_low"], row["eta_high"]))
+        data["p50"].append(fmt_seconds(row["durations"]["p50"]))
+        for j, (field, _) in enumerate(SEGMENTS):
+            data[f"{field}_left"].append(edges[j])
+            data[f"{field}_right"].append(edges[j + 1])
+            data[field].append(f"{counts[j]:,}")
+        shown_done += row["done"]
+        shown_total += row["total"]
+    hidden = len(snapshot["prefixes"]) - len(rows) + snapshot["prefixes_folded"]
+    totals = snapshot["totals"]
+    more_text = ""
+    if hidden > 0:
+        rest_done = max(totals["done"] - shown_done, 0)
+        rest_total = max(totals["total"] - shown_total, 0)
+        more_text = (
+            f"\u2026 {hidden:,} more prefix{'es' if hidden != 1 else ''}: "
+            f"{rest_done:,} / {rest_total:,} done"
+        )
+    more: Columns = {"y": [-float(len(rows))], "text": [more_text]}
+    return data, more
+
+
+# -- throughput ------------------------------------------------------------------------
+
+
+def throughput_points(snapshot: Snapshot, after: float) -> Columns:
+    """Complete throughput bins later than ``after`` (ms): time (ms) and tasks/s.
+
+    The newest bin is still filling, so it is left for the next update.
+    """
+    tp = snapshot["throughput"]
+    width = tp["bin"] or 1.0
+    now = snapshot["timestamp"]
+    times: list[float] = []
+    rates: list[float] = []
+    start = tp["start"]
+    first = snapshot["started"] - width
+    for i, count in enumerate(tp["counts"]):
+        begin = start + i * width
+        if begin + width > now:
+            break
+        if begin < first:
+            continue
+        t_ms = (begin + width / 2) * 1000.0
+        if t_ms > after:
+            times.append(t_ms)
+            rates.append(count / width)
+    return {"time": times, "rate": rates}
+
+
+# -- durations -------------------------------------------------------------------------
+
+
+def duration_columns(snapshot: Snapshot, n: int) -> Columns:
+    """p50/p90/p99/max per prefix, the ``n`` prefixes with most compute time."""
+    rows = slowest_prefixes(snapshot, n)
+    data: Columns = {
+        k: []
+        for k in (
+            "y",
+            "name",
+            "color",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "count",
+            "p50_text",
+            "p90_text",
+            "p99_text",
+            "max_text",
+            "mean_text",
+        )
+    }
+    for i, (name, row) in enumerate(rows):
+        d = row["durations"]
+        p50 = max(d["p50"] or 0.0, 1e-6)
+        p90 = max(d["p90"] or p50, p50)
+        p99 = max(d["p99"] or p90, p90)
+        top = max(d["max"] or p99, p99)
+        data["y"].append(-float(i))
+        data["name"].append(display_text(name, 200))
+        data["color"].append(color_of(name))
+        data["p50"].append(p50)
+        data["p90"].append(p90)
+        data["p99"].append(p99)
+        data["max"].append(top)
+        data["count"].append(f"{d['count']:,}")
+        data["p50_text"].append(fmt_seconds(d["p50"]))
+        data["p90_text"].append(fmt_seconds(d["p90"]))
+        data["p99_text"].append(fmt_seconds(d["p99"]))
+        data["max_text"].append(fmt_seconds(d["max"]))
+        data["mean_text"].append(fmt_seconds(d["mean"]))
+    return data
+
+
+def duration_labels(data: Columns) -> dict[float, str]:
+    """y tick -> prefix label for the durations chart."""
+    return {
+        y: display_text(name, 28)
+        for y, name in zip(data["y"], data["name"], strict=True)
+    }
+
+
+# -- workers ---------------------------------------------------------------------------
+
+
+def worker_columns(snapshot: Snapshot, n: int) -> tuple[Columns, int]:
+    """Utilisation bars of up to ``n`` workers (running first, by address).
+
+    Returns the columns and how many workers were left out.
+    """
+    workers = snapshot["workers"]
+    ordered = sorted(
+        workers.items(), key=lambda kv: (kv[1]["status"] != "running", kv[0])
+    )
+    shown = ordered[:n]
+    data: Columns = {
+        k: []
+        for k in (
+            "y",
+            "name",
+            "label",
+            "utilisation",
+            "color",
+            "text",
+            "status",
+            "nthreads",
+            "processing",
+            "completed",
+            "erred",
+            "busy",
+        )
+    }
+    for i, (address, w) in enumerate(shown):
+        running = w["status"] == "running"
+        util = min(max(w["utilisation"], 0.0), 1.0)
+        data["y"].append(-float(i))
+        data["name"].append(display_text(address, 200))
+        data["label"].append(display_text(short_address(address), 28))
+        data["utilisation"].append(util)
+        data["color"].append(BLUE if running else REMOVED)
+        data["text"].append(
+            f"{util:.0%} \u00b7 {w['processing']:,} processing"
+            if running
+            else w["status"]
+        )
+        data["status"].append(display_text(w["status"], 40))
+        data["nthreads"].append("-" if w["nthreads"] is None else str(w["nthreads"]))
+        data["processing"].append(f"{w['processing']:,}")
+        data["completed"].append(f"{w['completed']:,}")
+        data["erred"].append(f"{w['erred']:,}")
+        data["busy"].append(fmt_seconds(w["busy"]))
+    return data, len(ordered) - len(shown)
+
+
+def short_address(address: str) -> str:
+    """A worker address without its scheme: ``127.0.0.1:40000``."""
+    for scheme in ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://"):
+        if address.startswith(scheme):
+            return address[len(scheme) :]
+    return address
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+def error_columns(snapshot: Snapshot, n: int) -> Columns:
+    """The ``n`` most frequent error rows, texts as they are (shown as text)."""
+    data: Columns = {
+        k: []
+        for k in (
+            "prefix",
+            "type",
+            "count",
+            "exception",
+            "worker",
+            "key",
+            "last",
+            "traceback",
+        )
+    }
+    for row in snapshot["errors"][:n]:
+        data["prefix"].append(display_text(row["prefix"], 200))
+        data["type"].append(display_text(row["type"], 200))
+        data["count"].append(row["count"])
+        data["exception"].append(display_text(row["exception"], 500))
+        data["worker"].append(display_text(short_address(row["worker"] or "-"), 100))
+        data["key"].append(display_text(row["key"], 300))
+        data["last"].append(fmt_clock(row["last"]))
+        data["traceback"].append(_detail(row))
+    return data
+
+
+def _detail(row: Any) -> str:
+    """The text shown below the table for one error row."""
+    head = (
+        f"{row['type']} in {row['prefix']} ({row['count']:,}x), e.g. key {row['key']}"
+    )
+    exception = row["exception"] or ""
+    traceback = row["traceback"] or "(no traceback)"
+    return f"{head}\n{exception}\n\n{traceback}"
+
+
+def errors_title(snapshot: Snapshot, shown: int) -> str:
+    """Title of the error table: erred tasks and rows not shown."""
+    erred = snapshot["totals"]["erred"]
+    more = len(snapshot["errors"]) - shown
+    text = f"Errors: {erred:,} erred task{'s' if erred != 1 else ''}"
+    if more > 0:
+        text += f" ({more:,} more kinds not shown)"
+    if snapshot["errors_folded"]:
+        text += f", {snapshot['errors_folded']:,} not tabulated"
+    return text
+
+
+# -- task stream -----------------------------------------------------------------------
+
+
+def new_events(snapshot: Snapshot, after: float, limit: int) -> list[EventRecord]:
+    """Sampled events with a compute interval, stamped later than ``after``.
+
+    At most the ``limit`` newest ones, oldest first.
+    """
+    fresh = [
+        e
+        for e in snapshot["samples"]["recent"]
+        if e["timestamp"] > after and e["begin"] is not None and e["end"] is not None
+    ]
+    fresh.sort(key=lambda e: (e["timestamp"], e["end"] or 0.0))
+    return fresh[-limit:] if limit else []
+
+
+def event_color(event: EventRecord) -> str:
+    """Prefix colour; black for an erred task, as in Dask's task stream."""
+    return ERRED if event["finish"] == "erred" else color_of(event["prefix"])
+
+
+# -- summary and health ----------------------------------------------------------------
+
+
+def _stat(label: str, value: str, cls: str = "", small: str = "") -> str:
+    label = html.escape(label)
+    value = html.escape(value)
+    small_html = f" <small>{html.escape(small)}</small>" if small else ""
+    cls_attr = f" {cls}" if cls else ""
+    return (
+        f'<div class="dm-stat"><span class="dm-label">{label}</span>'
+        f'<span class="dm-value{cls_attr}">{value}{small_html}</span></div>'
+    )
+
+
+def summary_html(snapshot: Snapshot, attached: bool = True) -> str:
+    """The header: done/total, rate, elapsed, ETA, errors, workers, health.
+
+    Built from numbers and fixed words only (no user strings), each escaped.
+    """
+    if not attached:
+        return (
+            '<div class="dm-note">dask-monitor is not running on this scheduler: '
+            "attach it with <code>Monitor.attach(client)</code> or preload it "
+            "(<code>dask scheduler --preload dask_monitor</code>).</div>"
+        )
+    t = snapshot["totals"]
+    total = t["total"]
+    pct = 100.0 * t["done"] / total if total else (100.0 if t["done"] else 0.0)
+    workers = sum(w["status"] == "running" for w in snapshot["workers"].values())
+    m = snapshot["monitor"]
+    done = (
+        '<div class="dm-stat"><span class="dm-label">done</span>'
+        f'<span class="dm-value"><span class="dm-done">{t["done"]:,}</span>'
+        f' <small>/ <span class="dm-total">{total:,}</span>'
+        f" ({pct:.0f}%)</small></span></div>"
+    )
+    parts = [
+        done,
+        _stat("tasks/s", fmt_rate(t["rate"])),
+        _stat("elapsed", format_duration(snapshot["elapsed"])),
+        _stat(
+            "eta",
+            "done"
+            if total and not t["remaining"]
+            else ("-" if t["eta"] is None else format_duration(t["eta"])),
+            small=_eta_range(t["eta"], t["eta_low"], t["eta_high"])
+            if t["remaining"]
+            else "",
+        ),
+        _stat("processing", f"{t['states'].get('processing', 0):,}"),
+        _stat(
+            "erred", f"{t['erred']:,}", "dm-bad dm-erred" if t["erred"] else "dm-erred"
+        ),
+        _stat("workers", f"{workers:,}"),
+    ]
+    observer_errors = sum(m["observer_errors"].values())
+    mean_flush = m["flush_seconds"] / m["flushes"] if m["flushes"] else 0.0
+    health = (
+        f"monitor: <b>{m['events']:,}</b> events \u00b7 "
+        f"<b{' class=dm-bad' if m['dropped'] else ''}>{m['dropped']:,}</b> dropped"
+        f" \u00b7 <b>{m['flushes']:,}</b> flushes \u00b7 flush "
+        f"<b>{html.escape(fmt_seconds(mean_flush))}</b> mean, "
+        f"<b>{html.escape(fmt_seconds(m['flush_max']))}</b> max \u00b7 overhead "
+        f"<b>{m['overhead']:.2%}</b> of the scheduler loop"
+    )
+    if observer_errors:
+        health += f" \u00b7 <b class=dm-bad>{observer_errors:,}</b> observer errors"
+    return (
+        f'<div class="dm-summary">{"".join(parts)}</div>'
+        f'<div class="dm-health">{health}</div>'
+    )
+
+
+def _eta_range(eta: float | None, low: float | None, high: float | None) -> str:
+    if eta is None or low is None or high is None or abs(high - low) < 1:
+        return ""
+    return f"{format_duration(low)}\u2013{format_duration(high)}"
+
+
+def health_columns(snapshot: Snapshot) -> Columns:
+    """The monitor accounting for itself, as (metric, value) text rows."""
+    m = snapshot["monitor"]
+    mean_flush = m["flush_seconds"] / m["flushes"] if m["flushes"] else 0.0
+    rows: list[tuple[str, str]] = [
+        ("events seen", f"{m['events']:,}"),
+        ("events dropped (buffer full)", f"{m['dropped']:,}"),
+        ("flushes", f"{m['flushes']:,}"),
+        (
+            "flush time: last / mean / max",
+            " / ".join(
+                fmt_seconds(v) for v in (m["flush_last"], mean_flush, m["flush_max"])
+            ),
+        ),
+        ("overhead (flush share of wall time)", f"{m['overhead']:.3%}"),
+        ("flush interval", fmt_seconds(m["interval"])),
+        ("buffer capacity", f"{m['buffer_capacity']:,}"),
+        ("observers", f"{len(m['observers']):,}"),
+    ]
+    for name, count in sorted(m["observer_errors"].items()):
+        rows.append((f"errors in observer {display_text(name, 80)}", f"{count:,}"))
+    return {"metric": [r[0] for r in rows], "value": [r[1] for r in rows]}
+
+
+def columns_equal(a: dict[str, Iterable[Any]], b: Columns) -> bool:
+    """Whether two sets of columns hold the same values."""
+    if a.keys() != b.keys():
+        return False
+    return all(list(a[k]) == b[k] for k in b)

@@ -1,0 +1,1019 @@
+"""Bokeh components of the panel: each owns a ``source`` and a ``root``.
+
+Like the components of Dask's dashboard, a component's :meth:`~Component.update`
+reads the newest snapshot from its feed and returns at once when the snapshot
+has not changed (same ``seq``). What it sends to the browser is bounded: tables
+show the top ``n`` rows, append-only series are streamed with a rollover, and
+tables whose rows stay the same are patched cell by cell.
+
+Task keys, prefixes, worker addresses and exception texts are untrusted: they
+reach the browser only as canvas text, table cells (``StringFormatter``: text),
+``PreText`` (a text node) and tooltip fields (``@field``: escaped by Bokeh).
+None of them is ever put into HTML.
+
+All methods run on the thread that owns the Bokeh document (for the dashboard
+pages: the scheduler's event loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Literal, Protocol
+
+from bokeh.document import Document
+from bokeh.layouts import column
+from bokeh.models import (
+    ColumnDataSource,
+    CustomJS,
+    DatetimeTickFormatter,
+    FixedTicker,
+    HoverTool,
+    InlineStyleSheet,
+    NumeralTickFormatter,
+    Range1d,
+)
+from bokeh.models.widgets import (
+    DataTable,
+    Div,
+    NumberFormatter,
+    PreText,
+    StringFormatter,
+    TableColumn,
+)
+from bokeh.plotting import figure
+
+from dask_monitor.config import MonitorConfig
+from dask_monitor.snapshot import Snapshot
+
+from . import _data
+from ._style import (
+    BLUE,
+    ERRED,
+    MUTED,
+    PRE_CSS,
+    PROCESSING,
+    SUMMARY_CSS,
+    TABLE_CSS,
+    WAITING,
+)
+
+__all__ = [
+    "COMPONENTS",
+    "Component",
+    "Composite",
+    "Durations",
+    "Errors",
+    "Feed",
+    "Health",
+    "PrefixProgress",
+    "SchedulerFeed",
+    "StaticFeed",
+    "Summary",
+    "TaskStream",
+    "Throughput",
+    "Workers",
+    "measure_payload",
+    "sync_source",
+]
+
+
+# -- feeds ----------------------------------------------------------------------------
+
+
+class Feed(Protocol):
+    """Where components get snapshots from."""
+
+    def version(self) -> Hashable:
+        """Changes whenever the snapshot changed; ``None`` when there is none."""
+
+    def snapshot(self) -> Snapshot | None:
+        """The current snapshot, or ``None`` when the monitor is not running."""
+
+
+class StaticFeed:
+    """A feed of snapshots set by hand: reports, replays, tests.
+
+    Examples
+    --------
+    >>> from dask_monitor.testing import make_snapshot
+    >>> feed = StaticFeed(make_snapshot(seed=1))
+    >>> feed.version() is not None
+    True
+    """
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self._snapshot = snapshot
+
+    def set(self, snapshot: Snapshot | None) -> None:
+        """Replace the snapshot (components see it at their next update)."""
+        self._snapshot = snapshot
+
+    def version(self) -> Hashable:
+        snap = self._snapshot
+        return None if snap is None else (snap["started"], snap["seq"])
+
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+
+class SchedulerFeed:
+    """Snapshots of the monitor plugin running on a scheduler (in its process).
+
+    The plugin is looked up at every call (one dict lookup), so a page opened
+    before ``Monitor.attach`` starts showing data once the plugin runs, and a
+    replaced plugin is followed. Call it on the scheduler's event loop only.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def _plugin(self) -> Any:
+        from dask_monitor.plugin import get_plugin
+
+        plugin = get_plugin(self.scheduler)
+        if plugin is None or plugin.pipeline is None:
+            return None
+        return plugin
+
+    def version(self) -> Hashable:
+        plugin = self._plugin()
+        if plugin is None:
+            return None
+        return (id(plugin.pipeline), plugin.pipeline.seq)
+
+    def snapshot(self) -> Snapshot | None:
+        plugin = self._plugin()
+        return None if plugin is None else plugin.snapshot()
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def sync_source(
+    source: ColumnDataSource,
+    data: dict[str, list[Any]],
+    key: str | None = None,
+    *,
+    patch: bool = True,
+) -> str:
+    """Bring ``source.data`` to ``data`` with the smallest message.
+
+    Returns ``"same"`` (nothing sent), ``"patch"`` (only changed cells sent:
+    same columns, same length and, with ``key``, the same rows in the same
+    order) or ``"replace"`` (all columns sent). With ``patch=False`` a change
+    always replaces.
+    """
+    old = source.data
+    n = len(next(iter(data.values()), []))
+    same_shape = set(old) == set(data) and all(len(old[k]) == n for k in data)
+    if same_shape and not patch:
+        if all(list(old[k]) == v for k, v in data.items()):
+            return "same"
+    elif same_shape and (key is None or list(old[key]) == data[key]):
+        patches: dict[str, list[tuple[int, Any]]] = {}
+        changed = 0
+        for name, values in data.items():
+            current = old[name]
+            cells = [
+                (i, v)
+                for i, (a, v) in enumerate(zip(current, values, strict=True))
+                if a != v
+            ]
+            if cells:
+                patches[name] = cells
+                changed += len(cells)
+        if not patches:
+            return "same"
+        if changed <= n * len(data) // 2:
+            source.patch(patches)
+            return "patch"
+    source.data = data
+    return "replace"
+
+
+def measure_payload(doc: Document, action: Callable[[], Any]) -> tuple[int, int]:
+    """Run ``action`` and measure what the Bokeh server would send for it.
+
+    Returns ``(messages, bytes)``: the ``PATCH-DOC`` messages made from the
+    document's change events and their size on the websocket (JSON parts and
+    binary buffers). For tests and benchmarks.
+    """
+    from bokeh.protocol import Protocol
+
+    events: list[Any] = []
+
+    def collect(event: Any) -> None:
+        events.append(event)
+
+    doc.on_change(collect)
+    try:
+        action()
+    finally:
+        doc.remove_on_change(collect)
+    protocol = Protocol()
+    size = 0
+    for event in events:
+        msg = protocol.create("PATCH-DOC", [event])
+        size += len(msg.header_json) + len(msg.metadata_json) + len(msg.content_json)
+        size += sum(len(buffer.data) for buffer in msg.buffers)
+    return len(events), size
+
+
+def _table(
+    source: ColumnDataSource,
+    autosize_mode: Literal["none", "force_fit"] = "none",
+    **kwargs: Any,
+) -> DataTable:
+    """A ``DataTable`` that redraws when its source changes.
+
+    BokehJS 3.9 redraws a table when its view's indices change, which a patch
+    or a new ``data`` of the same length does not do: the cells would keep
+    their old values. A small callback redraws the table on every change.
+    Column widths are fixed by default (``autosize_mode="none"``):
+    "fit_columns" throws in SlickGrid on redraw, and "force_fit" makes all
+    columns equally wide once the table was redrawn.
+    """
+    table = DataTable(
+        source=source,
+        index_position=None,
+        reorderable=False,
+        autosize_mode=autosize_mode,
+        stylesheets=[InlineStyleSheet(css=TABLE_CSS)],
+        **kwargs,
+    )
+    redraw = CustomJS(args={"table": table}, code="table.change.emit()")
+    source.js_on_change("data", redraw)
+    source.js_on_change("patching", redraw)
+    return table
+
+
+def _hover(tooltips: list[tuple[str, str]], renderers: list[Any]) -> HoverTool:
+    # "@field" values are HTML-escaped by Bokeh; never use the {safe} format.
+    for _, value in tooltips:
+        assert "{safe}" not in value
+    return HoverTool(
+        tooltips=tooltips, renderers=renderers, point_policy="follow_mouse"
+    )
+
+
+def _figure(title: str, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {
+        "title": title,
+        "tools": "",
+        "toolbar_location": None,
+        "min_border_left": 10,
+        "min_border_right": 10,
+        "min_border_top": 4,
+        "min_border_bottom": 4,
+    }
+    options.update(kwargs)
+    fig: Any = figure(**options)
+    fig.title.text_font_size = "11pt"
+    fig.title.text_color = "#333333"
+    return fig
+
+
+def _sized(kwargs: dict[str, Any], height: int) -> dict[str, Any]:
+    """Figure sizing from component keyword arguments (Dask's convention)."""
+    out = dict(kwargs)
+    out.setdefault("sizing_mode", "stretch_width")
+    if out["sizing_mode"] in ("stretch_width", "fixed", "scale_width"):
+        out.setdefault("height", height)
+    return out
+
+
+# -- components -----------------------------------------------------------------------
+
+
+class Component:
+    """Base class: ``source``, ``root``, ``update()`` and ``render(snapshot)``.
+
+    Parameters
+    ----------
+    feed
+        Where snapshots come from (:class:`SchedulerFeed`, :class:`StaticFeed`).
+    config
+        Panel settings (``panel_*``); Dask config ``monitor.*`` when omitted.
+    **kwargs
+        Sizing of the root (``sizing_mode``, ``height``, ``width``).
+    """
+
+    source: ColumnDataSource
+    root: Any
+    title = "dask-monitor"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        self.feed = feed
+        self.config = config if config is not None else MonitorConfig.from_config()
+        self._version: Hashable = object()  # differs from any version
+        self._epoch: float | None = None
+
+    def update(self) -> None:
+        """Show the feed's newest snapshot; return at once if it did not change."""
+        version = self.feed.version()
+        if version == self._version:
+            return
+        self._version = version
+        snapshot = self.feed.snapshot()
+        if snapshot is None:
+            self.render(_data.empty_snapshot(), attached=False)
+        else:
+            self.render(snapshot)
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        """Show ``snapshot`` (no change check: :meth:`update` does that)."""
+        raise NotImplementedError
+
+    def _new_epoch(self, snapshot: Snapshot) -> bool:
+        """Whether the snapshot belongs to another run than the last one shown."""
+        epoch = snapshot["started"]
+        if epoch != self._epoch:
+            self._epoch = epoch
+            return True
+        return False
+
+
+class Composite(Component):
+    """Several components behind one feed: one change check for all of them."""
+
+    def __init__(
+        self,
+        feed: Feed,
+        components: Sequence[Component],
+        root: Any,
+        config: MonitorConfig | None = None,
+    ) -> None:
+        super().__init__(feed, config)
+        self.components = list(components)
+        self.root = root
+        self.source = self.components[0].source
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        for component in self.components:
+            component.render(snapshot, attached)
+            component._version = self._version
+
+
+class Summary(Component):
+    """Done/total, tasks/s, elapsed, ETA and its range, errors, the monitor's health;
+    and the overall progress bar."""
+
+    title = "Progress"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.div = Div(
+            text=_data.summary_html(_data.empty_snapshot(), attached=False),
+            stylesheets=[InlineStyleSheet(css=SUMMARY_CSS)],
+            sizing_mode="stretch_width",
+            name="dm-summary",
+        )
+        self.source = ColumnDataSource(_data.overall_columns(_data.empty_snapshot()))
+        self.bar = _figure(
+            "",
+            height=34,
+            sizing_mode="stretch_width",
+            x_range=Range1d(start=0, end=1),
+            y_range=Range1d(start=-0.5, end=0.5),
+            min_border_top=0,
+            min_border_bottom=0,
+        )
+        self.bar.axis.visible = False
+        self.bar.grid.visible = False
+        _stacked_quads(self.bar, self.source, color=BLUE)
+        self.bar.add_tools(
+            _hover(
+                [(label, f"@{field}") for field, label in _data.SEGMENTS]
+                + [("total", "@total")],
+                self.bar.renderers[:1],
+            )
+        )
+        options = dict(kwargs)
+        options["sizing_mode"] = "stretch_width"  # as tall as its contents
+        options.pop("height", None)
+        self.root = column(self.div, self.bar, **options)
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        text = _data.summary_html(snapshot, attached)
+        if self.div.text != text:
+            self.div.text = text
+        sync_source(self.source, _data.overall_columns(snapshot))
+
+
+def _stacked_quads(fig: Any, source: ColumnDataSource, color: str) -> None:
+    """The bar background, then one quad per segment, Dask's colours."""
+    fig.quad(
+        source=source,
+        left=0,
+        right=1,
+        top="top",
+        bottom="bottom",
+        fill_color="#f3f3f3",
+        line_color="#d0d0d0",
+    )
+    style: dict[str, dict[str, Any]] = {
+        "done": {"fill_color": color, "fill_alpha": 0.45},
+        "memory": {"fill_color": color, "fill_alpha": 0.95},
+        "erred": {"fill_color": ERRED, "fill_alpha": 0.8},
+        "processing": {"fill_color": PROCESSING, "fill_alpha": 0.55},
+        "waiting": {
+            "fill_color": WAITING,
+            "fill_alpha": 0.5,
+            "hatch_pattern": "/",
+            "hatch_color": "#ffffff",
+            "hatch_alpha": 0.8,
+        },
+    }
+    for field, _ in _data.SEGMENTS:
+        fig.quad(
+            source=source,
+            left=f"{field}_left",
+            right=f"{field}_right",
+            top="top",
+            bottom="bottom",
+            line_alpha=0,
+            **style[field],
+        )
+
+
+class PrefixProgress(Component):
+    """Per-prefix stacked bars, sorted by activity: top ``panel_prefixes`` rows
+    and a line saying how many more."""
+
+    title = "Progress by task prefix"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        n = self.config.panel_prefixes
+        data, more = _data.prefix_columns(_data.empty_snapshot(), n)
+        self.source = ColumnDataSource(data, name="dm-prefixes")
+        self.more_source = ColumnDataSource(more)
+        self.root = _figure(
+            self.title,
+            x_range=Range1d(start=-0.44, end=1.2),
+            y_range=Range1d(start=-(n + 0.6), end=0.6),
+            **_sized(kwargs, 70 + 21 * n),
+        )
+        fig = self.root
+        fig.axis.visible = False
+        fig.grid.visible = False
+        _stacked_quads(fig, self.source, color="color")
+        fig.text(
+            source=self.source,
+            x=-0.015,
+            y="y",
+            text="label",
+            text_align="right",
+            text_baseline="middle",
+            text_font_size="9pt",
+            text_color="#333333",
+        )
+        fig.text(
+            source=self.source,
+            x=1.015,
+            y="y",
+            text="counts",
+            text_align="left",
+            text_baseline="middle",
+            text_font_size="9pt",
+            text_color="#333333",
+        )
+        fig.text(
+            source=self.more_source,
+            x=-0.42,
+            y="y",
+            text="text",
+            text_baseline="middle",
+            text_font_size="9pt",
+            text_font_style="italic",
+            text_color=MUTED,
+        )
+        fig.add_tools(
+            _hover(
+                [("prefix", "@name"), ("done / total", "@counts")]
+                + [(label, f"@{field}") for field, label in _data.SEGMENTS]
+                + [("rate", "@rate"), ("ETA", "@eta"), ("median duration", "@p50")],
+                fig.renderers[:1],
+            )
+        )
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        data, more = _data.prefix_columns(snapshot, self.config.panel_prefixes)
+        sync_source(self.source, data, key="name")
+        sync_source(self.more_source, more)
+
+
+class Throughput(Component):
+    """Tasks finished per second over time (the snapshot's throughput ring),
+    streamed one complete bin at a time."""
+
+    title = "Throughput"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource({"time": [], "rate": []}, name="dm-throughput")
+        self.rollover = max(self.config.throughput_bins, 60)
+        self._last = 0.0
+        fig = self.root = _figure(
+            "Throughput (tasks/s)",
+            x_axis_type="datetime",
+            **_sized(kwargs, 300),
+        )
+        fig.varea(
+            source=self.source, x="time", y1=0, y2="rate", fill_color=BLUE, alpha=0.15
+        )
+        line = fig.line(source=self.source, x="time", y="rate", color=BLUE, width=2)
+        fig.y_range.start = 0
+        fig.xaxis.formatter = DatetimeTickFormatter(
+            seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M"
+        )
+        fig.add_tools(
+            HoverTool(
+                tooltips=[("time", "@time{%H:%M:%S}"), ("tasks/s", "@rate{0,0.0}")],
+                formatters={"@time": "datetime"},
+                renderers=[line],
+                mode="vline",
+            )
+        )
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        if self._new_epoch(snapshot):
+            self._last = 0.0
+            if len(self.source.data["time"]):
+                self.source.data = {"time": [], "rate": []}
+        new: dict[str, Any] = _data.throughput_points(snapshot, self._last)
+        if new["time"]:
+            self._last = new["time"][-1]
+            self.source.stream(new, rollover=self.rollover)
+        rate = snapshot["totals"]["rate"]
+        title = f"Throughput: {_data.fmt_rate(rate)} tasks/s now"
+        if self.root.title.text != title:
+            self.root.title.text = title
+
+
+class Durations(Component):
+    """Compute-time percentiles (p50, p90, p99, max) of the prefixes with the
+    most compute time, on a log scale."""
+
+    title = "Task durations"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        n = self.config.panel_prefixes
+        self.source = ColumnDataSource(
+            _data.duration_columns(_data.empty_snapshot(), n), name="dm-durations"
+        )
+        fig = self.root = _figure(
+            "Task durations per prefix: p50 \u2013 p90 \u2013 p99 \u2013 max",
+            x_axis_type="log",
+            y_range=Range1d(start=-(n - 0.4), end=0.6),
+            **_sized(kwargs, 70 + 21 * n),
+        )
+        fig.ygrid.visible = False
+        fig.yaxis.ticker = FixedTicker(ticks=[])
+        fig.yaxis.major_tick_line_color = None
+        fig.yaxis.axis_line_color = None
+        fig.yaxis.major_label_text_font_size = "9pt"
+        fig.xaxis.formatter = NumeralTickFormatter(format="0.[000]")
+        fig.xaxis.axis_label = "seconds"
+        fig.xaxis.axis_label_text_font_size = "9pt"
+        fig.xaxis.axis_label_text_font_style = "normal"
+        span = fig.segment(
+            source=self.source,
+            x0="p99",
+            x1="max",
+            y0="y",
+            y1="y",
+            line_color="#999999",
+            line_width=1.5,
+        )
+        fig.hbar(
+            source=self.source,
+            y="y",
+            left="p90",
+            right="p99",
+            height=0.5,
+            fill_color="color",
+            fill_alpha=0.3,
+            line_color="color",
+            line_alpha=0.6,
+        )
+        fig.hbar(
+            source=self.source,
+            y="y",
+            left="p50",
+            right="p90",
+            height=0.5,
+            fill_color="color",
+            fill_alpha=0.85,
+            line_alpha=0,
+        )
+        fig.scatter(
+            source=self.source,
+            x="max",
+            y="y",
+            marker="dash",
+            size=9,
+            line_color="#555555",
+            angle=1.5708,
+        )
+        fig.add_tools(
+            _hover(
+                [
+                    ("prefix", "@name"),
+                    ("tasks", "@count"),
+                    ("mean", "@mean_text"),
+                    ("p50", "@p50_text"),
+                    ("p90", "@p90_text"),
+                    ("p99", "@p99_text"),
+                    ("max", "@max_text"),
+                ],
+                [span, *fig.renderers[1:3]],
+            )
+        )
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        data = _data.duration_columns(snapshot, self.config.panel_prefixes)
+        if sync_source(self.source, data, key="name") == "replace":
+            axis = self.root.yaxis[0]
+            axis.ticker.ticks = data["y"]
+            axis.major_label_overrides = _data.duration_labels(data)
+
+
+class Workers(Component):
+    """Utilisation of each worker (busy thread-seconds over available ones),
+    running workers first; at most ``panel_workers`` of them."""
+
+    title = "Workers"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        data, _ = _data.worker_columns(_data.empty_snapshot(), 0)
+        self.source = ColumnDataSource(data, name="dm-workers")
+        fig = self.root = _figure(
+            "Worker utilisation",
+            x_range=Range1d(start=0, end=1.45),
+            y_range=Range1d(start=-3.5, end=0.6),
+            **_sized(kwargs, 300),
+        )
+        fig.ygrid.visible = False
+        fig.yaxis.ticker = FixedTicker(ticks=[])
+        fig.yaxis.major_tick_line_color = None
+        fig.yaxis.axis_line_color = None
+        fig.yaxis.major_label_text_font_size = "9pt"
+        fig.xaxis.ticker = FixedTicker(ticks=[0, 0.25, 0.5, 0.75, 1.0])
+        fig.xaxis.formatter = NumeralTickFormatter(format="0%")
+        fig.quad(
+            left=0,
+            right=1,
+            top="top",
+            bottom="bottom",
+            source=self.source,
+            fill_color="#f3f3f3",
+            line_color="#e0e0e0",
+        )
+        bars = fig.quad(
+            left=0,
+            right="utilisation",
+            top="top",
+            bottom="bottom",
+            source=self.source,
+            fill_color="color",
+            fill_alpha=0.8,
+            line_alpha=0,
+        )
+        fig.text(
+            source=self.source,
+            x=1.02,
+            y="y",
+            text="text",
+            text_baseline="middle",
+            text_font_size="8.5pt",
+            text_color="#444444",
+        )
+        fig.add_tools(
+            _hover(
+                [
+                    ("worker", "@name"),
+                    ("status", "@status"),
+                    ("threads", "@nthreads"),
+                    ("processing", "@processing"),
+                    ("completed", "@completed"),
+                    ("erred", "@erred"),
+                    ("busy", "@busy"),
+                ],
+                [bars, fig.renderers[0]],
+            )
+        )
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        data, hidden = _data.worker_columns(snapshot, self.config.panel_workers)
+        rows = len(data["y"])
+        height = 0.72 if rows < 40 else 0.9
+        data["top"] = [y + height / 2 for y in data["y"]]
+        data["bottom"] = [y - height / 2 for y in data["y"]]
+        if sync_source(self.source, data, key="name") == "replace":
+            axis = self.root.yaxis[0]
+            step = max(1, rows // 30)  # keep labels legible with many workers
+            ticks = data["y"][::step]
+            axis.ticker.ticks = ticks
+            axis.major_label_overrides = {
+                y: label
+                for y, label in zip(data["y"], data["label"], strict=True)
+                if y in ticks
+            }
+            self.root.y_range.start = -(max(rows, 4) - 0.4)
+        running = [w for w in snapshot["workers"].values() if w["status"] == "running"]
+        mean = sum(w["utilisation"] for w in running) / len(running) if running else 0
+        title = (
+            f"Worker utilisation: {len(running):,} running, mean {mean:.0%}"
+            if running
+            else "Worker utilisation: no workers"
+        )
+        if hidden:
+            title += f" ({hidden:,} not shown)"
+        if self.root.title.text != title:
+            self.root.title.text = title
+
+
+class Errors(Component):
+    """Erred tasks by (prefix, exception type), most frequent first; select a row
+    to read its exception and traceback."""
+
+    title = "Errors"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        table, texts = self._split(_data.error_columns(_data.empty_snapshot(), 0))
+        # The table's rows; the long texts apart, sent only when they change.
+        self.source = ColumnDataSource(table, name="dm-errors")
+        self.texts = ColumnDataSource(texts, name="dm-error-texts")
+        text = StringFormatter()  # renders cell values as text, never HTML
+        columns = [
+            TableColumn(field="prefix", title="prefix", formatter=text, width=120),
+            TableColumn(field="type", title="exception", formatter=text, width=120),
+            TableColumn(
+                field="count",
+                title="tasks",
+                formatter=NumberFormatter(format="0,0"),
+                width=50,
+            ),
+            TableColumn(field="exception", title="message", formatter=text, width=330),
+            TableColumn(field="worker", title="worker", formatter=text, width=120),
+            TableColumn(field="last", title="last", formatter=text, width=64),
+        ]
+        sizing = dict(kwargs)
+        stretch_both = sizing.get("sizing_mode") == "stretch_both"
+        self.table = _table(
+            self.source,
+            columns=columns,
+            sizing_mode="stretch_both" if stretch_both else "stretch_width",
+            height=150,
+            selectable=True,
+            name="dm-errors-table",
+        )
+        self.detail = PreText(
+            text="No errors.",
+            sizing_mode="stretch_both" if stretch_both else "stretch_width",
+            height=140,
+            stylesheets=[InlineStyleSheet(css=PRE_CSS)],
+            name="dm-error-detail",
+        )
+        # Selecting a row shows its text below; the text goes into a text node.
+        self.source.selected.js_on_change(
+            "indices",
+            CustomJS(
+                args={
+                    "source": self.source,
+                    "texts": self.texts,
+                    "detail": self.detail,
+                },
+                code="""
+                const i = source.selected.indices[0]
+                if (i != null && i < texts.data.traceback.length) {
+                    detail.text = texts.data.traceback[i]
+                }
+                """,
+            ),
+        )
+        self.header = Div(
+            text="Errors",
+            render_as_text=True,
+            stylesheets=[
+                InlineStyleSheet(
+                    css=":host { font-weight: bold; font-size: 11pt; color: #333;"
+                    " padding: 2px 10px; }"
+                )
+            ],
+            sizing_mode="stretch_width",
+            name="dm-errors-header",
+        )
+        self.root = column(self.header, self.table, self.detail, **_sized(kwargs, 330))
+
+    @staticmethod
+    def _split(data: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], ...]:
+        texts = {"key": data["key"], "traceback": data.pop("traceback")}
+        return data, texts
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        table, texts = self._split(
+            _data.error_columns(snapshot, self.config.panel_errors)
+        )
+        changed = sync_source(self.source, table, key="key") != "same"
+        changed |= sync_source(self.texts, texts, key="key") != "same"
+        if changed:
+            indices = self.source.selected.indices
+            i = indices[0] if indices and indices[0] < len(texts["key"]) else 0
+            text = texts["traceback"][i] if texts["traceback"] else "No errors."
+            if self.detail.text != text:
+                self.detail.text = text
+        title = _data.errors_title(snapshot, len(table["key"]))
+        if self.header.text != title:
+            self.header.text = title
+
+
+class TaskStream(Component):
+    """Recent sampled tasks: one rectangle per task from its compute start to its
+    end, one row per worker (a lane per thread), coloured by prefix."""
+
+    title = "Task stream (sampled)"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource(self._empty(), name="dm-task-stream")
+        self.rollover = self.config.panel_tasks
+        self._last = float("-inf")
+        self._rows: dict[str, int] = {}
+        self._lanes: dict[str, list[float]] = {}
+        fig = self.root = _figure(
+            "Task stream (sampled recent tasks)",
+            x_axis_type="datetime",
+            y_range=Range1d(start=-0.6, end=0.6),
+            **_sized(kwargs, 300),
+        )
+        fig.ygrid.visible = False
+        fig.yaxis.ticker = FixedTicker(ticks=[])
+        fig.yaxis.major_tick_line_color = None
+        fig.yaxis.axis_line_color = None
+        fig.yaxis.major_label_text_font_size = "8.5pt"
+        fig.xaxis.formatter = DatetimeTickFormatter(
+            milliseconds="%H:%M:%S.%3N",
+            seconds="%H:%M:%S",
+            minsec="%H:%M:%S",
+            minutes="%H:%M",
+        )
+        rects = fig.rect(
+            source=self.source,
+            x="x",
+            y="y",
+            width="width",
+            height="height",
+            fill_color="color",
+            line_color="color",
+            fill_alpha=0.85,
+            line_alpha=0.9,
+        )
+        fig.add_tools(
+            _hover(
+                [
+                    ("key", "@key"),
+                    ("prefix", "@prefix"),
+                    ("worker", "@worker"),
+                    ("duration", "@duration"),
+                    ("state", "@state"),
+                ],
+                [rects],
+            )
+        )
+
+    @staticmethod
+    def _empty() -> dict[str, list[Any]]:
+        return {
+            k: []
+            for k in (
+                "x",
+                "y",
+                "width",
+                "height",
+                "color",
+                "key",
+                "prefix",
+                "worker",
+                "duration",
+                "state",
+            )
+        }
+
+    def _lane(self, worker: str, threads: int, begin: float, end: float) -> int:
+        """Greedy lane of a task on its worker: the first thread free at ``begin``."""
+        lanes = self._lanes.setdefault(worker, [float("-inf")] * max(threads, 1))
+        for i, free in enumerate(lanes):
+            if free <= begin:
+                lanes[i] = end
+                return i
+        i = min(range(len(lanes)), key=lanes.__getitem__)
+        lanes[i] = end
+        return i
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        if self._new_epoch(snapshot):
+            self._last = float("-inf")
+            self._rows.clear()
+            self._lanes.clear()
+            if len(self.source.data["x"]):
+                self.source.data = self._empty()
+        events = _data.new_events(snapshot, self._last, self.rollover)
+        if not events:
+            return
+        self._last = events[-1]["timestamp"]
+        workers = snapshot["workers"]
+        new: dict[str, Any] = self._empty()
+        rows_before = len(self._rows)
+        for e in sorted(events, key=lambda e: e["begin"] or 0.0):
+            worker = e["worker"] or "?"
+            row = self._rows.setdefault(worker, len(self._rows))
+            info = workers.get(worker)
+            threads = (info["nthreads"] if info else None) or 1
+            begin = e["begin"] or 0.0
+            end = e["end"] or begin
+            lane = self._lane(worker, threads, begin, end)
+            height = 0.8 / threads
+            new["x"].append((begin + end) * 500.0)
+            new["width"].append(max(end - begin, 1e-4) * 1000.0)
+            new["y"].append(-row + 0.4 - height * (lane + 0.5))
+            new["height"].append(height * 0.9)
+            new["color"].append(_data.event_color(e))
+            new["key"].append(_data.display_text(e["key"], 200))
+            new["prefix"].append(_data.display_text(e["prefix"], 200))
+            new["worker"].append(_data.display_text(worker, 200))
+            new["duration"].append(_data.fmt_seconds(e["duration"]))
+            new["state"].append(e["finish"])
+        self.source.stream(new, rollover=self.rollover)
+        if len(self._rows) != rows_before:
+            axis = self.root.yaxis[0]
+            rows = len(self._rows)
+            step = max(1, rows // 30)
+            ticks = [-float(r) for r in range(0, rows, step)]
+            names = {-float(r): w for w, r in self._rows.items()}
+            axis.ticker.ticks = ticks
+            axis.major_label_overrides = {
+                y: _data.display_text(_data.short_address(names[y]), 24) for y in ticks
+            }
+            self.root.y_range.start = -(rows - 0.4)
+
+
+class Health(Component):
+    """The monitor accounting for itself: events, drops, flush cost, overhead."""
+
+    title = "Monitor health"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource(
+            _data.health_columns(_data.empty_snapshot()), name="dm-health"
+        )
+        text = StringFormatter()
+        sizing = dict(kwargs)
+        self.root = _table(
+            self.source,
+            columns=[
+                TableColumn(field="metric", title="monitor", formatter=text, width=220),
+                TableColumn(field="value", title="", formatter=text, width=220),
+            ],
+            autosize_mode="force_fit",  # two columns: equal widths are fine
+            **_sized(sizing, 260),
+            name="dm-health-table",
+        )
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        sync_source(self.source, _data.health_columns(snapshot), key="metric")
+
+
+#: Individual views by short name, as in ``/individual-monitor-<name>``.
+COMPONENTS: dict[str, type[Component]] = {
+    "progress": PrefixProgress,
+    "throughput": Throughput,
+    "durations": Durations,
+    "workers": Workers,
+    "errors": Errors,
+    "task-stream": TaskStream,
+    "health": Health,
+}

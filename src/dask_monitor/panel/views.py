@@ -1,0 +1,97 @@
+"""Views: components put together for a page, a pane or a report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bokeh.layouts import column
+from bokeh.models import GridBox
+
+from dask_monitor.config import MonitorConfig
+
+from .components import (
+    COMPONENTS,
+    Component,
+    Composite,
+    Durations,
+    Errors,
+    Feed,
+    PrefixProgress,
+    Summary,
+    TaskStream,
+    Throughput,
+    Workers,
+)
+
+__all__ = ["full_view", "individual_view"]
+
+
+def _grid(children: list[list[Any]], cols: list[str]) -> GridBox:
+    """Rows of children in columns of relative widths (CSS grid, ``"3fr"``)."""
+    options: dict[str, Any] = {
+        "children": [
+            (child, r, c)
+            for r, row in enumerate(children)
+            for c, child in enumerate(row)
+        ],
+        "cols": cols,
+        "sizing_mode": "stretch_width",
+        "spacing": (10, 16),
+    }
+    return GridBox(**options)
+
+
+def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
+    """The whole panel (``/monitor`` and reports), laid out for a laptop screen.
+
+    Summary and overall bar on top; then progress by prefix beside throughput,
+    the task stream beside worker utilisation, durations beside errors. The
+    monitor's health is the summary's second line (the ``health`` view has the
+    details).
+    """
+    config = config if config is not None else MonitorConfig.from_config()
+    summary = Summary(feed, config)
+    prefixes = PrefixProgress(feed, config)
+    throughput = Throughput(feed, config, height=prefixes.root.height)
+    stream = TaskStream(feed, config, height=290)
+    workers = Workers(feed, config, height=290)
+    durations = Durations(feed, config)
+    errors = Errors(feed, config)
+    components: list[Component] = [
+        summary,
+        prefixes,
+        throughput,
+        stream,
+        workers,
+        durations,
+        errors,
+    ]
+    root = column(
+        summary.root,
+        _grid([[prefixes.root, throughput.root]], ["3fr", "2fr"]),
+        _grid([[stream.root, workers.root]], ["3fr", "2fr"]),
+        _grid([[durations.root, errors.root]], ["2fr", "3fr"]),
+        sizing_mode="stretch_width",
+        spacing=8,
+        name="dask-monitor",
+    )
+    return Composite(feed, components, root, config)
+
+
+def individual_view(
+    name: str, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+) -> Component:
+    """One view for a pane: ``progress`` (summary and prefixes), ``throughput``,
+    ``durations``, ``workers``, ``errors``, ``task-stream`` or ``health``.
+
+    Raises ``KeyError`` for an unknown name.
+    """
+    config = config if config is not None else MonitorConfig.from_config()
+    kwargs.setdefault("sizing_mode", "stretch_both")
+    if name == "progress":
+        summary = Summary(feed, config)
+        prefixes = PrefixProgress(feed, config, **kwargs)
+        root = column(summary.root, prefixes.root, **kwargs)
+        return Composite(feed, [summary, prefixes], root, config)
+    cls = COMPONENTS[name]
+    return cls(feed, config, **kwargs)

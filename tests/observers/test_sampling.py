@@ -1,0 +1,129 @@
+"""SamplingObserver: recent task events and a uniform reservoir sample."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from dask_monitor.events import Alert, TaskStatus, WorkerStatus
+from dask_monitor.observers import SamplingObserver
+
+
+def _numbered(stream: Any, n: int) -> list[TaskStatus]:
+    """Events whose key is their index."""
+    return [
+        stream.task(str(i), "waiting", "processing", float(i), prefix="x")
+        for i in range(n)
+    ]
+
+
+def _indices(sampling: SamplingObserver) -> list[int]:
+    return [int(e.key) for e in sampling.reservoir()]
+
+
+class TestSamplingObserver:
+    def test_recent_events(self, stream: Any) -> None:
+        """The last ``recent`` task events are kept, oldest first."""
+        sampling = SamplingObserver(recent=5)
+        events = _numbered(stream, 12)
+        sampling.update_batch(events[:7])
+        sampling.update_batch(events[7:])
+        assert [e.key for e in sampling.recent()] == ["7", "8", "9", "10", "11"]
+
+    def test_other_events_are_not_sampled(self, stream: Any) -> None:
+        """Worker events and alerts are neither recent nor counted as seen."""
+        sampling = SamplingObserver(recent=3, reservoir=10)
+        events = _numbered(stream, 4)
+        sampling.update_batch(
+            [
+                events[0],
+                WorkerStatus("tcp://w:1", "added", 0.0, 1),
+                *events[1:3],
+                Alert("stall", "warning", "quiet", 0.0),
+                events[3],
+            ]
+        )
+        assert [e.key for e in sampling.recent()] == ["1", "2", "3"]
+        assert sorted(_indices(sampling)) == [0, 1, 2, 3]
+        assert sampling.seen == 4
+
+    def test_reservoir_keeps_everything_until_full(self, stream: Any) -> None:
+        """Fewer events than the reservoir size: all are in the sample."""
+        sampling = SamplingObserver(reservoir=100, seed=0)
+        for e in _numbered(stream, 60):
+            sampling.update(e)
+        assert sorted(_indices(sampling)) == list(range(60))
+
+    def test_reservoir_is_uniform(self, stream: Any) -> None:
+        """Over 100k events each decile holds about a tenth of the sample."""
+        n, k = 100_000, 1_000
+        sampling = SamplingObserver(recent=10, reservoir=k, seed=42)
+        events = _numbered(stream, n)
+        for batch in stream.chunks(events, [1, 37, 5_000]):
+            sampling.update_batch(batch)
+        indices = _indices(sampling)
+        assert len(indices) == k == len(set(indices))
+        assert sampling.seen == n
+        mean = sum(indices) / k
+        assert abs(mean - n / 2) < 4 * (n / 12**0.5) / k**0.5  # 4 standard errors
+        deciles = Counter(i * 10 // n for i in indices)
+        chi2 = sum((deciles[d] - k / 10) ** 2 / (k / 10) for d in range(10))
+        assert chi2 < 27.9  # 9 degrees of freedom, p = 0.001
+
+    def test_sample_does_not_depend_on_batching(self, stream: Any) -> None:
+        """With one seed, the same events give the same sample however batched."""
+        events = _numbered(stream, 20_000)
+        samples = []
+        for sizes in ([1], [999], [20_000]):
+            sampling = SamplingObserver(reservoir=50, seed=7)
+            for batch in stream.chunks(events, sizes):
+                sampling.update_batch(batch)
+            samples.append(_indices(sampling))
+        assert samples[0] == samples[1] == samples[2]
+
+    def test_snapshot_records(self, stream: Any) -> None:
+        """Events come out as plain dicts of every TaskStatus field, texts cut."""
+        sampling = SamplingObserver(recent=2, reservoir=2, max_text=50)
+        event = stream.task(
+            "a-1", "processing", "erred", 5.0, exception="E" * 500, traceback="T" * 500
+        )
+        sampling.update(event)
+        snap = sampling.snapshot()
+        record = snap["recent"][0]
+        assert list(record) == [f.name for f in dataclasses.fields(TaskStatus)]
+        assert record["key"] == "a-1" and record["timestamp"] == 5.0
+        assert len(record["exception"]) <= 50 and len(record["traceback"]) <= 50
+        assert snap["reservoir"] == [record]
+        assert snap["seen"] == 1
+        stream.assert_plain(snap)
+
+    def test_snapshot_follows_new_events(self, stream: Any) -> None:
+        """A later snapshot shows the events that arrived since."""
+        sampling = SamplingObserver(recent=2, reservoir=2)
+        events = _numbered(stream, 4)
+        sampling.update_batch(events[:2])
+        sampling.snapshot()
+        sampling.update_batch(events[2:])
+        assert [r["key"] for r in sampling.snapshot()["recent"]] == ["2", "3"]
+
+    def test_reset(self, stream: Any) -> None:
+        """reset() empties both samples and restarts the seeded sequence."""
+        sampling = SamplingObserver(reservoir=10, seed=3)
+        events = _numbered(stream, 1_000)
+        sampling.update_batch(events)
+        first = _indices(sampling)
+        sampling.reset()
+        assert sampling.snapshot() == {"recent": [], "reservoir": [], "seen": 0}
+        sampling.update_batch(events)
+        assert _indices(sampling) == first
+
+    @pytest.mark.parametrize(
+        "kwargs", [{"recent": 0}, {"reservoir": 0}, {"max_text": 0}]
+    )
+    def test_rejects_bad_settings(self, kwargs: dict[str, int]) -> None:
+        """Sizes must be positive."""
+        with pytest.raises(ValueError):
+            SamplingObserver(**kwargs)

@@ -1,0 +1,202 @@
+"""WorkersObserver: load and utilisation per worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dask_monitor.events import WorkerStatus
+from dask_monitor.observers import WorkersObserver
+
+A = "tcp://10.0.0.1:8786"
+B = "tcp://10.0.0.2:8786"
+
+
+def _start(stream: Any, key: str, worker: str, t: float = 1_000.0) -> Any:
+    return stream.task(key, "waiting", "processing", t, worker=worker)
+
+
+def _finish(
+    stream: Any, key: str, worker: str | None, t: float = 1_001.0, duration: float = 0.5
+) -> Any:
+    return stream.task(key, "processing", "memory", t, worker=worker, duration=duration)
+
+
+class TestWorkersObserver:
+    def test_worker_lifecycle(self, stream: Any, clock: Any) -> None:
+        """Added workers run; removed ones are kept with their last time."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch(stream.workers(1_000.0, nthreads=4))
+        workers.update(WorkerStatus(B, "removed", 1_010.0))
+        snap = workers.snapshot()
+        assert list(snap) == [A, B]
+        assert (snap[A]["status"], snap[A]["nthreads"]) == ("running", 4)
+        assert (snap[B]["status"], snap[B]["last_seen"]) == ("removed", 1_010.0)
+        assert snap[B]["first_seen"] == 1_000.0
+
+    def test_processing_completed_and_busy(self, stream: Any, clock: Any) -> None:
+        """Tasks count as processing on their worker until they leave it."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch(
+            [
+                *stream.workers(1_000.0),
+                _start(stream, "x-1", A),
+                _start(stream, "x-2", A),
+                _start(stream, "x-3", B),
+            ]
+        )
+        assert workers.snapshot()[A]["processing"] == 2
+        workers.update_batch(
+            [
+                _finish(stream, "x-1", A, duration=2.0),
+                stream.task("x-2", "processing", "erred", 1_001.0, worker=A),
+                _finish(stream, "x-3", B, duration=1.5),
+            ]
+        )
+        snap = workers.snapshot()
+        assert (snap[A]["processing"], snap[A]["completed"], snap[A]["erred"]) == (
+            0,
+            1,
+            1,
+        )
+        assert (snap[A]["busy"], snap[B]["busy"]) == (2.0, 1.5)
+        assert snap[A]["last_seen"] == 1_001.0
+
+    def test_start_and_finish_in_one_batch(self, stream: Any, clock: Any) -> None:
+        """A task that starts and ends within one batch leaves nothing processing."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch(
+            [
+                _start(stream, "x-1", A),
+                _finish(stream, "x-1", A),
+                _start(stream, "x-2", A),
+            ]
+        )
+        row = workers.snapshot()[A]
+        assert (row["processing"], row["completed"]) == (1, 1)
+
+    def test_lost_worker(self, stream: Any, clock: Any) -> None:
+        """Tasks released from a lost worker leave it; the worker is removed."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch(
+            [
+                *stream.workers(1_000.0),
+                _start(stream, "x-1", A),
+                _start(stream, "x-2", A),
+            ]
+        )
+        workers.update_batch(
+            [
+                stream.task("x-1", "processing", "released", 1_005.0, worker=A),
+                stream.task("x-1", "released", "waiting", 1_005.0),
+                _start(stream, "x-1", B, 1_005.0),
+                WorkerStatus(A, "removed", 1_005.0, processing=2),
+            ]
+        )
+        snap = workers.snapshot()
+        assert (snap[A]["status"], snap[A]["processing"]) == ("removed", 0)
+        assert snap[B]["processing"] == 1
+
+    def test_utilisation(self, stream: Any, clock: Any) -> None:
+        """Busy time over thread time since first seen, clipped to [0, 1]."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch(stream.workers(1_000.0, nthreads=2))
+        workers.update_batch(
+            [_start(stream, "x-1", A), _finish(stream, "x-1", A, duration=5.0)]
+        )
+        clock.now = 1_010.0
+        assert workers.snapshot()[A]["utilisation"] == pytest.approx(0.25)
+        assert workers.utilisation(A) == pytest.approx(0.25)
+        assert workers.snapshot()[B]["utilisation"] == 0.0
+        workers.update_batch(
+            [_start(stream, "x-2", A), _finish(stream, "x-2", A, duration=500.0)]
+        )
+        assert workers.utilisation(A) == 1.0
+        workers.update(WorkerStatus(A, "removed", 1_005.0))
+        clock.now = 2_000.0  # a removed worker's lifetime ended at its removal
+        assert workers.utilisation(A) == 1.0
+        assert workers.utilisation("tcp://nope:1") == 0.0
+
+    def test_unknown_threads(self, stream: Any, clock: Any) -> None:
+        """A worker first seen in task events has no threads and zero utilisation."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch([_start(stream, "x-1", A), _finish(stream, "x-1", A)])
+        clock.now = 1_010.0
+        row = workers.snapshot()[A]
+        assert (row["status"], row["nthreads"], row["utilisation"]) == (
+            "running",
+            None,
+            0.0,
+        )
+        assert row["completed"] == 1
+
+    def test_worker_added_again(self, stream: Any, clock: Any) -> None:
+        """An address added again after its removal is a new worker."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch([*stream.workers(1_000.0, n=1), _start(stream, "x-1", A)])
+        workers.update_batch(
+            [_finish(stream, "x-1", A), WorkerStatus(A, "removed", 1_002.0)]
+        )
+        workers.update(WorkerStatus(A, "added", 1_003.0, nthreads=8))
+        row = workers.snapshot()[A]
+        assert (row["status"], row["nthreads"], row["completed"]) == ("running", 8, 0)
+        assert row["first_seen"] == 1_003.0
+
+    def test_departure_without_worker(self, stream: Any, clock: Any) -> None:
+        """Once a departure lacks a worker, later ones are attributed by key."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch([_start(stream, "x-1", A), _start(stream, "x-2", A)])
+        workers.update(stream.task("x-1", "processing", "erred", 1_001.0))
+        assert workers.unattributed == 1
+        assert workers.snapshot()[A]["processing"] == 2
+        workers.update(_start(stream, "x-3", B))
+        workers.update(stream.task("x-3", "processing", "erred", 1_002.0))
+        assert workers.unattributed == 1
+        row = workers.snapshot()[B]
+        assert (row["processing"], row["erred"]) == (0, 1)
+
+    def test_removal_forgets_its_tasks(self, stream: Any, clock: Any) -> None:
+        """Tasks remembered on a removed worker are forgotten with it."""
+        workers = WorkersObserver(clock=clock)
+        workers.update(stream.task("x-0", "processing", "erred", 999.0))  # track keys
+        workers.update_batch([_start(stream, "x-1", A), _start(stream, "x-2", B)])
+        workers.update(WorkerStatus(A, "removed", 1_001.0))
+        assert workers._where == {"x-2": B}
+
+    def test_remembered_tasks_are_bounded(self, stream: Any, clock: Any) -> None:
+        """Beyond max_tasks the oldest remembered tasks are forgotten."""
+        workers = WorkersObserver(clock=clock, max_tasks=3)
+        workers.update(stream.task("x-0", "processing", "erred", 999.0))  # track keys
+        workers.update_batch([_start(stream, f"x-{i}", A) for i in range(1, 6)])
+        assert list(workers._where or {}) == ["x-3", "x-4", "x-5"]
+        assert workers.forgotten == 2
+
+    def test_cap_drops_the_oldest_removed(self, stream: Any, clock: Any) -> None:
+        """Beyond max_workers the longest-removed worker makes room."""
+        workers = WorkersObserver(max_workers=2, clock=clock)
+        workers.update_batch(
+            [
+                WorkerStatus("w1", "added", 1.0, 1),
+                WorkerStatus("w2", "added", 2.0, 1),
+                WorkerStatus("w1", "removed", 3.0),
+                WorkerStatus("w3", "added", 4.0, 1),
+            ]
+        )
+        assert list(workers.snapshot()) == ["w2", "w3"]
+        workers.update(WorkerStatus("w4", "added", 5.0, 1))
+        assert list(workers.snapshot()) == ["w2", "w3"]
+        assert workers.untracked == 1
+
+    def test_reset(self, stream: Any, clock: Any) -> None:
+        """reset() forgets every worker."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch([*stream.workers(), _start(stream, "x-1", A)])
+        workers.reset()
+        assert workers.snapshot() == {}
+
+    @pytest.mark.parametrize("kwargs", [{"max_workers": 0}, {"max_tasks": 0}])
+    def test_rejects_bad_settings(self, kwargs: dict[str, int]) -> None:
+        """Caps must be positive."""
+        with pytest.raises(ValueError):
+            WorkersObserver(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,220 @@
+"""Snapshot -> panel columns: bounded, consistent, and text stays text."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from dask_monitor.panel import PATHS, panel_url
+from dask_monitor.panel._data import (
+    display_text,
+    duration_columns,
+    empty_snapshot,
+    error_columns,
+    fmt_eta,
+    fmt_seconds,
+    health_columns,
+    new_events,
+    overall_columns,
+    prefix_columns,
+    summary_html,
+    throughput_points,
+    top_prefixes,
+    worker_columns,
+)
+from dask_monitor.testing import make_snapshot
+
+XSS = "<img src=x onerror=window.__pwned=1>"
+
+
+class TestMakeSnapshot:
+    """The synthetic snapshot has a live snapshot's shape and consistency."""
+
+    def test_totals_are_the_sums_of_the_prefixes(self) -> None:
+        """done + remaining = total, and totals add up over prefixes."""
+        snap = make_snapshot(n_prefixes=50, n_workers=7, n_errors=5, seed=3)
+        t = snap["totals"]
+        assert t["done"] + t["remaining"] == t["total"]
+        assert t["done"] == sum(r["done"] for r in snap["prefixes"].values())
+        assert t["erred"] == sum(e["count"] for e in snap["errors"])
+        assert len(snap["prefixes"]) == 50
+        assert len(snap["workers"]) == 7
+        for row in snap["prefixes"].values():
+            assert row["done"] + row["remaining"] == row["total"]
+            assert sum(row["states"].values()) == row["total"]
+
+    def test_deterministic_and_successive(self) -> None:
+        """Same arguments, same snapshot; a later one keeps names and old bins."""
+        a = make_snapshot(seed=5, now=1_000_000.0)
+        assert a == make_snapshot(seed=5, now=1_000_000.0)
+        b = make_snapshot(seed=5, now=1_000_010.0, elapsed=130.0, seq=2, progress=0.7)
+        assert list(a["prefixes"]) == list(b["prefixes"])
+        assert b["totals"]["done"] >= a["totals"]["done"]
+        shift = 10
+        assert a["throughput"]["counts"][shift:] == b["throughput"]["counts"][:-shift]
+
+    def test_rejects_bad_progress(self) -> None:
+        """progress outside [0, 1] is an error."""
+        with pytest.raises(ValueError, match="progress"):
+            make_snapshot(progress=1.5)
+
+
+class TestColumns:
+    """Every table is cut to its top N rows."""
+
+    def test_prefixes_top_n_and_more_line(self) -> None:
+        """10,000 prefixes give N rows and a line counting the rest."""
+        snap = make_snapshot(n_prefixes=10_000, n_workers=3, seed=1)
+        data, more = prefix_columns(snap, 15)
+        assert len(data["name"]) == 15
+        assert more["text"][0].startswith("\u2026 9,985 more prefixes")
+        shown = sum(snap["prefixes"][n]["done"] for n in data["name"])
+        rest = snap["totals"]["done"] - shown
+        assert f"{rest:,} / " in more["text"][0]
+
+    def test_prefixes_with_work_left_come_first(self) -> None:
+        """Active prefixes are listed before finished ones."""
+        snap = make_snapshot(n_prefixes=40, seed=2, progress=0.5)
+        rows = top_prefixes(snap, 40)
+        remaining = [row["remaining"] > 0 for _, row in rows]
+        assert remaining == sorted(remaining, reverse=True)
+
+    def test_segments_add_up_to_one(self) -> None:
+        """Each bar's segments go from 0 to 1 without gaps."""
+        snap = make_snapshot(n_prefixes=20, seed=4)
+        data, _ = prefix_columns(snap, 20)
+        for i in range(20):
+            assert data["done_left"][i] == 0.0
+            assert data["done_right"][i] == data["memory_left"][i]
+            assert data["waiting_right"][i] == pytest.approx(1.0)
+        overall = overall_columns(snap)
+        assert overall["waiting_right"][0] == pytest.approx(1.0)
+
+    def test_workers_durations_errors_are_bounded(self) -> None:
+        """Workers, durations and errors never exceed their N."""
+        snap = make_snapshot(n_prefixes=500, n_workers=100, n_errors=80, seed=6)
+        workers, hidden = worker_columns(snap, 50)
+        assert len(workers["name"]) == 50
+        assert hidden == 50
+        assert len(duration_columns(snap, 15)["name"]) == 15
+        assert len(error_columns(snap, 20)["key"]) == 20
+
+    def test_durations_are_ordered(self) -> None:
+        """p50 <= p90 <= p99 <= max on every row (log axis: all positive)."""
+        data = duration_columns(make_snapshot(n_prefixes=30, seed=8), 30)
+        for row in zip(data["p50"], data["p90"], data["p99"], data["max"], strict=True):
+            assert 0 < row[0] <= row[1] <= row[2] <= row[3]
+
+    def test_throughput_streams_complete_bins_once(self) -> None:
+        """Points after the last one sent; the filling bin waits."""
+        snap = make_snapshot(seed=1, now=1_000_000.5, elapsed=100.0)
+        first = throughput_points(snap, 0.0)
+        assert first["time"][-1] < snap["timestamp"] * 1000
+        assert len(first["time"]) <= 101
+        later = make_snapshot(seed=1, now=1_000_003.5, elapsed=103.0, seq=2)
+        new = throughput_points(later, first["time"][-1])
+        assert len(new["time"]) == 3
+
+    def test_new_events_are_newer_and_limited(self) -> None:
+        """Only events after the last timestamp shown, at most ``limit``."""
+        snap = make_snapshot(seed=2, n_events=300)
+        events = new_events(snap, 0.0, 100)
+        assert len(events) == 100
+        cut = events[50]["timestamp"]
+        assert all(e["timestamp"] > cut for e in new_events(snap, cut, 1000))
+
+    def test_empty_snapshot(self) -> None:
+        """The empty snapshot renders: no rows, no division by zero."""
+        snap = empty_snapshot()
+        assert prefix_columns(snap, 15)[0]["name"] == []
+        assert "0" in summary_html(snap)
+        assert health_columns(snap)["metric"]
+
+
+class TestText:
+    """User strings stay text: escaped in HTML, defused for TeX, truncated."""
+
+    def test_summary_holds_no_user_strings(self) -> None:
+        """The one HTML fragment is made of numbers and fixed words."""
+        snap = make_snapshot(n_prefixes=3, n_errors=2, seed=1)
+        snap["prefixes"][XSS] = snap["prefixes"].pop("inc")
+        snap["errors"][0]["exception"] = XSS
+        text = summary_html(snap)
+        assert "<img" not in text
+        assert "onerror" not in text
+        assert "not running" in summary_html(snap, attached=False)
+
+    def test_display_text(self) -> None:
+        """Long names are cut; newlines and TeX delimiters are defused."""
+        assert display_text("x" * 100, 10) == "x" * 9 + "\u2026"
+        assert "\n" not in display_text("a\nb")
+        for tex in ("$$x$$", "a \\[x\\] b", "\\(x\\)"):
+            shown = display_text(tex)
+            assert "$$" not in shown
+            assert "\\[" not in shown
+            assert "\\(" not in shown
+        assert display_text(XSS) == XSS  # left as is: rendered as text
+        assert html.escape(XSS) != XSS
+
+    def test_errors_keep_their_text(self) -> None:
+        """Exception texts reach the table verbatim (a text cell shows them)."""
+        snap = make_snapshot(n_errors=1, seed=1)
+        snap["errors"][0]["exception"] = XSS
+        data = error_columns(snap, 5)
+        assert data["exception"] == [XSS]
+        assert XSS in data["traceback"][0]
+
+    def test_formats(self) -> None:
+        """Durations down to microseconds; ETA with its range."""
+        assert fmt_seconds(None) == "-"
+        assert fmt_seconds(0.0005) == "500\u00b5s"
+        assert fmt_seconds(0.0042) == "4.2ms"
+        assert fmt_eta(None, None, None) == "-"
+        assert fmt_eta(30.0, 20.0, 45.0) == "30s (20s\u201345s)"
+
+
+class TestPanelUrl:
+    """The page's URL follows the dashboard link: port, proxy and prefix."""
+
+    @pytest.mark.parametrize(
+        ("link", "page", "prefix", "url"),
+        [
+            (
+                "http://127.0.0.1:8787/status",
+                "monitor",
+                "",
+                "http://127.0.0.1:8787/monitor",
+            ),
+            (
+                "http://127.0.0.1:40123/status",
+                "errors",
+                "",
+                "http://127.0.0.1:40123/individual-monitor-errors",
+            ),
+            (
+                "https://hub.example/user/me/proxy/8787/status",
+                "monitor",
+                "",
+                "https://hub.example/user/me/proxy/8787/monitor",
+            ),
+            ("http://h:1/status", "monitor", "/dask/", "http://h:1/dask/monitor"),
+            ("http://h:1/dask/status", "monitor", "dask", "http://h:1/dask/monitor"),
+            (
+                "http://h:1",
+                "task-stream",
+                "",
+                "http://h:1/individual-monitor-task-stream",
+            ),
+        ],
+    )
+    def test_panel_url(self, link: str, page: str, prefix: str, url: str) -> None:
+        """Beside ``status``, with the prefix added when missing."""
+        assert panel_url(link, page, prefix=prefix) == url
+
+    def test_paths(self) -> None:
+        """The pages the issue asks for, and health."""
+        assert "/monitor" in PATHS
+        for name in ("progress", "throughput", "durations", "workers", "errors"):
+            assert f"/individual-monitor-{name}" in PATHS
+        assert "/individual-monitor-task-stream" in PATHS
