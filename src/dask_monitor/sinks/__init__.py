@@ -1,0 +1,1 @@
+"""Sinks: where events and snapshots go besides the panel (event logs, metrics)."""
