@@ -170,5 +170,25 @@ def export(log: str, output: str, kind: str, fmt: str | None) -> None:
 main.add_command(listen)
 main.add_command(send)
 
+@main.command()
+@click.argument("address")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0,
+              show_default=True, help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Prefixes shown.")
+@click.option("--span", default=None, help="Only this Dask span (id or name).")
+def watch(
+    address: str, interval: float, once: bool, top: int, span: str | None
+) -> None:
+    """Live terminal view of the cluster at ADDRESS (tcp://host:8786)."""
+    from dask_monitor.watch import watch as run_watch
+
+    try:
+        run_watch(address, interval=interval, once=once, top=top, span=span)
+    except OSError as e:
+        raise click.ClickException(f"cannot reach {address}: {e}") from e
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

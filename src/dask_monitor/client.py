@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from distributed import Client, default_client
 from distributed.protocol.pickle import dumps
 
+from dask_monitor.alerts.client import AlertCallback, AlertHub, AlertStream
 from dask_monitor.config import MonitorConfig
 from dask_monitor.plugin import MonitorPlugin
 from dask_monitor.snapshot import Snapshot
@@ -43,6 +46,11 @@ class Monitor:
         self.attached = False
         self.preloaded = False
 
+    @property
+    def _scheduler(self) -> Any:
+        """The client's RPC to the scheduler (untyped: its methods are dynamic)."""
+        return self.client.scheduler
+
     # -- attaching -----------------------------------------------------------------
 
     @classmethod
@@ -53,7 +61,7 @@ class Monitor:
         observers: Iterable[Any] = (),
         **options: Any,
     ) -> Monitor:
-        """Install the monitor on the scheduler of ``client`` (once) and return a handle.
+        """Install the monitor on ``client``'s scheduler (once); return a handle.
 
         Parameters
         ----------
@@ -69,6 +77,9 @@ class Monitor:
             Settings by name (``interval="50ms"``, ``buffer_size=10_000``),
             overriding Dask config ``monitor.*``. They apply when this call
             installs the plugin; a plugin already running keeps its settings.
+            Alert rules and the NATS publisher take nested mappings merged over
+            ``monitor.alerts`` / ``monitor.nats``:
+            ``alerts={"stall": {"seconds": 30}}``, ``nats={"url": "nats://..."}``.
 
         Raises
         ------
@@ -95,8 +106,8 @@ class Monitor:
         return client.sync(monitor._attach, observers)  # type: ignore[no-any-return]
 
     async def _attach(self, observers: tuple[Any, ...]) -> Monitor:
-        await self.client.register_plugin(MonitorPlugin(self.config))  # type: ignore[func-returns-value]
-        info = await self.client.scheduler.dask_monitor_attach(
+        await self.client.register_plugin(MonitorPlugin(self.config))
+        info = await self._scheduler.dask_monitor_attach(
             token=self.token, observers=dumps(observers) if observers else None
         )
         self.attached = True
@@ -122,7 +133,7 @@ class Monitor:
         if not self.attached:
             return
         self.attached = False
-        await self.client.scheduler.dask_monitor_detach(token=self.token)
+        await self._scheduler.dask_monitor_detach(token=self.token)
 
     def __enter__(self) -> Monitor:
         return self
@@ -148,7 +159,7 @@ class Monitor:
 
     # -- reading -------------------------------------------------------------------
 
-    def snapshot(self, *, flush: bool = False) -> Snapshot:
+    def snapshot(self, *, flush: bool = False, span: str | None = None) -> Snapshot:
         """The scheduler's current snapshot (plain data).
 
         Parameters
@@ -156,17 +167,179 @@ class Monitor:
         flush
             Flush the transitions buffered on the scheduler first, so the
             snapshot includes everything up to this call.
+        span
+            A Dask span's id or name (``with distributed.span("etl"): ...``):
+            totals, prefixes, groups and errors then count that span's tasks
+            only (and those of spans nested in it); ``snapshot["spans"]``
+            lists the recent spans.
 
         Returns an awaitable with an asynchronous client.
         """
-        return self.client.sync(self._snapshot, flush)  # type: ignore[no-any-return]
+        return self.client.sync(self._snapshot, flush, span)  # type: ignore[no-any-return]
 
-    async def _snapshot(self, flush: bool) -> Snapshot:
-        result: Snapshot = await self.client.scheduler.dask_monitor_snapshot(
-            flush=flush
-        )
+    async def _snapshot(self, flush: bool, span: str | None = None) -> Snapshot:
+        if span is None:
+            result: Snapshot = await self._scheduler.dask_monitor_snapshot(
+                flush=flush
+            )
+        else:
+            result = await self._scheduler.dask_monitor_snapshot(
+                flush=flush, span=span
+            )
         return result
+
+    # -- alerts --------------------------------------------------------------------
+
+    def on(self, kind: str | None = None, callback: AlertCallback | None = None) -> Any:
+        """Call ``callback(alert)`` for every alert of ``kind`` (all if ``None``).
+
+        ``monitor.on("straggler", fn)`` returns an unsubscribe callable;
+        ``@monitor.on("straggler")`` decorates a function and returns it
+        (remove it with :meth:`off`). Callbacks get an
+        :class:`~dask_monitor.events.Alert` and may be ``async def``; they run
+        on the client's event loop thread, so keep them short. Built on
+        ``client.subscribe_topic("dask-monitor-alerts", ...)``: alerts logged
+        before the subscription reached the scheduler are not replayed.
+        """
+        hub = AlertHub.of(self.client)
+        if callback is not None:
+            return hub.add(kind, callback)
+
+        def decorator(fn: AlertCallback) -> AlertCallback:
+            hub.add(kind, fn)
+            return fn
+
+        return decorator
+
+    def off(self, callback: AlertCallback, kind: str | None = None) -> bool:
+        """Remove a callback added by :meth:`on`; whether it was subscribed."""
+        return AlertHub.of(self.client).remove(callback, kind)
+
+    def alerts(self, kind: str | None = None, *, maxsize: int = 1_000) -> AlertStream:
+        """Alerts of ``kind`` (all if ``None``) as they arrive: ``async for``.
+
+        Subscribed at once; iterate from any event loop. End it with
+        ``stream.close()`` or ``async with monitor.alerts() as stream:``.
+        At most ``maxsize`` unread alerts are kept (oldest dropped, counted).
+        """
+        return AlertStream(AlertHub.of(self.client), kind, maxsize)
+
+    # -- progress -------------------------------------------------------------------
+
+    def progress(self, *, desc: str | None = None, **options: Any) -> Any:
+        """A context manager: a progress bar for the Dask work submitted inside it.
+
+        ::
+
+            with monitor.progress():
+                df.compute()
+
+        The block runs in a Dask span of its own; a tqdm bar (a widget in
+        notebooks) follows that span's snapshot and closes cleanly on errors
+        and ``KeyboardInterrupt``. See :func:`dask_monitor.progress.progress`
+        for the options. Needs a synchronous client.
+        """
+        from dask_monitor.progress import progress
+
+        return progress(self, desc=desc, **options)
+
+    # -- recording ------------------------------------------------------------------
+
+    def record(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | str | None = None,
+        queue_size: int | None = None,
+        flush_interval: float | str | None = None,
+    ) -> Any:
+        """Record every event from now on to an event log at ``path`` on the scheduler.
+
+        The scheduler writes it in a background thread; a recording in progress
+        is stopped first, and an existing log at ``path`` is replaced. Replay it
+        with :func:`dask_monitor.replay` or ``dask-monitor replay``. To record a
+        whole run, set Dask config ``monitor.record`` on the scheduler instead.
+
+        Parameters
+        ----------
+        path
+            A path on the scheduler's machine (the same one for a local cluster).
+        max_bytes
+            Size of a segment before the next one (``path.1``, ...) starts.
+        queue_size
+            Events waiting to be written at most; more are dropped (counted in
+            the snapshot's ``monitor["sinks"]["eventlog"]``).
+        flush_interval
+            How often the file is flushed.
+
+        Returns the writer's counters (an awaitable with an asynchronous client).
+        """
+        from dask.utils import parse_bytes, parse_timedelta
+
+        options: dict[str, Any] = {}
+        if max_bytes is not None:
+            options["max_bytes"] = int(parse_bytes(max_bytes))
+        if queue_size is not None:
+            options["queue_size"] = int(queue_size)
+        if flush_interval is not None:
+            options["flush_interval"] = float(
+                parse_timedelta(flush_interval, default="seconds")
+            )
+        return self.client.sync(
+            self._scheduler.dask_monitor_record,
+            path=os.fspath(Path(path).absolute()),
+            options=options,
+        )
+
+    def stop_recording(self) -> Any:
+        """Write what is buffered and close the event log; its counters, or ``None``."""
+        return self.client.sync(self._scheduler.dask_monitor_stop_recording)
 
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
-        return f"<Monitor {state} to {self.client.scheduler.address!r}>"
+        return f"<Monitor {state} to {self._scheduler.address!r}>"
+
+    # -- panel and report ----------------------------------------------------------
+
+    def panel(
+        self,
+        page: str = "monitor",
+        *,
+        height: int | str = 1000,
+        width: int | str = "100%",
+        link: str | None = None,
+    ) -> Any:
+        """The live panel, to show inline in Jupyter (an IFrame of the dashboard).
+
+        Parameters
+        ----------
+        page
+            ``"monitor"`` (everything) or one view: ``"progress"``,
+            ``"throughput"``, ``"durations"``, ``"workers"``, ``"errors"``,
+            ``"task-stream"``, ``"health"``.
+        height, width
+            Of the frame, in pixels or CSS units.
+        link
+            The dashboard link to use instead of ``client.dashboard_link``
+            (which follows Dask config ``distributed.dashboard.link``, so
+            proxies and non-default ports work); the scheduler's dashboard
+            prefix is added when the link lacks it.
+
+        Returns an ``IPython.display.IFrame``: the last expression of a cell
+        displays it. Needs a synchronous client and a scheduler dashboard.
+        """
+        from dask_monitor.panel import panel_iframe
+
+        return panel_iframe(self.client, page, height=height, width=width, link=link)
+
+    def report(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+        """Write a standalone HTML report of the current snapshot to ``path``.
+
+        The same views as the live panel, for everything flushed up to this
+        call; the file works offline (BokehJS inlined). Returns the path.
+        Needs a synchronous client.
+        """
+        from dask_monitor.panel import write_report
+
+        snapshot = self.snapshot(flush=True)
+        return write_report(snapshot, path, title=title, config=self.config)

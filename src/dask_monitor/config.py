@@ -13,13 +13,13 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dask.config
 import yaml
 from dask.utils import parse_timedelta
 
-__all__ = ["ConfigError", "MonitorConfig"]
+__all__ = ["AlertsConfig", "ConfigError", "MonitorConfig", "NatsConfig"]
 
 _DEFAULTS_FILE = os.path.join(os.path.dirname(__file__), "monitor.yaml")
 
@@ -89,6 +89,19 @@ class MonitorConfig:
     recent_events: int = 1_000
     reservoir_size: int = 1_000
     panel_interval: float = 0.25
+    panel_prefixes: int = 15
+    panel_workers: int = 50
+    panel_errors: int = 20
+    panel_tasks: int = 1_000
+    alerts: AlertsConfig = dataclasses.field(default_factory=lambda: AlertsConfig())
+    nats: NatsConfig = dataclasses.field(default_factory=lambda: NatsConfig())
+
+    def __post_init__(self) -> None:
+        # ``MonitorConfig(**config.to_dict())`` gets the sections back as dicts.
+        for name, section in _SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, section.from_dict(value))
 
     @classmethod
     def from_config(cls, **overrides: Any) -> MonitorConfig:
@@ -98,7 +111,10 @@ class MonitorConfig:
         ----------
         **overrides
             Settings by their Python name (``buffer_size=10_000``); ``None``
-            values are ignored.
+            values are ignored. The nested sections take a mapping merged
+            over Dask config (``alerts={"stall": {"seconds": 5}}``,
+            ``nats={"url": "nats://127.0.0.1:4222"}``) or a ready
+            :class:`AlertsConfig` / :class:`NatsConfig`.
 
         Raises
         ------
@@ -129,9 +145,12 @@ class MonitorConfig:
                 )
             if value is not None:
                 values[name] = value
+        sections = {name: values.pop(name, None) for name in _SECTIONS}
         checked: dict[str, Any] = {}
         for name, value in values.items():
             checked[name] = _check(name, value)
+        for name, section in _SECTIONS.items():
+            checked[name] = section.from_config(raw.get(name), sections[name])
         return cls(**checked)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,3 +175,206 @@ def _check(name: str, value: Any) -> Any:
     if name == "relative_error":
         return _fraction(label, value, 0.02)
     return _count(label, value)
+
+
+# -- nested sections: monitor.alerts.*, monitor.nats.* -------------------------
+
+#: Fields given in seconds (durations such as ``"5s"``), of any section.
+_SECTION_DURATIONS = frozenset(
+    {"seconds", "window", "cooldown", "min_seconds", "check_interval"}
+    | {"connect_timeout"}
+)
+#: Durations that may be zero (no cooldown).
+_MAY_BE_ZERO = frozenset({"cooldown", "min_seconds"})
+
+
+def _section_value(label: str, name: str, default: Any, value: Any) -> Any:
+    """Validate one field of a section; ``label`` is its full dotted name."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label} must be true or false, got {value!r}")
+        return value
+    if name in _SECTION_DURATIONS:
+        if name in _MAY_BE_ZERO and not isinstance(value, bool) and value == 0:
+            return 0.0
+        return _duration(label.removeprefix("monitor."), value)
+    if isinstance(default, int):
+        return _count(label.removeprefix("monitor."), value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{label} must be a number, got {value!r}")
+        if not value > 0 or (name == "rate" and value > 1):
+            high = "1" if name == "rate" else "inf"
+            raise ConfigError(f"{label} must be in (0, {high}], got {value!r}")
+        return float(value)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{label} must be a string, got {value!r}")
+    return value or None
+
+
+def _parse_section(cls: type[Any], label: str, *layers: Any) -> Any:
+    """Merge mappings (later ones win) into a validated ``cls`` instance."""
+    merged: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for layer in layers:
+        if layer is None:
+            continue
+        if isinstance(layer, cls):
+            layer = dataclasses.asdict(layer)
+        if not isinstance(layer, Mapping):
+            raise ConfigError(f"{label} must be a mapping of settings, got {layer!r}")
+        for key, value in layer.items():
+            name = str(key).replace("-", "_")
+            if name not in fields:
+                known = ", ".join(sorted(_hyphen(n) for n in fields))
+                raise ConfigError(
+                    f"unknown setting {label}.{key}; known settings: {known}"
+                )
+            old = merged.get(name)
+            if isinstance(old, dict) and isinstance(value, Mapping | _Section):
+                if isinstance(value, _Section):
+                    value = dataclasses.asdict(cast(Any, value))
+                merged[name] = {**old, **value}
+            elif value is not None or name not in merged:
+                merged[name] = value
+    values: dict[str, Any] = {}
+    for name, value in merged.items():
+        sub = f"{label}.{_hyphen(name)}"
+        default = _default(fields[name])
+        if isinstance(default, _Section):
+            values[name] = _parse_section(type(default), sub, value)
+        elif value is None and not isinstance(default, str | type(None)):
+            continue
+        else:
+            values[name] = _section_value(sub, name, default, value)
+    return cls(**values)
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _rebuild(cls: type[Any], data: Mapping[str, Any]) -> Any:
+    """``cls`` from its ``dataclasses.asdict`` form, without validation."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        default = _default(f)
+        if isinstance(default, _Section) and isinstance(value, Mapping):
+            value = _rebuild(type(default), value)
+        values[f.name] = value
+    return cls(**values)
+
+
+class _Section:
+    """Base of the nested settings sections (marker; adds nothing)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StallRule(_Section):
+    """``monitor.alerts.stall``: tasks wait or run, none completes."""
+
+    enabled: bool = True
+    seconds: float = 300.0  # without any task completing
+    cooldown: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBurstRule(_Section):
+    """``monitor.alerts.error-burst``: many errors at once, or a failing prefix."""
+
+    enabled: bool = True
+    count: int = 10  # erred tasks ...
+    window: float = 60.0  # ... within this many seconds
+    rate: float = 0.5  # or: share of a prefix's finished tasks that erred
+    min_tasks: int = 20  # finished tasks of a prefix before its rate counts
+    cooldown: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class StragglerRule(_Section):
+    """``monitor.alerts.straggler``: a task runs far longer than its prefix's p95."""
+
+    enabled: bool = True
+    factor: float = 3.0  # times the prefix's quantile
+    quantile: float = 0.95
+    min_seconds: float = 30.0  # and at least this long
+    min_samples: int = 20  # durations of the prefix before it is judged
+    check_interval: float = 1.0  # how often in-flight tasks are scanned
+    max_tasks: int = 100_000  # in-flight tasks tracked
+    cooldown: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLostRule(_Section):
+    """``monitor.alerts.worker-lost``: a worker left while processing tasks."""
+
+    enabled: bool = True
+    min_processing: int = 1
+    cooldown: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig(_Section):
+    """Validated ``monitor.alerts.*`` settings (see ``monitor.yaml``)."""
+
+    enabled: bool = True
+    recent: int = 100  # alerts kept in the snapshot
+    stall: StallRule = dataclasses.field(default_factory=StallRule)
+    error_burst: ErrorBurstRule = dataclasses.field(default_factory=ErrorBurstRule)
+    straggler: StragglerRule = dataclasses.field(default_factory=StragglerRule)
+    worker_lost: WorkerLostRule = dataclasses.field(default_factory=WorkerLostRule)
+
+    @classmethod
+    def from_config(cls, raw: Any = None, override: Any = None) -> AlertsConfig:
+        """Validate Dask config ``monitor.alerts`` merged with an override."""
+        result: AlertsConfig = _parse_section(cls, "monitor.alerts", raw, override)
+        if not 0 < result.straggler.quantile < 1:
+            raise ConfigError(
+                "monitor.alerts.straggler.quantile must be in (0, 1), "
+                f"got {result.straggler.quantile!r}"
+            )
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertsConfig:
+        """Rebuild from :func:`dataclasses.asdict` output (no validation)."""
+        result: AlertsConfig = _rebuild(cls, data)
+        return result
+
+
+#: Environment variable naming the NATS server when ``monitor.nats.url`` is unset.
+NATS_URL_ENV = "DASK_MONITOR_NATS_URL"
+
+
+@dataclass(frozen=True, slots=True)
+class NatsConfig(_Section):
+    """Validated ``monitor.nats.*`` settings: the optional NATS alert publisher."""
+
+    url: str | None = None  # no publisher when unset (and no DASK_MONITOR_NATS_URL)
+    cluster: str | None = None  # subject token; the scheduler id when unset
+    backlog: int = 1_000  # alerts kept while NATS is unreachable; more are dropped
+    connect_timeout: float = 2.0
+
+    @classmethod
+    def from_config(cls, raw: Any = None, override: Any = None) -> NatsConfig:
+        """Validate ``monitor.nats`` merged with an override; fall back to the env."""
+        result: NatsConfig = _parse_section(cls, "monitor.nats", raw, override)
+        if result.url is None and os.environ.get(NATS_URL_ENV):
+            result = dataclasses.replace(result, url=os.environ[NATS_URL_ENV])
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NatsConfig:
+        """Rebuild from :func:`dataclasses.asdict` output (no validation)."""
+        result: NatsConfig = _rebuild(cls, data)
+        return result
+
+
+_SECTIONS: dict[str, Any] = {"alerts": AlertsConfig, "nats": NatsConfig}

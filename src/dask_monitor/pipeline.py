@@ -9,13 +9,15 @@ This module does not import Dask.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
+from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
 from dask_monitor.config import MonitorConfig
-from dask_monitor.events import Event
+from dask_monitor.events import Alert, Event
 from dask_monitor.observers import (
     DurationsObserver,
     ErrorsObserver,
@@ -25,10 +27,15 @@ from dask_monitor.observers import (
     ThroughputObserver,
     WorkersObserver,
 )
+from dask_monitor.observers.spans import SpansObserver
 from dask_monitor.snapshot import SNAPSHOT_VERSION, MonitorStats, Snapshot
 from dask_monitor.subject import Subject
 
 __all__ = ["Pipeline"]
+
+logger = logging.getLogger(__name__)
+
+logger = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -84,6 +91,14 @@ class Pipeline:
             recent=cfg.recent_events, reservoir=cfg.reservoir_size
         )
         self.eta = EtaObserver(self.progress, self.throughput, clock=clock)
+        self.spans = SpansObserver(relative_error=cfg.relative_error)
+        # Alerts: rules are observers; what they emit goes to its own subject.
+        self.alerts = Subject(name="dask-monitor-alerts", raise_errors=raise_errors)
+        self.alert_log = AlertLog(recent=cfg.alerts.recent)
+        self.alerts.subscribe(self.alert_log)
+        self.rules: list[AlertRule] = default_rules(cfg.alerts, self.durations)
+        self._alerted = 0
+        self._sink_changes = 0
         self.builtin: tuple[Any, ...] = (
             self.progress,
             self.throughput,
@@ -92,6 +107,8 @@ class Pipeline:
             self.errors,
             self.sampling,
             self.eta,
+            self.spans,
+            *self.rules,
         )
         for observer in self.builtin:
             self.subject.subscribe(observer)
@@ -108,6 +125,8 @@ class Pipeline:
         self._seq = 0
         self._cache: Snapshot | None = None
         self._lock = threading.Lock()
+        self.rule_errors: dict[str, int] = {}
+        self._raise_errors = raise_errors
 
     # -- feeding -----------------------------------------------------------
 
@@ -115,8 +134,59 @@ class Pipeline:
         """Hand one batch of events to every observer."""
         if not events:
             return
+        self._bind_rules()
         self.subject.notify_batch(events)
         self._changed()
+
+    def tick(self, now: float | None = None) -> None:
+        """Let time-based alert rules (stall, straggler) look at the clock.
+
+        The plugin calls it after every flush, with or without events; cheap
+        unless a rule has work to do. Never raises: a failing rule is logged
+        once and counted, like a failing observer.
+        """
+        now = self.clock() if now is None else now
+        alerted = self._alerted
+        for rule in self._bind_rules():
+            try:
+                rule.tick(now)
+            except Exception as exc:
+                self._rule_failed(rule, exc)
+        changes = sum(getattr(s, "changes", 0) for s in self.alert_log.sinks.values())
+        if self._alerted != alerted or changes != self._sink_changes:
+            self._sink_changes = changes
+            self._changed()
+
+    def add_alert_sink(self, sink: Any) -> None:
+        """Send every alert to ``sink`` (an observer with ``stats()``), shown in
+        the snapshot's ``alerts.sinks`` under ``sink.name``."""
+        self.alerts.subscribe(sink)
+        self.alert_log.sinks[_name(sink)] = sink
+
+    def _bind_rules(self) -> list[AlertRule]:
+        """The subscribed alert rules, each bound to the alert subject."""
+        rules = [o for o in self.subject.observers if isinstance(o, AlertRule)]
+        for rule in rules:
+            if not rule.bound:
+                rule.bind(self._emit_alert)
+        return rules
+
+    def _emit_alert(self, alert: Alert) -> None:
+        self._alerted += 1
+        self.alerts.notify(alert)
+
+    def _rule_failed(self, rule: AlertRule, exc: Exception) -> None:
+        if self._raise_errors:
+            raise exc
+        count = self.rule_errors.get(rule.name, 0) + 1
+        self.rule_errors[rule.name] = count
+        if count == 1:
+            logger.error(
+                "alert rule %s raised %s in tick; later failures are only counted",
+                rule.name,
+                type(exc).__name__,
+                exc_info=exc,
+            )
 
     def account(self, *, events: int, dropped: int, seconds: float) -> None:
         """Record the cost of one flush (called by the plugin after each flush).
@@ -150,8 +220,27 @@ class Pipeline:
             if observer not in self.builtin and callable(reset):
                 try:
                     reset()
-                except Exception:  # user code: isolate like the subject does
-                    pass
+                except Exception:  # user code: isolate it, as the subject does
+                    logger.exception(
+                        "dask-monitor: observer %r failed to reset", observer
+                    )
+        self._changed()
+
+    def name_spans(self, names: dict[str, str]) -> None:
+        """Learn the names of Dask spans (``{id: "etl"}``), for span views.
+
+        Observers with a ``name_spans`` method (the event log) are told too.
+        """
+        if not names:
+            return
+        for observer in self.subject.observers:
+            name_spans = getattr(observer, "name_spans", None)
+            if callable(name_spans):
+                try:
+                    name_spans(names)
+                except Exception:  # isolate like the subject does
+                    if self._raise_errors:
+                        raise
         self._changed()
 
     def _changed(self) -> None:
@@ -165,12 +254,21 @@ class Pipeline:
         """Increases whenever the data behind the snapshot changed."""
         return self._seq
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, span: str | None = None) -> Snapshot:
         """Everything the observers know, as plain data.
 
         Built lazily and cached until the next batch, so readers polling
         faster than the flush interval cost nothing.
+
+        With ``span`` (a span id, or a name such as ``"etl"``: the spans of that
+        name and those nested in them), ``totals``, ``prefixes``, ``groups`` and
+        ``errors`` cover that span's tasks only (rates and ETAs are left out:
+        zero and ``None``), and ``span`` describes the selection; the other
+        sections are the whole cluster's. Only the most recent spans are
+        tracked (see :class:`~dask_monitor.observers.spans.SpansObserver`).
         """
+        if span is not None:
+            return self._span_snapshot(span)
         cache = self._cache
         if cache is not None:
             return cache
@@ -178,6 +276,9 @@ class Pipeline:
             if self._cache is None or self._cache["seq"] != self._seq:
                 self._cache = self._build()
             return self._cache
+
+    def _span_snapshot(self, selector: str) -> Snapshot:
+        return _span_view(self, selector)
 
     def _build(self) -> Snapshot:
         cfg = self.config
@@ -209,6 +310,7 @@ class Pipeline:
             "observer_errors": self.subject.errors,
             "observers": [_name(o) for o in self.subject.observers],
             "started": self.started,
+            "sinks": _sink_stats(self.subject.observers),
         }
         return cast(
             Snapshot,
@@ -228,10 +330,51 @@ class Pipeline:
                 "errors_folded": errors["errors_folded"],
                 "throughput": self.throughput.snapshot(),
                 "samples": self.sampling.snapshot(),
-                "alerts": {},
+                "spans": self.spans.summary(),
+                "alerts": {
+                    **self.alert_log.snapshot(self._bind_rules()),
+                    "tick_errors": dict(self.rule_errors),
+                    "subscriber_errors": self.alerts.errors,
+                },
                 "monitor": monitor,
             },
         )
+
+
+def _span_view(pipeline: Pipeline, selector: str) -> Snapshot:
+    cfg = pipeline.config
+    base = pipeline.snapshot()
+    ids = pipeline.spans.ids(selector)
+    view = pipeline.spans.view(ids, cfg.snapshot_prefixes, cfg.snapshot_groups)
+    prefixes = set(view["prefixes"])
+    out: dict[str, Any] = dict(base)
+    out.update(
+        totals=view["totals"],
+        prefixes=view["prefixes"],
+        prefixes_folded=view["prefixes_folded"],
+        groups=view["groups"],
+        groups_folded=view["groups_folded"],
+        errors=[row for row in base["errors"] if row["prefix"] in prefixes],
+        span={
+            "selector": selector,
+            "ids": ids,
+            "names": [pipeline.spans.names.get(i, i) for i in ids],
+        },
+    )
+    return cast(Snapshot, out)
+
+
+def _sink_stats(observers: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """``stats()`` of the observers that are sinks (event logs ...), by name."""
+    out: dict[str, dict[str, Any]] = {}
+    for observer in observers:
+        stats = getattr(observer, "stats", None)
+        if getattr(observer, "is_sink", False) and callable(stats):
+            try:
+                out[_name(observer)] = stats()
+            except Exception as e:  # a sink's counters must not break the snapshot
+                out[_name(observer)] = {"error": repr(e)}
+    return out
 
 
 def _name(observer: Any) -> str:

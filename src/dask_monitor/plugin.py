@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +30,7 @@ from dask_monitor.config import MonitorConfig
 from dask_monitor.events import NEW, Alert, Event, WorkerStatus, make_task_status
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLogWriter, record_settings
+from dask_monitor.sinks.prometheus import prometheus_settings, register_source
 from dask_monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -118,6 +120,8 @@ class MonitorPlugin(SchedulerPlugin):
         self._pc: PeriodicCallback | None = None
         self._closed = False
         self.recorder: EventLogWriter | None = None
+        self._span_names: dict[str, str] = {}
+        self._unregister_metrics: Callable[[], None] | None = None
         self.nats: Any = None  # the NATS alert publisher, when monitor.nats.url is set
 
     def __getstate__(self) -> dict[str, Any]:
@@ -156,6 +160,7 @@ class MonitorPlugin(SchedulerPlugin):
         settings = record_settings(dask.config.get("monitor.record", None))
         if settings is not None:
             self.start_recording(**settings)
+        self._start_metrics()
         pc = PeriodicCallback(self.flush, self.config.interval * 1000)
         self._pc = pc
         scheduler.periodic_callbacks[_FLUSH] = pc
@@ -187,6 +192,9 @@ class MonitorPlugin(SchedulerPlugin):
     def _stop(self) -> None:
         self._closed = True
         self.stop_recording()
+        unregister, self._unregister_metrics = self._unregister_metrics, None
+        if unregister is not None:
+            unregister()
         nats, self.nats = self.nats, None
         if nats is not None:
             nats.close()  # does not wait: the publisher's thread ends by itself
@@ -284,13 +292,36 @@ class MonitorPlugin(SchedulerPlugin):
         self._buffer = []
         self._dropped = 0
         try:
-            pipeline.process(self._convert(items, time.time()))
+            events = self._convert(items, time.time())
+            self._name_spans(events)
+            pipeline.process(events)
         except Exception:  # never raise into Dask's loop
             logger.exception("dask-monitor: flush failed; %d events lost", len(items))
         pipeline.account(
             events=len(items), dropped=dropped, seconds=perf_counter() - t0
         )
         pipeline.tick()
+
+    def _name_spans(self, events: list[Event]) -> None:
+        """Tell the pipeline the names of spans it has not seen yet."""
+        known = self._span_names
+        new: dict[str, str] = {}
+        for event in events:
+            span = getattr(event, "span", None)
+            if span is not None and span not in known and span not in new:
+                new[span] = span
+        if not new or self.scheduler is None or self.pipeline is None:
+            return
+        ext = self.scheduler.extensions.get("spans")
+        spans = getattr(ext, "spans", {})
+        for span_id in new:
+            sp = spans.get(span_id)
+            if sp is not None:
+                new[span_id] = "/".join(str(part) for part in sp.name)
+        if len(known) > 100_000:  # bounded: names are asked again if needed
+            known.clear()
+        known.update(new)
+        self.pipeline.name_spans(new)
 
     # -- alerts (scheduler event loop) ---------------------------------------------
 
@@ -396,6 +427,23 @@ class MonitorPlugin(SchedulerPlugin):
             )
         return events
 
+    # -- Prometheus ----------------------------------------------------------------
+
+    def _start_metrics(self) -> None:
+        """Export ``dask_monitor_*`` metrics on the scheduler's ``/metrics``."""
+        settings = prometheus_settings()
+        if not settings["enabled"] or self._unregister_metrics is not None:
+            return
+        try:
+            self._unregister_metrics = register_source(
+                self._metrics_snapshot, top=settings["top_prefixes"]
+            )
+        except ImportError:
+            logger.debug("dask-monitor: prometheus_client missing; no metrics")
+
+    def _metrics_snapshot(self) -> Snapshot | None:
+        return None if self.pipeline is None else self.pipeline.snapshot()
+
     # -- recording -----------------------------------------------------------------
 
     def start_recording(self, path: str, **options: Any) -> dict[str, Any]:
@@ -424,6 +472,8 @@ class MonitorPlugin(SchedulerPlugin):
         writer = EventLogWriter(path, header=header, **options)
         self.recorder = writer
         self.pipeline.subject.subscribe(writer)
+        self.pipeline.alerts.subscribe(writer)  # alerts are recorded too
+        writer.name_spans(dict(self.pipeline.spans.names))
         return writer.stats()
 
     def stop_recording(self) -> dict[str, Any] | None:
@@ -435,10 +485,12 @@ class MonitorPlugin(SchedulerPlugin):
             self.flush()
         if self.pipeline is not None:
             self.pipeline.subject.unsubscribe(writer)
+            self.pipeline.alerts.unsubscribe(writer)
         writer.close()
         return writer.stats()
 
     def _rpc_record(self, path: str, options: dict[str, Any] | None = None) -> Any:
+        self.flush()  # what is buffered happened before the call
         return self.start_recording(path, **(options or {}))
 
     def _rpc_stop_recording(self) -> Any:
@@ -454,9 +506,13 @@ class MonitorPlugin(SchedulerPlugin):
 
     # -- RPC handlers (scheduler event loop) ---------------------------------------
 
-    def _rpc_snapshot(self, flush: bool = False) -> Snapshot:
+    def _rpc_snapshot(self, flush: bool = False, span: str | None = None) -> Snapshot:
         if flush:
             self.flush()
+        if span is not None:
+            if self.pipeline is None:
+                raise RuntimeError("the dask-monitor plugin has not started")
+            return self.pipeline.snapshot(span=span)
         return self.snapshot()
 
     def _rpc_attach(

@@ -218,3 +218,5 @@ class Snapshot(TypedDict):
     samples: Samples
     alerts: dict[str, Any]
     monitor: MonitorStats
+    spans: NotRequired[dict[str, dict[str, Any]]]  # recent Dask spans: id -> row
+    span: NotRequired[dict[str, Any]]  # with snapshot(span=...): the selection

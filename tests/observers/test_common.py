@@ -7,12 +7,7 @@ from typing import Any
 import pytest
 
 from dask_monitor.events import Alert, WorkerStatus
-from dask_monitor.observers._common import (
-    check_count,
-    check_positive,
-    split_events,
-    task_events,
-)
+from dask_monitor.observers._common import check_count, check_positive, task_events
 
 
 class TestCommon:
@@ -25,13 +20,6 @@ class TestCommon:
         worker = WorkerStatus("tcp://w:1", "added", 0.0)
         alert = Alert("stall", "warning", "quiet", 0.0)
         assert task_events([a, worker, alert, b]) == [a, b]
-
-    def test_split_events(self, stream: Any) -> None:
-        """split_events separates task and worker events, dropping alerts."""
-        a = stream.task("a-1", "released", "waiting")
-        worker = WorkerStatus("tcp://w:1", "added", 0.0)
-        alert = Alert("stall", "warning", "quiet", 0.0)
-        assert split_events([worker, a, alert]) == ([a], [worker])
 
     @pytest.mark.parametrize("value", [0, -1, 1.5, True, "3", None])
     def test_check_count_rejects(self, value: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from dask_monitor.events import Event, TaskStatus, WorkerStatus
+from dask_monitor.events import Event, TaskStatus
 
 __all__ = [
     "CHUNK",
@@ -15,7 +15,6 @@ __all__ = [
     "Clock",
     "check_count",
     "check_positive",
-    "split_events",
     "task_events",
 ]
 
@@ -25,7 +24,7 @@ Clock = Callable[[], float]
 #: Events an observer with several passes over a batch takes at a time: a
 #: chunk this size stays in the CPU cache from one pass to the next, while
 #: a batch of 100,000 events does not (each pass would read it from memory).
-CHUNK = 8_192
+CHUNK = 16_384
 
 MEMORY = "memory"
 ERRED = "erred"
@@ -41,20 +40,6 @@ def task_events(events: Sequence[Event]) -> list[TaskStatus]:
     alert is in the batch): the common all-task batch pays nothing for it.
     """
     return [e for e in events if type(e) is TaskStatus]
-
-
-def split_events(
-    events: Sequence[Event],
-) -> tuple[list[TaskStatus], list[WorkerStatus]]:
-    """Task events and worker events of a mixed batch, each in order."""
-    tasks: list[TaskStatus] = []
-    workers: list[WorkerStatus] = []
-    for e in events:
-        if type(e) is TaskStatus:
-            tasks.append(e)
-        elif type(e) is WorkerStatus:
-            workers.append(e)
-    return tasks, workers
 
 
 def check_count(name: str, value: int) -> int:

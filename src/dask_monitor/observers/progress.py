@@ -95,12 +95,11 @@ class _Table:
 
     A name that did not fit is remembered in ``folded`` (at most
     ``max(capacity, FOLDED_NAMES)`` names; beyond that the table is ``closed``
-    to new names and stops counting them) so that it stays
-    folded while it may have live tasks in ``other``: a row started later for
-    it would count their departures without their arrivals. With
-    ``drop_empty``, rows whose tasks are all forgotten are dropped, and once
-    ``other`` is empty too the folded names are forgotten and the table opens
-    again.
+    to new names and stops counting them) so that it stays folded while it
+    may have live tasks in ``other``: a row started later for it would count
+    their departures without their arrivals. With ``drop_empty``, rows whose
+    tasks are all forgotten are dropped, and once ``other`` is empty too the
+    folded names are forgotten and the table opens again.
     """
 
     __slots__ = ("capacity", "closed", "drop_empty", "folded", "other", "rows")
@@ -134,6 +133,8 @@ class _Table:
 
     def drop_if_empty(self, names: set[str]) -> None:
         """Drop the rows among ``names`` that have no live task left."""
+        if not self.drop_empty:
+            return
         rows = self.rows
         other = self.other
         for name in names:

@@ -39,6 +39,8 @@ __all__ = ["LogHistogram"]
 
 #: Batches this small take the values one by one (no set-up costs).
 _FEW = 48
+#: Extra buckets allocated when values added one by one grow the store.
+_SLACK = 16
 _INT32_MAX = 2**31 - 1
 
 
@@ -154,22 +156,30 @@ class LogHistogram:
 
     def _add_few(self, values: Sequence[float]) -> None:
         """A handful of values, one by one (what most small prefixes get)."""
+        low = min(values)
+        high = max(values)
+        if low < self.min:
+            self.min = float(low)
+        if high > self.max:
+            self.max = float(high)
         lo = self.min_value
         k = self._inv_log_gamma
+        log = math.log
+        ceil = math.ceil
         counts = self._counts
+        offset = self._offset
+        size = len(counts)
         for x in values:
-            if x < self.min:
-                self.min = float(x)
-            if x > self.max:
-                self.max = float(x)
             if x > lo:
-                i = math.ceil(math.log(x) * k)
-                j = i - self._offset
-                if counts and 0 <= j < len(counts):
+                j = ceil(log(x) * k) - offset
+                if 0 <= j < size:
                     counts[j] += 1
                 else:
-                    self._store(i, i, ((i, 1),))
+                    i = j + offset
+                    self._store(i, i, ((i, 1),), slack=_SLACK)
                     counts = self._counts
+                    offset = self._offset
+                    size = len(counts)
             else:
                 self.zeros += 1
         self.count += len(values)
@@ -198,22 +208,30 @@ class LogHistogram:
                 zip((nonzero + first).tolist(), counts[nonzero].tolist(), strict=True),
             )
 
-    def _store(self, first: int, last: int, items: Iterable[tuple[int, int]]) -> None:
-        """Add ``(bucket index, count)`` pairs whose indices are in [first, last]."""
+    def _store(
+        self,
+        first: int,
+        last: int,
+        items: Iterable[tuple[int, int]],
+        slack: int = 0,
+    ) -> None:
+        """Add ``(bucket index, count)`` pairs whose indices are in [first, last].
+
+        When the store must grow, it grows ``slack`` buckets further than
+        needed (values added one by one would otherwise grow it each time).
+        """
         counts = self._counts
         if not counts:
             self._offset = first
         offset = self._offset
         end = offset + len(counts)
         if first < offset:
-            counts[:0] = array(
-                counts.typecode, bytes(counts.itemsize * (offset - first))
-            )
-            offset = self._offset = first
+            grow = offset - first + (slack if counts else 0)
+            counts[:0] = array(counts.typecode, bytes(counts.itemsize * grow))
+            offset = self._offset = offset - grow
         if last >= end:
-            counts.extend(
-                array(counts.typecode, bytes(counts.itemsize * (last + 1 - end)))
-            )
+            grow = last + 1 - end + (slack if end > offset else 0)
+            counts.extend(array(counts.typecode, bytes(counts.itemsize * grow)))
         for i, c in items:
             counts[i - offset] += c
         if len(counts) > self.max_buckets:

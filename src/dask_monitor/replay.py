@@ -1,0 +1,298 @@
+"""Replay: an event log through a fresh pipeline, after the cluster is gone.
+
+The live plugin and a replay feed the same :class:`~dask_monitor.pipeline.Pipeline`
+(same default observers, same settings, taken from the log's header) with the
+same batches, so the snapshot at the end of a replay equals the live run's last
+snapshot, except for fields relative to the wall clock (``timestamp``,
+``elapsed``, rates and ETAs, the monitor's own flush timings).
+
+Examples
+--------
+>>> from dask_monitor import replay
+>>> snapshot = replay("run.dmlog")  # doctest: +SKIP
+>>> snapshot["totals"]["done"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from dask_monitor.config import MonitorConfig
+from dask_monitor.events import Alert, TaskStatus, WorkerStatus
+from dask_monitor.pipeline import Pipeline
+from dask_monitor.sinks.eventlog import EventLog
+from dask_monitor.snapshot import Snapshot
+
+__all__ = ["config_from_header", "replay", "replay_pipeline", "replay_snapshots"]
+
+
+def config_from_header(header: dict[str, Any]) -> MonitorConfig:
+    """The live pipeline's settings recorded in a log header.
+
+    Settings unknown to this version are ignored; missing ones take Dask
+    config's values.
+    """
+    recorded = header.get("config") or {}
+    names = {f.name for f in dataclasses.fields(MonitorConfig)}
+    base = MonitorConfig.from_config()
+    known = {k: v for k, v in recorded.items() if k in names}
+    return dataclasses.replace(base, **known)
+
+
+def _discard(alert: Alert) -> None:
+    """Where replayed alert rules send their alerts: nowhere."""
+
+
+class _LastEventClock:
+    """The time of the last event replayed (the log's start time at first)."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _feed(
+    path: str | os.PathLike[str],
+    config: MonitorConfig | None,
+    observers: Iterable[Any],
+    on_batch: Callable[[Pipeline], None] | None = None,
+) -> Pipeline:
+    log = EventLog.open(path)
+    config = config if config is not None else config_from_header(log.header)
+    clock = _LastEventClock(float(log.header.get("started") or 0.0))
+    pipeline = Pipeline(config, clock=clock, observers=observers)
+    # The log has the alerts the live rules raised (some depended on the live
+    # clock): replay those and keep the rules quiet, so nothing counts twice.
+    for rule in getattr(pipeline, "rules", ()):
+        rule.bind(_discard)
+    alerts = getattr(pipeline, "alerts", None)
+    for record in log.records():
+        if record.kind == "b":
+            events = [e for e in record.events if type(e) is not Alert]
+            if len(events) != len(record.events):
+                for event in record.events:
+                    if type(event) is Alert and alerts is not None:
+                        alerts.notify(event)
+                if not events:
+                    pipeline._changed()
+                    continue
+            for event in reversed(events):
+                if isinstance(event, TaskStatus | WorkerStatus):
+                    clock.now = max(clock.now, event.timestamp)
+                    break
+            pipeline.process(events)
+            pipeline.account(events=len(events), dropped=0, seconds=0.0)
+            if on_batch is not None:
+                on_batch(pipeline)
+        elif record.kind == "r":
+            pipeline.reset()
+        elif record.kind == "s":
+            name_spans = getattr(pipeline, "name_spans", None)
+            if name_spans is not None:
+                name_spans(record.names)
+    return pipeline
+
+
+def replay_pipeline(
+    path: str | os.PathLike[str],
+    *,
+    config: MonitorConfig | None = None,
+    observers: Iterable[Any] = (),
+) -> Pipeline:
+    """Feed the log at ``path`` through a fresh pipeline and return the pipeline.
+
+    Parameters
+    ----------
+    path
+        The log's first segment; the following ones (``path.1``, ...) are read too.
+    config
+        Settings to replay with instead of the recorded ones.
+    observers
+        Extra observers, subscribed beside the default ones.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no log at ``path``.
+    EventLogError
+        If it is not a log, or corrupt; ``EventLogVersionError`` for another
+        format version. A torn last record only warns (``EventLogWarning``).
+    """
+    return _feed(path, config, observers)
+
+
+def replay(
+    path: str | os.PathLike[str],
+    *,
+    config: MonitorConfig | None = None,
+    observers: Iterable[Any] = (),
+) -> Snapshot:
+    """The snapshot at the end of the run recorded in the log at ``path``.
+
+    Its clock is the time of the last event, so ``timestamp`` is when the run's
+    last event happened. See :func:`replay_pipeline` for parameters and errors.
+    """
+    return replay_pipeline(path, config=config, observers=observers).snapshot()
+
+
+def replay_snapshots(
+    path: str | os.PathLike[str], *, config: MonitorConfig | None = None
+) -> Iterator[Snapshot]:
+    """The snapshot after each recorded batch, in order (a run, step by step)."""
+    out: list[Snapshot] = []
+    _feed(path, config, (), lambda p: out.append(p.snapshot()))
+    yield from out
+
+
+# -- exports -------------------------------------------------------------------------
+
+#: Columns of an export of task events (the fields of ``TaskStatus``).
+TASK_COLUMNS = (
+    "key",
+    "prefix",
+    "group",
+    "start",
+    "finish",
+    "timestamp",
+    "worker",
+    "duration",
+    "begin",
+    "end",
+    "nbytes",
+    "exception",
+    "traceback",
+    "span",
+)
+WORKER_COLUMNS = ("address", "action", "timestamp", "nthreads", "processing")
+ALERT_COLUMNS = (
+    "kind",
+    "severity",
+    "message",
+    "timestamp",
+    "prefix",
+    "key",
+    "worker",
+    "details",
+)
+
+
+def _columns(path: str | os.PathLike[str], kind: str) -> dict[str, list[Any]]:
+    import json
+
+    cls, names = {
+        "tasks": (TaskStatus, TASK_COLUMNS),
+        "workers": (WorkerStatus, WORKER_COLUMNS),
+        "alerts": (Alert, ALERT_COLUMNS),
+    }[kind]
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for event in EventLog.open(path).events():
+        if type(event) is not cls:
+            continue
+        for name in names:
+            value = getattr(event, name)
+            if name == "details":
+                value = json.dumps(value, default=str)
+            columns[name].append(value)
+    return columns
+
+
+def export_events(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    kind: str = "tasks",
+    fmt: str | None = None,
+) -> tuple[os.PathLike[str] | str, str, int]:
+    """Write the events of one kind of the log at ``path`` as a table to ``out``.
+
+    Parameters
+    ----------
+    kind
+        ``"tasks"`` (one row per ``TaskStatus``, its fields as columns),
+        ``"workers"`` or ``"alerts"``.
+    fmt
+        ``"parquet"`` or ``"csv"``; by default CSV when ``out`` ends in
+        ``.csv`` or pyarrow is missing, else Parquet.
+
+    Returns ``(out, format, rows)``. Read it back with ``pandas.read_parquet``
+    or ``pandas.read_csv``.
+    """
+    import csv
+
+    if kind not in ("tasks", "workers", "alerts"):
+        raise ValueError(f"kind must be tasks, workers or alerts, not {kind!r}")
+    if fmt is None:
+        fmt = "csv" if os.fspath(out).endswith(".csv") else "parquet"
+        if fmt == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                fmt = "csv"
+    columns = _columns(path, kind)
+    rows = len(next(iter(columns.values())))
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table(columns), out)
+    elif fmt == "csv":
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(list(columns))
+            writer.writerows(zip(*columns.values(), strict=True))
+    else:
+        raise ValueError(f"fmt must be parquet or csv, not {fmt!r}")
+    return out, fmt, rows
+
+
+# -- serving -------------------------------------------------------------------------
+
+
+def serve_snapshot(
+    snapshot: Snapshot,
+    *,
+    config: MonitorConfig | None = None,
+    port: int = 0,
+    address: str = "127.0.0.1",
+    title: str = "dask-monitor replay",
+) -> Any:
+    """A started Bokeh server showing the panel for ``snapshot`` at ``/``.
+
+    No cluster is needed. Run its loop with ``server.io_loop.start()``; the
+    URL is ``http://{address}:{server.port}/``.
+    """
+    from bokeh.application import Application
+    from bokeh.application.handlers.function import FunctionHandler
+    from bokeh.document import Document
+    from bokeh.server.server import Server
+
+    from dask_monitor.panel._style import THEME
+    from dask_monitor.panel.components import StaticFeed
+    from dask_monitor.panel.views import full_view
+
+    def make_doc(doc: Document) -> None:
+        view = full_view(StaticFeed(snapshot), config)
+        view.update()
+        doc.title = title
+        doc.theme = THEME
+        doc.add_root(view.root)
+
+    if port == 0:  # Bokeh wants the real port for its websocket origins
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind((address, 0))
+            port = sock.getsockname()[1]
+    server = Server(
+        {"/": Application(FunctionHandler(make_doc))},
+        port=port,
+        address=address,
+        allow_websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+    )
+    server.start()
+    return server

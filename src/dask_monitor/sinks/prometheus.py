@@ -1,0 +1,284 @@
+"""Prometheus metrics of the monitor, on the scheduler's existing ``/metrics``.
+
+Distributed serves ``prometheus_client.REGISTRY`` at ``/metrics`` on the
+scheduler's dashboard port; a collector registered in the scheduler's process
+appears there. :func:`register_source` registers one collector per process (the
+first time) and reads the snapshot of the most recently registered monitor;
+the unregister function it returns removes the collector with the last source.
+
+Metrics (all prefixed ``dask_monitor_``; none duplicates distributed's own
+``dask_scheduler_*`` metrics such as per-prefix state totals):
+
+* ``events_total``, ``events_dropped_total``: transitions seen by the hook,
+  and dropped because the buffer was full;
+* ``flushes_total``, ``flush_seconds_total``, ``flush_last_seconds``;
+* ``tasks_completed_total{prefix}``, ``tasks_erred_total{prefix}``;
+* ``task_duration_seconds{prefix}``: a summary (``quantile`` 0.5, 0.9, 0.99,
+  ``_count``, ``_sum``) of compute durations;
+* ``throughput_tasks_per_second``, ``tasks_remaining``, ``eta_seconds``
+  (absent while unknown);
+* ``alerts_total{kind}``; ``sink_dropped_total{sink}`` (event log ...).
+
+Label cardinality is bounded: the ``top`` prefixes with the most finished tasks
+have their own label, the rest are summed under ``prefix="other"`` (a
+prefix moving in or out of the top makes ``other`` go down: counters may reset,
+which Prometheus' ``rate`` handles).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from dask_monitor.snapshot import Snapshot
+
+__all__ = [
+    "MonitorCollector",
+    "prometheus_settings",
+    "register_source",
+    "registered",
+]
+
+SnapshotSource = Callable[[], Snapshot | None]
+
+OTHER = "other"
+_QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
+
+
+def prometheus_settings(value: Any = None) -> dict[str, Any]:
+    """Settings from Dask config ``monitor.prometheus`` (``enabled``, ``top-prefixes``).
+
+    Raises ``ValueError`` for an invalid value.
+    """
+    if value is None:
+        import dask.config
+
+        value = dask.config.get("monitor.prometheus", default=None)
+    out: dict[str, Any] = {"enabled": True, "top_prefixes": 20}
+    if value is None:
+        return out
+    if isinstance(value, bool):
+        out["enabled"] = value
+        return out
+    if not isinstance(value, dict):
+        raise ValueError(f"monitor.prometheus must be a mapping, got {value!r}")
+    for key, item in value.items():
+        name = str(key).replace("-", "_")
+        if name == "enabled":
+            if not isinstance(item, bool):
+                raise ValueError("monitor.prometheus.enabled must be true or false")
+            out[name] = item
+        elif name == "top_prefixes":
+            if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
+                raise ValueError(
+                    "monitor.prometheus.top-prefixes must be a positive integer"
+                )
+            out[name] = item
+        else:
+            raise ValueError(f"unknown setting monitor.prometheus.{key}")
+    return out
+
+
+def _ranked(snapshot: Snapshot, top: int) -> tuple[list[str], set[str]]:
+    rows = snapshot["prefixes"]
+    names = sorted(rows, key=lambda n: (-(rows[n]["completed"] + rows[n]["erred"]), n))
+    return names[:top], set(names[top:])
+
+
+class MonitorCollector:
+    """A ``prometheus_client`` collector reading a monitor's snapshot.
+
+    Parameters
+    ----------
+    source
+        Returns the snapshot to export, or ``None`` (no metrics then).
+    top
+        Prefixes with a label of their own; the rest are ``other``.
+
+    Notes
+    -----
+    ``collect`` runs where ``/metrics`` is served (the scheduler's event loop);
+    it builds metrics from one snapshot and never raises for missing data.
+    """
+
+    def __init__(self, source: SnapshotSource, *, top: int = 20) -> None:
+        self.source = source
+        self.top = top
+
+    def describe(self) -> list[Any]:
+        # No up-front description: registration must not build a snapshot.
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            SummaryMetricFamily,
+        )
+
+        snapshot = self.source()
+        if snapshot is None:
+            return
+        m = snapshot["monitor"]
+        t = snapshot["totals"]
+
+        def counter(name: str, doc: str, value: float) -> Any:
+            family = CounterMetricFamily(f"dask_monitor_{name}", doc)
+            family.add_metric([], value)
+            return family
+
+        yield counter("events", "Task transitions seen by the monitor.", m["events"])
+        yield counter(
+            "events_dropped", "Transitions dropped (buffer full).", m["dropped"]
+        )
+        yield counter("flushes", "Flushes of the monitor's buffer.", m["flushes"])
+        yield counter(
+            "flush_seconds", "Seconds spent flushing the buffer.", m["flush_seconds"]
+        )
+        last = GaugeMetricFamily(
+            "dask_monitor_flush_last_seconds", "Duration of the last flush."
+        )
+        last.add_metric([], m["flush_last"])
+        yield last
+
+        top, rest = _ranked(snapshot, self.top)
+        rows = snapshot["prefixes"]
+        for field, doc in (
+            ("completed", "Tasks completed (processing -> memory), per prefix."),
+            ("erred", "Tasks that erred, per prefix."),
+        ):
+            family = CounterMetricFamily(
+                f"dask_monitor_tasks_{field}", doc, labels=["prefix"]
+            )
+            shown = 0
+            for name in top:
+                value = rows[name][field]  # type: ignore[literal-required]
+                shown += value
+                family.add_metric([name], value)
+            other = t[field] - shown  # type: ignore[literal-required]
+            if rest or other > 0:
+                family.add_metric([OTHER], max(other, 0))
+            yield family
+
+        durations = SummaryMetricFamily(
+            "dask_monitor_task_duration_seconds",
+            "Compute time of tasks, per prefix (quantiles from a sketch).",
+            labels=["prefix"],
+        )
+        other_count, other_sum = 0, 0.0
+        for name in top:
+            d = rows[name]["durations"]
+            if not d["count"]:
+                continue
+            quantiles = [
+                (q, d[key])  # type: ignore[literal-required]
+                for q, key in _QUANTILES
+                if d[key] is not None  # type: ignore[literal-required]
+            ]
+            durations.add_metric(
+                [name],
+                count_value=d["count"],
+                sum_value=(d["mean"] or 0.0) * d["count"],
+            )
+            for q, value in quantiles:
+                durations.add_sample(
+                    "dask_monitor_task_duration_seconds",
+                    {"prefix": name, "quantile": q},
+                    value,
+                )
+        for name in rest:
+            d = rows[name]["durations"]
+            other_count += d["count"]
+            other_sum += (d["mean"] or 0.0) * d["count"]
+        if other_count:
+            durations.add_metric([OTHER], count_value=other_count, sum_value=other_sum)
+        yield durations
+
+        for name, doc, value in (
+            ("throughput_tasks_per_second", "Tasks finished per second.", t["rate"]),
+            ("tasks_remaining", "Tasks waiting, queued or processing.", t["remaining"]),
+            ("eta_seconds", "Seconds until the remaining tasks finish.", t["eta"]),
+        ):
+            if value is None:
+                continue
+            gauge = GaugeMetricFamily(f"dask_monitor_{name}", doc)
+            gauge.add_metric([], value)
+            yield gauge
+
+        counts = (snapshot.get("alerts") or {}).get("counts") or {}
+        alerts = CounterMetricFamily(
+            "dask_monitor_alerts", "Alerts raised, per kind.", labels=["kind"]
+        )
+        for kind, n in sorted(counts.items()):
+            alerts.add_metric([str(kind)], n)
+        yield alerts
+
+        sinks = m.get("sinks") or {}
+        dropped = CounterMetricFamily(
+            "dask_monitor_sink_dropped",
+            "Events a sink (event log ...) dropped.",
+            labels=["sink"],
+        )
+        for name, stats in sorted(sinks.items()):
+            if isinstance(stats.get("dropped"), int | float):
+                dropped.add_metric([name], stats["dropped"])
+        yield dropped
+
+
+# -- one collector per process ------------------------------------------------------
+
+_lock = threading.Lock()
+_sources: list[tuple[object, SnapshotSource, int]] = []
+_collector: MonitorCollector | None = None
+
+
+def _latest() -> Snapshot | None:
+    with _lock:
+        if not _sources:
+            return None
+        _, source, _ = _sources[-1]
+    return source()
+
+
+def registered() -> bool:
+    """Whether the process-wide collector is registered."""
+    return _collector is not None
+
+
+def register_source(source: SnapshotSource, *, top: int = 20) -> Callable[[], None]:
+    """Export the snapshots of ``source`` on ``/metrics``; returns the undo function.
+
+    The first source registers the collector with ``prometheus_client.REGISTRY``;
+    when several are registered (several schedulers in one process), the last
+    one is exported. Undoing twice is harmless. Raises ``ImportError`` without
+    ``prometheus_client``.
+    """
+    global _collector
+    from prometheus_client import REGISTRY
+
+    token = object()
+    with _lock:
+        _sources.append((token, source, top))
+        if _collector is None:
+            _collector = MonitorCollector(_latest, top=top)
+            REGISTRY.register(_collector)
+        else:
+            _collector.top = top
+
+    def unregister() -> None:
+        global _collector
+        with _lock:
+            for i, (tok, _, _) in enumerate(_sources):
+                if tok is token:
+                    del _sources[i]
+                    break
+            else:
+                return
+            if _sources:
+                _collector.top = _sources[-1][2]  # type: ignore[union-attr]
+            elif _collector is not None:
+                REGISTRY.unregister(_collector)
+                _collector = None
+
+    return unregister

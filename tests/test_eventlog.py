@@ -1,0 +1,191 @@
+"""The event log: format, rotation, damaged files, the writer's queue."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from dask_monitor.events import Alert, TaskStatus, WorkerStatus
+from dask_monitor.sinks.eventlog import (
+    FORMAT_VERSION,
+    MAGIC,
+    EventLog,
+    EventLogError,
+    EventLogVersionError,
+    EventLogWarning,
+    EventLogWriter,
+    read_events,
+    read_header,
+    record_settings,
+    segments,
+)
+
+
+def _events(n: int, t0: float = 1000.0) -> list[TaskStatus]:
+    return [
+        TaskStatus(
+            f"inc-{i}",
+            "inc",
+            "inc-g",
+            "processing",
+            "memory",
+            t0 + i,
+            worker="tcp://w:1",
+            duration=0.5,
+            begin=t0,
+            end=t0 + 0.5,
+            nbytes=28,
+            span="s1",
+        )
+        for i in range(n)
+    ]
+
+
+def _write(path: Path, batches: list[list[object]], **kwargs: object) -> EventLogWriter:
+    writer = EventLogWriter(path, header={"cluster": {"workers": 2}}, **kwargs)  # type: ignore[arg-type]
+    for batch in batches:
+        writer.update_batch(batch)  # type: ignore[arg-type]
+    writer.close()
+    return writer
+
+
+class TestFormat:
+    def test_round_trip(self, tmp_path: Path) -> None:
+        """Every kind of event reads back equal, in order, with the header."""
+        alert = Alert("stall", "warning", "stuck", 5.0, prefix="inc", details={"s": 3})
+        worker = WorkerStatus("tcp://w:1", "added", 1.0, nthreads=2)
+        batches: list[list[object]] = [[worker], _events(3), [alert]]
+        writer = _write(tmp_path / "run.dmlog", batches)
+        assert writer.events == 5 and writer.dropped == 0
+        events = list(read_events(tmp_path / "run.dmlog"))
+        assert events == [worker, *_events(3), alert]
+        header = read_header(tmp_path / "run.dmlog")
+        assert header["version"] == FORMAT_VERSION
+        assert header["cluster"] == {"workers": 2}
+        for name in ("library", "dask", "distributed", "started"):
+            assert name in header
+
+    def test_batches_resets_and_span_names_are_records(self, tmp_path: Path) -> None:
+        """Batches keep their boundaries; resets and span names are recorded."""
+        path = tmp_path / "run.dmlog"
+        writer = EventLogWriter(path)
+        writer.update_batch(_events(2))
+        writer.name_spans({"s1": "etl"})
+        writer.reset()
+        writer.update_batch(_events(1))
+        writer.close()
+        kinds = [(r.kind, len(r.events)) for r in EventLog.open(path).records()]
+        assert kinds == [("b", 2), ("s", 0), ("r", 0), ("b", 1)]
+        assert list(EventLog.open(path).records())[1].names == {"s1": "etl"}
+
+    def test_rotation_keeps_every_record(self, tmp_path: Path) -> None:
+        """Small segments: several files, every event read back in order."""
+        path = tmp_path / "run.dmlog"
+        batches: list[list[object]] = [
+            list(_events(10, t0=1000.0 + 10 * i)) for i in range(30)
+        ]
+        _write(path, batches, max_bytes=2_000)
+        files = segments(path)
+        assert len(files) > 3
+        assert files[1].name == "run.dmlog.1"
+        events = list(read_events(path))
+        assert events == [e for b in batches for e in b]
+
+    def test_writing_replaces_an_old_log(self, tmp_path: Path) -> None:
+        """A new recording at the same path leaves no stale segments behind."""
+        path = tmp_path / "run.dmlog"
+        _write(path, [list(_events(10)) for _ in range(30)], max_bytes=2_000)
+        _write(path, [_events(1)])
+        assert segments(path) == [path]
+        assert len(list(read_events(path))) == 1
+
+
+class TestDamage:
+    def test_torn_last_record_is_skipped_with_a_warning(self, tmp_path: Path) -> None:
+        """Cut in the middle of the last record: all complete records are read."""
+        path = tmp_path / "run.dmlog"
+        _write(path, [_events(3), _events(4)])
+        data = path.read_bytes()
+        path.write_bytes(data[:-5])
+        with pytest.warns(EventLogWarning, match="torn last record"):
+            events = list(read_events(path))
+        assert events == _events(3)
+
+    def test_torn_length_prefix(self, tmp_path: Path) -> None:
+        """Cut inside a record's length: skipped with a warning too."""
+        path = tmp_path / "run.dmlog"
+        _write(path, [_events(3)])
+        path.write_bytes(path.read_bytes() + b"\x00\x00")
+        with pytest.warns(EventLogWarning):
+            assert len(list(read_events(path))) == 3
+
+    def test_wrong_version_fails_clearly(self, tmp_path: Path) -> None:
+        """A log of another format version names both versions."""
+        path = tmp_path / "run.dmlog"
+        _write(path, [_events(1)])
+        data = bytearray(path.read_bytes())
+        data[len(MAGIC)] = FORMAT_VERSION + 1
+        path.write_bytes(bytes(data))
+        with pytest.raises(EventLogVersionError, match=f"version {FORMAT_VERSION + 1}"):
+            list(read_events(path))
+
+    def test_empty_file_fails(self, tmp_path: Path) -> None:
+        """An empty first file is not a log: a clear error."""
+        path = tmp_path / "run.dmlog"
+        path.write_bytes(b"")
+        with pytest.raises(EventLogError, match="empty"):
+            EventLog.open(path)
+
+    def test_not_a_log_fails(self, tmp_path: Path) -> None:
+        """Another kind of file: a clear error."""
+        path = tmp_path / "run.dmlog"
+        path.write_text("hello")
+        with pytest.raises(EventLogError, match="not a dask-monitor event log"):
+            EventLog.open(path)
+
+    def test_corrupt_record_fails(self, tmp_path: Path) -> None:
+        """A complete record that does not decode is corruption, not a torn tail."""
+        path = tmp_path / "run.dmlog"
+        _write(path, [_events(1)])
+        path.write_bytes(path.read_bytes() + b"\x00\x00\x00\x02\xc1\xc1")
+        with pytest.raises(EventLogError, match="corrupt record"):
+            list(read_events(path))
+
+    def test_empty_later_segment_is_skipped(self, tmp_path: Path) -> None:
+        """A crash right after rotation leaves an empty segment: warned, skipped."""
+        path = tmp_path / "run.dmlog"
+        _write(path, [_events(2)])
+        (tmp_path / "run.dmlog.1").write_bytes(b"")
+        with pytest.warns(EventLogWarning, match="empty"):
+            assert len(list(read_events(path))) == 2
+
+
+class TestWriter:
+    def test_full_queue_drops_and_counts(self, tmp_path: Path) -> None:
+        """Beyond queue_size waiting events, batches are dropped and counted."""
+        path = tmp_path / "run.dmlog"
+        writer = EventLogWriter(path, queue_size=5)
+        writer.update_batch(_events(6))  # more than fits: dropped whole
+        writer.close()
+        assert writer.dropped == 6
+        assert writer.stats()["dropped"] == 6
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert list(read_events(path)) == []
+
+    def test_writer_is_a_sink(self) -> None:
+        """The pipeline lists the writer's counters in the monitor section."""
+        assert EventLogWriter.is_sink
+
+    def test_record_settings(self) -> None:
+        """monitor.record: a path, a mapping, or nothing."""
+        assert record_settings(None) is None
+        assert record_settings("/tmp/x") == {"path": "/tmp/x"}
+        assert record_settings({"path": None}) is None
+        assert record_settings(
+            {"path": "/x", "max-bytes": "1 kiB", "flush-interval": "50ms"}
+        ) == {"path": "/x", "max_bytes": 1024, "flush_interval": 0.05}
+        with pytest.raises(ValueError, match="unknown"):
+            record_settings({"path": "/x", "size": 3})

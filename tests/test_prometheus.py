@@ -1,0 +1,132 @@
+"""Prometheus metrics on the scheduler's own /metrics, scraped over HTTP."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import dask
+import pytest
+from distributed import Client, wait
+
+from dask_monitor import Monitor
+from dask_monitor.sinks import prometheus
+from dask_monitor.sinks.prometheus import MonitorCollector, prometheus_settings
+
+from .conftest import make_cluster
+
+pytest.importorskip("prometheus_client")
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def fail(x: int) -> int:
+    raise ValueError(x)
+
+
+def scrape(cluster: Any) -> dict[str, Any]:
+    port = cluster.scheduler.http_server.port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def make_prefix_fn(i: int) -> Any:
+    def fn(x: int) -> int:
+        return x + i
+
+    fn.__name__ = f"step{i:02d}"
+    fn.__qualname__ = fn.__name__
+    return fn
+
+
+def test_metrics_on_the_schedulers_endpoint() -> None:
+    """The dask_monitor_* families are there, with bounded prefix labels."""
+    with (
+        dask.config.set({"monitor.prometheus.top-prefixes": 3}),
+        make_cluster(n_workers=1) as cluster,
+        Client(cluster) as client,
+    ):
+        assert not prometheus.registered()
+        with Monitor.attach(client, interval="20ms") as monitor:
+            assert prometheus.registered()
+            futures = []
+            for i in range(6):
+                futures += client.map(make_prefix_fn(i), range(5 + i), pure=False)
+            client.gather(futures)
+            bad = client.map(fail, range(3))
+            wait(bad)
+            monitor.snapshot(flush=True)
+            families = scrape(cluster)
+        # Detaching removed the plugin, and its collector with it.
+        assert not prometheus.registered()
+        after = scrape(cluster)
+    assert not any(name.startswith("dask_monitor") for name in after)
+    for name in (
+        "dask_monitor_events",
+        "dask_monitor_events_dropped",
+        "dask_monitor_flush_seconds",
+        "dask_monitor_tasks_completed",
+        "dask_monitor_tasks_erred",
+        "dask_monitor_task_duration_seconds",
+        "dask_monitor_throughput_tasks_per_second",
+        "dask_monitor_alerts",
+    ):
+        assert name in families, sorted(families)
+    completed = {
+        s.labels["prefix"]: s.value
+        for s in families["dask_monitor_tasks_completed"].samples
+        if s.name.endswith("_total")
+    }
+    # Three labels of their own (the busiest prefixes) and "other": bounded.
+    assert len(completed) == 4 and "other" in completed
+    assert sum(completed.values()) == sum(5 + i for i in range(6))
+    assert completed["step05"] == 10
+    erred = {
+        s.labels["prefix"]: s.value
+        for s in families["dask_monitor_tasks_erred"].samples
+        if s.name.endswith("_total")
+    }
+    assert sum(erred.values()) == 3
+    summary = families["dask_monitor_task_duration_seconds"]
+    assert summary.type == "summary"
+    quantiles = {s.labels.get("quantile") for s in summary.samples}
+    assert {"0.5", "0.9", "0.99"} <= quantiles
+    assert {s.labels["prefix"] for s in summary.samples} <= set(completed)
+    events = families["dask_monitor_events"].samples[0].value
+    assert events > 0
+    # Nothing duplicates distributed's per-prefix state totals.
+    assert "dask_scheduler_prefix_state_totals" in families
+    assert not any("state" in name for name in families if "monitor" in name)
+
+
+def test_collector_reads_nothing_without_a_snapshot() -> None:
+    """No snapshot yet: no metrics, no error."""
+    assert list(MonitorCollector(lambda: None).collect()) == []
+
+
+def test_settings() -> None:
+    """monitor.prometheus: enabled and top-prefixes, validated."""
+    assert prometheus_settings({"enabled": False}) == {
+        "enabled": False,
+        "top_prefixes": 20,
+    }
+    with pytest.raises(ValueError, match="top-prefixes"):
+        prometheus_settings({"top-prefixes": 0})
+    with pytest.raises(ValueError, match="unknown"):
+        prometheus_settings({"port": 1})
+
+
+def test_registered_once_per_process() -> None:
+    """Two sources: one collector; it goes away with the last source."""
+    from prometheus_client import REGISTRY
+
+    before = len(list(REGISTRY._collector_to_names))
+    undo1 = prometheus.register_source(lambda: None)
+    undo2 = prometheus.register_source(lambda: None)
+    assert len(list(REGISTRY._collector_to_names)) == before + 1
+    undo1()
+    assert prometheus.registered()
+    undo2()
+    undo2()
+    assert not prometheus.registered()
+    assert len(list(REGISTRY._collector_to_names)) == before

@@ -1,0 +1,135 @@
+"""Per-span views: each computation's snapshot counts only its own tasks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import dask.array as da
+from distributed import Client, span, wait
+
+from dask_monitor import Monitor, Pipeline, replay
+from dask_monitor.events import TaskStatus
+from dask_monitor.observers.spans import SpansObserver
+from dask_monitor.replay import replay_pipeline
+
+from .conftest import make_cluster
+
+
+def slow_a(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+
+def slow_b(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+
+def _ts(
+    key: str,
+    prefix: str,
+    start: str,
+    finish: str,
+    t: float,
+    span: str,
+    duration: float | None = None,
+) -> TaskStatus:
+    return TaskStatus(
+        key, prefix, f"{prefix}-g", start, finish, t, span=span, duration=duration
+    )
+
+
+class TestSpansObserver:
+    def test_views_by_id_name_and_nesting(self) -> None:
+        """A name selects its spans and the spans nested in them."""
+        obs = SpansObserver()
+        obs.name_spans({"s1": "etl", "s2": "etl/load", "s3": "ml"})
+        events = []
+        for i, sp in enumerate(["s1", "s2", "s2", "s3"]):
+            events += [
+                _ts(f"k{i}", f"p{sp}", "new", "processing", 1.0, sp),
+                _ts(f"k{i}", f"p{sp}", "processing", "memory", 2.0, sp, 0.5),
+            ]
+        obs.update_batch(events)
+        assert obs.view(obs.ids("etl"))["totals"]["done"] == 3
+        assert obs.view(obs.ids("etl/load"))["totals"]["done"] == 2
+        assert obs.view(obs.ids("s3"))["totals"]["done"] == 1
+        merged = obs.view(obs.ids("etl"))
+        assert set(merged["prefixes"]) == {"ps1", "ps2"}
+        assert merged["prefixes"]["ps2"]["durations"]["count"] == 2
+        assert obs.view(obs.ids("nothing"))["totals"]["total"] == 0
+
+    def test_bounded_to_the_most_recent_spans(self) -> None:
+        """Only max_spans spans keep aggregates; the least recently active go."""
+        obs = SpansObserver(max_spans=3)
+        for i in range(10):
+            obs.update_batch([_ts(f"k{i}", "p", "new", "memory", float(i), f"s{i}")])
+        assert list(obs.summary()) == ["s9", "s8", "s7"]
+        assert obs.evicted == 7
+
+    def test_pipeline_snapshot_for_a_span(self) -> None:
+        """Pipeline.snapshot(span=...) narrows totals and prefixes; lists spans."""
+        pipeline = Pipeline(clock=lambda: 10.0)
+        pipeline.name_spans({"a": "etl", "b": "ml"})
+        pipeline.process(
+            [
+                _ts("x1", "load", "new", "processing", 1.0, "a"),
+                _ts("x1", "load", "processing", "memory", 1.0, "a"),
+                _ts("y1", "fit", "new", "processing", 1.0, "b"),
+                _ts("y2", "fit", "new", "processing", 1.0, "b"),
+            ]
+        )
+        whole = pipeline.snapshot()
+        assert set(whole["spans"]) == {"a", "b"}
+        assert whole["spans"]["b"]["name"] == "ml"
+        etl = pipeline.snapshot(span="etl")
+        assert set(etl["prefixes"]) == {"load"}
+        assert etl["totals"]["total"] == 1
+        assert etl["span"]["ids"] == ["a"]
+        assert pipeline.snapshot(span="ml")["totals"]["remaining"] == 2
+
+
+def test_two_computations_at_once_in_different_spans(tmp_path: Path) -> None:
+    """Running concurrently in two spans: each span's snapshot has its own tasks."""
+    log = tmp_path / "spans.dmlog"
+    with (
+        make_cluster() as cluster,
+        Client(cluster) as client,
+        Monitor.attach(client, interval="20ms") as monitor,
+    ):
+        monitor.record(log)
+        results: dict[str, object] = {}
+
+        def run(name: str) -> None:
+            with span(name):
+                if name == "etl":
+                    futures = client.map(slow_a, range(40))
+                else:
+                    futures = client.map(slow_b, range(25))
+                wait(futures)
+                results[name] = futures
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in ("etl", "ml")]
+        for t in threads:
+            t.start()
+        with span("array"):
+            da.ones((40, 40), chunks=10).sum().compute()
+        for t in threads:
+            t.join()
+        etl = monitor.snapshot(flush=True, span="etl")
+        ml = monitor.snapshot(span="ml")
+        whole = monitor.snapshot()
+        monitor.stop_recording()
+    assert etl["totals"]["done"] == 40
+    assert set(etl["prefixes"]) == {"slow_a"}
+    assert ml["totals"]["done"] == 25
+    assert set(ml["prefixes"]) == {"slow_b"}
+    names = {row["name"] for row in whole["spans"].values()}
+    assert {"etl", "ml", "array"} <= names
+    assert whole["totals"]["done"] > 65
+    # The span names are in the log: a replay answers the same questions.
+    pipeline = replay_pipeline(log)
+    assert pipeline.snapshot(span="etl")["totals"]["done"] == 40
+    assert replay(log)["totals"]["done"] == whole["totals"]["done"]
