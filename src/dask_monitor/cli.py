@@ -170,13 +170,24 @@ def export(log: str, output: str, kind: str, fmt: str | None) -> None:
 main.add_command(listen)
 main.add_command(send)
 
+
 @main.command()
 @click.argument("address")
-@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0,
-              show_default=True, help="Seconds between refreshes.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Prefixes shown.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Prefixes shown.",
+)
 @click.option("--span", default=None, help="Only this Dask span (id or name).")
 def watch(
     address: str, interval: float, once: bool, top: int, span: str | None

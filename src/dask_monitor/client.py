@@ -179,13 +179,9 @@ class Monitor:
 
     async def _snapshot(self, flush: bool, span: str | None = None) -> Snapshot:
         if span is None:
-            result: Snapshot = await self._scheduler.dask_monitor_snapshot(
-                flush=flush
-            )
+            result: Snapshot = await self._scheduler.dask_monitor_snapshot(flush=flush)
         else:
-            result = await self._scheduler.dask_monitor_snapshot(
-                flush=flush, span=span
-            )
+            result = await self._scheduler.dask_monitor_snapshot(flush=flush, span=span)
         return result
 
     # -- alerts --------------------------------------------------------------------
