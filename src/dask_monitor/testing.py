@@ -111,6 +111,7 @@ def make_snapshot(
     seq: int = 1,
     n_events: int = 400,
     threads: int = 2,
+    n_alerts: int = 0,
 ) -> Snapshot:
     """A realistic, internally consistent snapshot of a run in progress.
 
@@ -137,6 +138,11 @@ def make_snapshot(
         Sampled events (``samples["recent"]``) in the last seconds before ``now``.
     threads
         Threads per worker.
+    n_alerts
+        Alerts in ``snapshot["alerts"]["recent"]`` (oldest first, the last one
+        at ``now``), cycling through the built-in kinds and severities, with
+        ``total`` and ``counts`` per kind to match; ``0`` leaves the section
+        empty (``{}``), as before any alert.
 
     Examples
     --------
@@ -385,7 +391,55 @@ def make_snapshot(
         "errors_folded": 0,
         "throughput": throughput,
         "samples": {"recent": recent, "reservoir": recent[::4], "seen": done_all},
-        "alerts": {},
+        "alerts": _alerts(n_alerts, now, names, workers, seed),
         "monitor": monitor,
     }
     return cast(Snapshot, snapshot)
+
+
+_ALERTS = (
+    ("error-burst", "error", "{n} tasks of {prefix} erred in the last 60s"),
+    ("straggler", "warning", "task {key} of {prefix} has run 12.5s, 8x its p95"),
+    ("stall", "warning", "no task completed for 45s; {n} waiting or processing"),
+    ("worker-lost", "error", "worker {worker} left while processing {n} tasks"),
+)
+
+
+def _alerts(
+    n: int, now: float, prefixes: list[str], workers: list[str], seed: int
+) -> dict[str, Any]:
+    """The snapshot's ``alerts`` section with ``n`` recent alerts, oldest first."""
+    if n <= 0:
+        return {}
+    rng = random.Random(seed * 7 + n)
+    recent: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for i in range(n):
+        kind, severity, text = _ALERTS[i % len(_ALERTS)]
+        prefix = prefixes[i % len(prefixes)]
+        worker = workers[i % len(workers)] if workers else None
+        key = f"('{prefix}-{rng.getrandbits(32):08x}', {i})"
+        count = 2 + i % 5
+        recent.append(
+            {
+                "kind": kind,
+                "severity": severity,
+                "message": text.format(n=count, prefix=prefix, key=key, worker=worker),
+                "timestamp": now - (n - 1 - i) * 5.0,
+                "prefix": None if kind == "stall" else prefix,
+                "key": key if kind == "straggler" else None,
+                "worker": worker if kind in ("straggler", "worker-lost") else None,
+                "details": {"count": count, "window": 60.0},
+            }
+        )
+        counts[kind] = counts.get(kind, 0) + 1
+    return {
+        "total": n,
+        "counts": counts,
+        "recent": recent,
+        "suppressed": n // 3,
+        "rules": {},
+        "sinks": {},
+        "tick_errors": {},
+        "subscriber_errors": {},
+    }

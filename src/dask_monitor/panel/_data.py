@@ -5,8 +5,8 @@ top ``n`` rows of a table, whatever the size of the snapshot. Strings that come
 from users (task keys, prefixes, worker addresses, exception texts) are passed
 through as text; the components render them only with Bokeh features that
 show text (canvas text, table cells, ``PreText``, escaped tooltips), never as
-HTML. The only HTML built here (:func:`summary_html`) is made of numbers and
-fixed words.
+HTML. The only HTML built here (:func:`summary_html`) is made of numbers,
+fixed words and escaped alert kinds.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dask_monitor.snapshot import (
 )
 from dask_monitor.text import format_duration
 
-from ._style import BLUE, ERRED, REMOVED, color_of
+from ._style import BLUE, ERRED, MUTED, REMOVED, color_of
 
 Columns = dict[str, list[Any]]
 
@@ -542,7 +542,8 @@ def _stat(label: str, value: str, cls: str = "", small: str = "") -> str:
 def summary_html(snapshot: Snapshot, attached: bool = True) -> str:
     """The header: done/total, rate, elapsed, ETA, errors, workers, health.
 
-    Built from numbers and fixed words only (no user strings), each escaped.
+    Built from numbers and fixed words, and alert kinds (user strings for
+    users' own rules), each escaped with ``html.escape``.
     """
     if not attached:
         return (
@@ -580,6 +581,12 @@ def summary_html(snapshot: Snapshot, attached: bool = True) -> str:
         ),
         _stat("workers", f"{workers:,}"),
     ]
+    alerts_total = int(snapshot.get("alerts", {}).get("total") or 0)
+    if alerts_total:
+        kinds = ", ".join(
+            f"{display_text(k, 24)} {v:,}" for k, v in alert_counts(snapshot, 3)
+        )
+        parts.append(_stat("alerts", f"{alerts_total:,}", "dm-bad dm-alerts", kinds))
     observer_errors = sum(m["observer_errors"].values())
     mean_flush = m["flush_seconds"] / m["flushes"] if m["flushes"] else 0.0
     health = (
@@ -592,6 +599,12 @@ def summary_html(snapshot: Snapshot, attached: bool = True) -> str:
     )
     if observer_errors:
         health += f" \u00b7 <b class=dm-bad>{observer_errors:,}</b> observer errors"
+    slow_drops = sum(d["dropped"] for d in m.get("dispatch", {}).values())
+    if slow_drops:
+        health += (
+            f" \u00b7 <b class=dm-bad>{slow_drops:,}</b> events dropped "
+            "by slow observers"
+        )
     return (
         f'<div class="dm-summary">{"".join(parts)}</div>'
         f'<div class="dm-health">{health}</div>'
@@ -625,6 +638,13 @@ def health_columns(snapshot: Snapshot) -> Columns:
     ]
     for name, count in sorted(m["observer_errors"].items()):
         rows.append((f"errors in observer {display_text(name, 80)}", f"{count:,}"))
+    for name, d in sorted(m.get("dispatch", {}).items()):
+        rows.append(
+            (
+                f"observer {display_text(name, 80)}: queued / dropped",
+                f"{d['queued']:,} / {d['dropped']:,}",
+            )
+        )
     return {"metric": [r[0] for r in rows], "value": [r[1] for r in rows]}
 
 
@@ -633,3 +653,102 @@ def columns_equal(a: dict[str, Iterable[Any]], b: Columns) -> bool:
     if a.keys() != b.keys():
         return False
     return all(list(a[k]) == b[k] for k in b)
+
+
+# -- alerts ----------------------------------------------------------------------------
+
+#: Text colour of an alert row by severity (unknown severities: muted).
+SEVERITY_COLORS: dict[str, str] = {
+    "error": "#c62828",
+    "warning": "#b26a00",
+    "info": "#1f5f99",
+}
+
+
+def alert_columns(snapshot: Snapshot, n: int) -> Columns:
+    """The ``n`` most recent alerts, newest first, texts as they are (shown as text).
+
+    ``snapshot["alerts"]["recent"]`` is oldest first (see
+    :class:`~dask_monitor.alerts.rules.AlertLog`); malformed entries are skipped.
+    """
+    data: Columns = {
+        k: []
+        for k in (
+            "time",
+            "severity",
+            "kind",
+            "message",
+            "prefix",
+            "worker",
+            "key",
+            "details",
+            "color",
+        )
+    }
+    recent = snapshot.get("alerts", {}).get("recent") or []
+    rows = 0
+    for alert in reversed(recent):
+        if rows >= n:
+            break
+        if not isinstance(alert, dict):
+            continue
+        rows += 1
+        severity = str(alert.get("severity") or "")
+        timestamp = alert.get("timestamp")
+        data["time"].append(
+            fmt_clock(timestamp) if isinstance(timestamp, int | float) else "-"
+        )
+        data["severity"].append(display_text(severity, 20))
+        data["kind"].append(display_text(alert.get("kind"), 60))
+        data["message"].append(display_text(alert.get("message"), 500))
+        data["prefix"].append(display_text(alert.get("prefix") or "-", 200))
+        data["worker"].append(
+            display_text(short_address(str(alert.get("worker") or "-")), 100)
+        )
+        data["key"].append(display_text(alert.get("key") or "-", 300))
+        data["details"].append(_details_text(alert.get("details")))
+        data["color"].append(SEVERITY_COLORS.get(severity, MUTED))
+    return data
+
+
+def _details_text(details: Any) -> str:
+    """An alert's details as one line of ``name=value`` text."""
+    if not isinstance(details, dict) or not details:
+        return ""
+    parts = []
+    for name, value in list(details.items())[:12]:
+        if isinstance(value, float):
+            value = f"{value:.3g}"
+        parts.append(f"{name}={value}")
+    return display_text(", ".join(parts), 300)
+
+
+def alert_counts(snapshot: Snapshot, n: int = 4) -> list[tuple[str, int]]:
+    """Alerts per kind, most frequent first: the first ``n`` kinds."""
+    counts = snapshot.get("alerts", {}).get("counts") or {}
+    ranked = sorted(
+        ((str(k), int(v)) for k, v in counts.items() if isinstance(v, int)),
+        key=lambda kv: (-kv[1], kv[0]),
+    )
+    return ranked[:n]
+
+
+def alerts_title(snapshot: Snapshot, shown: int) -> str:
+    """Title of the alerts table: total, counts per kind, suppressed (plain text)."""
+    alerts = snapshot.get("alerts", {})
+    total = int(alerts.get("total") or 0)
+    if not total:
+        return "Alerts: none"
+    kinds = alert_counts(snapshot, 8)
+    text = f"Alerts: {total:,} \u00b7 " + ", ".join(
+        f"{display_text(k, 40)} {v:,}" for k, v in kinds
+    )
+    more = len(alerts.get("counts") or {}) - len(kinds)
+    if more > 0:
+        text += f" (+{more:,} more kinds)"
+    suppressed = int(alerts.get("suppressed") or 0)
+    if suppressed:
+        text += f" \u00b7 {suppressed:,} suppressed by cooldown"
+    if total > shown:
+        text += f" \u00b7 newest {shown:,} shown"
+    return text

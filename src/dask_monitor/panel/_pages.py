@@ -12,13 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bokeh.document import Document
+from bokeh.layouts import column
 from distributed.dashboard.components.scheduler import env
 from distributed.dashboard.scheduler import applications, template_variables
 
 from dask_monitor.config import MonitorConfig
 
 from ._style import THEME
-from .components import Component, SchedulerFeed
+from .components import Component, Composite, SchedulerFeed, SpanSelector
 from .views import full_view, individual_view
 
 __all__ = ["PAGE_FACTORIES", "ensure_pages", "monitor_doc", "register_pages"]
@@ -56,7 +57,29 @@ def _periodic(doc: Document, component: Component, seconds: float) -> None:
 def monitor_doc(scheduler: Any, extra: dict[str, Any], doc: Document) -> None:
     """``/monitor``: the full panel inside the dashboard's navbar template."""
     config = _config(scheduler)
-    view = full_view(SchedulerFeed(scheduler), config)
+    # One feed per document: each browser session watches its own selection.
+    feed = SchedulerFeed(scheduler)
+    panel = full_view(feed, config)
+    ref = weakref.ref(panel)
+
+    def redraw() -> None:  # the selection changed: show it at once
+        p = ref()
+        if p is not None:
+            p.update()
+
+    selector = SpanSelector(feed, config, on_change=redraw)
+    view = Composite(
+        feed,
+        [selector, panel],
+        column(
+            selector.root,
+            panel.root,
+            sizing_mode="stretch_width",
+            spacing=4,
+            name="dask-monitor-page",
+        ),
+        config,
+    )
     view.update()
     doc.title = "Dask: Monitor"
     doc.add_root(view.root)
@@ -97,6 +120,7 @@ PAGE_FACTORIES: dict[str, DocFactory] = {
             "errors",
             "task-stream",
             "health",
+            "alerts",
         )
     },
 }

@@ -17,11 +17,13 @@ pages: the scheduler's event loop).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from bokeh.document import Document
 from bokeh.layouts import column
+from bokeh.layouts import row as hrow
 from bokeh.models import (
     ColumnDataSource,
     CustomJS,
@@ -37,6 +39,7 @@ from bokeh.models.widgets import (
     Div,
     NumberFormatter,
     PreText,
+    Select,
     StringFormatter,
     TableColumn,
 )
@@ -59,6 +62,8 @@ from ._style import (
 
 __all__ = [
     "COMPONENTS",
+    "EVERYTHING",
+    "Alerts",
     "Component",
     "Composite",
     "Durations",
@@ -67,6 +72,7 @@ __all__ = [
     "Health",
     "PrefixProgress",
     "SchedulerFeed",
+    "SpanSelector",
     "StaticFeed",
     "Summary",
     "TaskStream",
@@ -122,10 +128,18 @@ class SchedulerFeed:
     The plugin is looked up at every call (one dict lookup), so a page opened
     before ``Monitor.attach`` starts showing data once the plugin runs, and a
     replaced plugin is followed. Call it on the scheduler's event loop only.
+
+    ``span`` narrows the snapshot to one Dask span (a name such as ``"etl"``,
+    or a span id: see ``Pipeline.snapshot(span=...)``); ``None`` is everything.
+    Each page (each Bokeh document) has its own feed, so each browser session
+    watches its own selection. A span's snapshot is computed only when the
+    pipeline's ``seq`` changed, at most once per ``seq`` and span for all the
+    sessions watching that span.
     """
 
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Any, span: str | None = None) -> None:
         self.scheduler = scheduler
+        self.span = span
 
     def _plugin(self) -> Any:
         from dask_monitor.plugin import get_plugin
@@ -139,11 +153,37 @@ class SchedulerFeed:
         plugin = self._plugin()
         if plugin is None:
             return None
-        return (id(plugin.pipeline), plugin.pipeline.seq)
+        return (id(plugin.pipeline), plugin.pipeline.seq, self.span)
 
     def snapshot(self) -> Snapshot | None:
         plugin = self._plugin()
-        return None if plugin is None else plugin.snapshot()
+        if plugin is None:
+            return None
+        if self.span is None:
+            return cast(Snapshot, plugin.snapshot())
+        return _span_snapshot(plugin.pipeline, self.span)
+
+
+# Span snapshots of the current seq, shared by the sessions of a pipeline.
+_span_cache: weakref.WeakKeyDictionary[Any, tuple[int, dict[str, Snapshot]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SPAN_CACHE_SIZE = 16
+
+
+def _span_snapshot(pipeline: Any, span: str) -> Snapshot:
+    """``pipeline.snapshot(span=span)``, cached until the pipeline's seq changes."""
+    seq = pipeline.seq
+    entry = _span_cache.get(pipeline)
+    if entry is None or entry[0] != seq:
+        entry = (seq, {})
+        _span_cache[pipeline] = entry
+    cached = entry[1].get(span)
+    if cached is None:
+        cached = cast(Snapshot, pipeline.snapshot(span=span))
+        if len(entry[1]) < _SPAN_CACHE_SIZE:
+            entry[1][span] = cached
+    return cached
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -1007,6 +1047,180 @@ class Health(Component):
         sync_source(self.source, _data.health_columns(snapshot), key="metric")
 
 
+class Alerts(Component):
+    """Recent alerts, newest first (at most ``rows``), coloured by severity; the
+    header counts them per kind. Messages, keys, prefixes and details are shown
+    as table text only."""
+
+    title = "Alerts"
+    #: Rows shown at most (the snapshot keeps ``monitor.alerts.recent`` alerts).
+    rows = 50
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource(
+            _data.alert_columns(_data.empty_snapshot(), 0), name="dm-alerts"
+        )
+        text = StringFormatter()  # renders cell values as text, never HTML
+        coloured = StringFormatter(text_color="color", font_style="bold")
+        columns = [
+            TableColumn(field="time", title="time", formatter=text, width=64),
+            TableColumn(
+                field="severity", title="severity", formatter=coloured, width=64
+            ),
+            TableColumn(field="kind", title="kind", formatter=coloured, width=100),
+            TableColumn(field="message", title="message", formatter=text, width=380),
+            TableColumn(field="prefix", title="prefix", formatter=text, width=110),
+            TableColumn(field="worker", title="worker", formatter=text, width=120),
+            TableColumn(field="key", title="key", formatter=text, width=160),
+            TableColumn(field="details", title="details", formatter=text, width=260),
+        ]
+        stretch_both = kwargs.get("sizing_mode") == "stretch_both"
+        self.table = _table(
+            self.source,
+            columns=columns,
+            sizing_mode="stretch_both" if stretch_both else "stretch_width",
+            height=170,
+            selectable=True,
+            name="dm-alerts-table",
+        )
+        self.header = Div(
+            text="Alerts: none",
+            render_as_text=True,
+            stylesheets=[
+                InlineStyleSheet(
+                    css=":host { font-weight: bold; font-size: 11pt; color: #333;"
+                    " padding: 2px 10px; }"
+                )
+            ],
+            sizing_mode="stretch_width",
+            name="dm-alerts-header",
+        )
+        self.root = column(self.header, self.table, **_sized(kwargs, 210))
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        data = _data.alert_columns(snapshot, self.rows)
+        sync_source(self.source, data)
+        title = _data.alerts_title(snapshot, len(data["kind"]))
+        if self.header.text != title:
+            self.header.text = title
+
+
+#: The selector's value for "everything" (no span).
+EVERYTHING = ""
+
+
+class SpanSelector(Component):
+    """A ``Select`` of what one page watches: everything, or one Dask span.
+
+    The options follow the snapshot's ``spans`` summary (span names, most
+    recently active first, at most ``limit``). Choosing one sets the span of
+    this page's :class:`SchedulerFeed` (its own, one per browser session) and
+    redraws the page's components at once (``on_change``: the server-side
+    callback of that session). Feeds without a ``span`` attribute (reports)
+    get a disabled selector.
+    """
+
+    title = "Watching"
+    limit = 100
+
+    def __init__(
+        self,
+        feed: Feed,
+        config: MonitorConfig | None = None,
+        *,
+        on_change: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource({"name": []})
+        self.on_select = on_change
+        current = getattr(feed, "span", None)
+        self._names: list[str] = [] if current is None else [current]
+        self.select = Select(
+            title="",
+            value=EVERYTHING if current is None else current,
+            options=self._options(),
+            width=260,
+            disabled=not hasattr(feed, "span"),
+            name="dm-span-select",
+        )
+        self.select.on_change("value", self._changed)
+        self.note = Div(
+            text=self._note(current),
+            render_as_text=True,
+            stylesheets=[
+                InlineStyleSheet(
+                    css=":host { color: #6b6b6b; font-size: 9.5pt;"
+                    " padding: 6px 0 0 4px; }"
+                )
+            ],
+            sizing_mode="stretch_width",
+            name="dm-span-note",
+        )
+        label = Div(
+            text="Watching",
+            render_as_text=True,
+            stylesheets=[
+                InlineStyleSheet(
+                    css=":host { font-weight: bold; font-size: 10pt; color: #333;"
+                    " padding: 6px 6px 0 10px; }"
+                )
+            ],
+        )
+        options = dict(kwargs)
+        options.setdefault("sizing_mode", "stretch_width")
+        options.pop("height", None)
+        self.root = hrow(label, self.select, self.note, **options)
+
+    def _options(self) -> list[str | tuple[Any, str]]:
+        options: list[str | tuple[Any, str]] = [(EVERYTHING, "everything")]
+        options += [(n, f"span {_data.display_text(n, 60)}") for n in self._names]
+        return options
+
+    @staticmethod
+    def _note(span: str | None) -> str:
+        if span is None:
+            return "all tasks of the cluster"
+        return (
+            f"tasks of span {_data.display_text(span, 60)} only in the totals, "
+            "prefixes and errors; throughput, workers, task stream and alerts "
+            "are the whole cluster's"
+        )
+
+    def _changed(self, attr: str, old: Any, new: Any) -> None:
+        span = None if not new else str(new)
+        if getattr(self.feed, "span", None) == span:
+            return
+        self.feed.span = span  # type: ignore[attr-defined]
+        text = self._note(span)
+        if self.note.text != text:
+            self.note.text = text
+        if self.on_select is not None:
+            self.on_select()
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        names: list[str] = []
+        seen: set[str] = set()
+        spans = snapshot.get("spans") or {}
+        for info in spans.values():
+            name = str(info.get("name") or "")
+            if name and name not in seen:
+                seen.add(name)
+                names.append(name)
+            if len(names) >= self.limit:
+                break
+        names.sort()  # stable options: the most recent spans, by name
+        current = getattr(self.feed, "span", None)
+        if current is not None and current not in seen:
+            names.append(current)  # keep the selection listed
+        if names != self._names:
+            self._names = names
+            self.select.options = self._options()
+
+
 #: Individual views by short name, as in ``/individual-monitor-<name>``.
 COMPONENTS: dict[str, type[Component]] = {
     "progress": PrefixProgress,
@@ -1016,4 +1230,5 @@ COMPONENTS: dict[str, type[Component]] = {
     "errors": Errors,
     "task-stream": TaskStream,
     "health": Health,
+    "alerts": Alerts,
 }

@@ -20,6 +20,7 @@ PAGES: dict[str, str] = {
             "errors",
             "task-stream",
             "health",
+            "alerts",
         )
     },
 }

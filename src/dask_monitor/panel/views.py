@@ -11,6 +11,7 @@ from dask_monitor.config import MonitorConfig
 
 from .components import (
     COMPONENTS,
+    Alerts,
     Component,
     Composite,
     Durations,
@@ -45,9 +46,9 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
     """The whole panel (``/monitor`` and reports), laid out for a laptop screen.
 
     Summary and overall bar on top; then progress by prefix beside throughput,
-    the task stream beside worker utilisation, durations beside errors. The
-    monitor's health is the summary's second line (the ``health`` view has the
-    details).
+    the task stream beside worker utilisation, durations beside errors, and
+    the recent alerts below. The monitor's health is the summary's second line
+    (the ``health`` view has the details).
     """
     config = config if config is not None else MonitorConfig.from_config()
     summary = Summary(feed, config)
@@ -57,6 +58,7 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
     workers = Workers(feed, config, height=290)
     durations = Durations(feed, config)
     errors = Errors(feed, config)
+    alerts = Alerts(feed, config)
     components: list[Component] = [
         summary,
         prefixes,
@@ -65,12 +67,14 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
         workers,
         durations,
         errors,
+        alerts,
     ]
     root = column(
         summary.root,
         _grid([[prefixes.root, throughput.root]], ["3fr", "2fr"]),
         _grid([[stream.root, workers.root]], ["3fr", "2fr"]),
         _grid([[durations.root, errors.root]], ["2fr", "3fr"]),
+        alerts.root,
         sizing_mode="stretch_width",
         spacing=8,
         name="dask-monitor",
@@ -82,7 +86,8 @@ def individual_view(
     name: str, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
 ) -> Component:
     """One view for a pane: ``progress`` (summary and prefixes), ``throughput``,
-    ``durations``, ``workers``, ``errors``, ``task-stream`` or ``health``.
+    ``durations``, ``workers``, ``errors``, ``task-stream``, ``health`` or
+    ``alerts``.
 
     Raises ``KeyError`` for an unknown name.
     """
