@@ -370,3 +370,27 @@ class TestHook:
         plugin._buffer.append(("tcp://w:1", _WORKER, "added", None, {"nthreads": 2}))
         [event] = plugin._convert(plugin._buffer, 1.0)
         assert event == WorkerStatus("tcp://w:1", "added", 1.0, 2)
+
+
+class TestSubmissions:
+    """Each graph submission is recorded and can be looked at on its own."""
+
+    def test_submissions_are_recorded_with_their_span(self, client: Client) -> None:
+        """update_graph calls appear with client, key count and span id."""
+        from distributed import span
+
+        with Monitor.attach(client) as monitor:
+            with span("first"):
+                a = client.map(inc, range(7000, 7004))
+            with span("second"):
+                b = client.map(slow_inc, range(8000, 8003))
+            client.gather(a + b)
+            snap = monitor.snapshot(flush=True)
+            subs = snap["submissions"][-2:]
+            assert [s["keys"] for s in subs] == [4, 3]
+            assert all(s["client"] == client.id for s in subs)
+            assert subs[0]["span"] != subs[1]["span"]
+            second = monitor.snapshot(span=subs[1]["span"])
+            assert second["totals"]["completed"] == 3
+            assert set(second["prefixes"]) == {"slow_inc"}
+            del a, b

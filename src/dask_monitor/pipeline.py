@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
 from dask_monitor.config import MonitorConfig
+from dask_monitor.dispatch import Dispatched, dispatch_stats, wait_idle
 from dask_monitor.events import Alert, Event
 from dask_monitor.observers import (
     DurationsObserver,
@@ -35,7 +37,8 @@ __all__ = ["Pipeline"]
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger(__name__)
+#: Graph submissions (``update_graph`` calls) kept in the snapshot.
+MAX_SUBMISSIONS = 100
 
 
 class Pipeline:
@@ -51,6 +54,11 @@ class Pipeline:
         Extra observers subscribed after the built-in ones.
     raise_errors
         Re-raise observer exceptions instead of isolating them (for tests).
+    dispatch
+        Run each extra observer (not alert rules, not sinks) on a thread of
+        its own behind a bounded queue (:mod:`dask_monitor.dispatch`), so a
+        slow or blocking one cannot hold up the caller. The live plugin sets
+        it; a replay calls observers inline.
 
     Notes
     -----
@@ -66,8 +74,12 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         observers: Iterable[Any] = (),
         raise_errors: bool = False,
+        dispatch: bool = False,
     ) -> None:
         self.config = config if config is not None else MonitorConfig.from_config()
+        self._dispatch = dispatch
+        self._dispatched: dict[int, Dispatched] = {}
+        self._dispatch_version = 0
         self.clock = clock
         self.subject = Subject(name="dask-monitor", raise_errors=raise_errors)
         cfg = self.config
@@ -113,7 +125,7 @@ class Pipeline:
         for observer in self.builtin:
             self.subject.subscribe(observer)
         for observer in observers:
-            self.subject.subscribe(observer)
+            self.add_observer(observer)
 
         self.started = clock()
         self.events = 0
@@ -123,6 +135,7 @@ class Pipeline:
         self.flush_last = 0.0
         self.flush_max = 0.0
         self._seq = 0
+        self.submissions: deque[dict[str, Any]] = deque(maxlen=MAX_SUBMISSIONS)
         self._cache: Snapshot | None = None
         self._lock = threading.Lock()
         self.rule_errors: dict[str, int] = {}
@@ -152,10 +165,55 @@ class Pipeline:
                 rule.tick(now)
             except Exception as exc:
                 self._rule_failed(rule, exc)
+        self._refresh_dispatch()
         changes = sum(getattr(s, "changes", 0) for s in self.alert_log.sinks.values())
         if self._alerted != alerted or changes != self._sink_changes:
             self._sink_changes = changes
             self._changed()
+
+    def add_observer(self, observer: Any) -> None:
+        """Subscribe an extra (user) observer; on its own thread if dispatching."""
+        if (
+            not self._dispatch
+            or isinstance(observer, AlertRule)
+            or getattr(observer, "is_sink", False)
+        ):
+            self.subject.subscribe(observer)
+            return
+        if id(observer) in self._dispatched:
+            return
+        proxy = Dispatched(observer, capacity=self.config.buffer_size)
+        self._dispatched[id(observer)] = proxy
+        self.subject.subscribe(proxy)
+
+    def remove_observer(self, observer: Any) -> bool:
+        """Unsubscribe an observer added by :meth:`add_observer`."""
+        proxy = self._dispatched.pop(id(observer), None)
+        if proxy is None:
+            return self.subject.unsubscribe(observer)
+        proxy.close()
+        self._changed()
+        return self.subject.unsubscribe(proxy)
+
+    def close(self) -> None:
+        """Stop the dispatcher threads of user observers (the data stays readable)."""
+        for proxy in self._dispatched.values():
+            proxy.close()
+
+    async def settle(self, timeout: float) -> bool:
+        """Wait (without blocking the loop) for user observers to take what was
+        flushed; whether they did within ``timeout`` seconds."""
+        done = await wait_idle(self._dispatched.values(), timeout)
+        self._refresh_dispatch()
+        return done
+
+    def _refresh_dispatch(self) -> None:
+        """Invalidate the cached snapshot if a dispatcher's counters moved."""
+        if self._dispatched:
+            version = sum(p.version for p in self._dispatched.values())
+            if version != self._dispatch_version:
+                self._dispatch_version = version
+                self._changed()
 
     def add_alert_sink(self, sink: Any) -> None:
         """Send every alert to ``sink`` (an observer with ``stats()``), shown in
@@ -224,6 +282,14 @@ class Pipeline:
                     logger.exception(
                         "dask-monitor: observer %r failed to reset", observer
                     )
+        self._changed()
+
+    def submit(self, submission: dict[str, Any]) -> None:
+        """Record one graph submission (plain data: client, keys, time, span).
+
+        The most recent ``MAX_SUBMISSIONS`` are kept, newest last.
+        """
+        self.submissions.append(submission)
         self._changed()
 
     def name_spans(self, names: dict[str, str]) -> None:
@@ -297,6 +363,10 @@ class Pipeline:
         totals["rate"] = self.throughput.rate()
         totals["eta"], totals["eta_low"], totals["eta_high"] = self.eta.estimate()
         errors = self.errors.snapshot()
+        dispatch = dispatch_stats(self._dispatched.values())
+        observer_errors = self.subject.errors
+        for name, stats in dispatch.items():  # raised on a dispatcher thread
+            observer_errors[name] = observer_errors.get(name, 0) + stats["errors"]
         monitor: MonitorStats = {
             "events": self.events,
             "dropped": self.dropped,
@@ -307,10 +377,11 @@ class Pipeline:
             "overhead": self.flush_seconds / max(now - self.started, 1e-9),
             "buffer_capacity": cfg.buffer_size,
             "interval": cfg.interval,
-            "observer_errors": self.subject.errors,
+            "observer_errors": observer_errors,
             "observers": [_name(o) for o in self.subject.observers],
             "started": self.started,
             "sinks": _sink_stats(self.subject.observers),
+            "dispatch": dispatch,
         }
         return cast(
             Snapshot,
@@ -331,6 +402,7 @@ class Pipeline:
                 "throughput": self.throughput.snapshot(),
                 "samples": self.sampling.snapshot(),
                 "spans": self.spans.summary(),
+                "submissions": list(self.submissions),
                 "alerts": {
                     **self.alert_log.snapshot(self._bind_rules()),
                     "tick_errors": dict(self.rule_errors),

@@ -53,6 +53,10 @@ HANDLERS = (
 
 _FLUSH = "dask-monitor-flush"
 
+#: How long ``snapshot(flush=True)`` waits, off the loop, for user observers
+#: (on their dispatcher threads) to take the flushed batch.
+SETTLE_SECONDS = 2.0
+
 # Marks a worker event in the buffer: (address, _WORKER, action, None, info).
 _WORKER = object()
 
@@ -149,7 +153,9 @@ class MonitorPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         self._tasks = scheduler.tasks
         self._closed = False
-        self.pipeline = Pipeline(self.config, observers=self._initial_observers)
+        self.pipeline = Pipeline(
+            self.config, observers=self._initial_observers, dispatch=True
+        )
         self._start_alerts(scheduler)
         self._seed(scheduler)
         scheduler.handlers["dask_monitor_snapshot"] = self._rpc_snapshot
@@ -192,6 +198,8 @@ class MonitorPlugin(SchedulerPlugin):
     def _stop(self) -> None:
         self._closed = True
         self.stop_recording()
+        if self.pipeline is not None:
+            self.pipeline.close()  # user observers' dispatcher threads
         unregister, self._unregister_metrics = self._unregister_metrics, None
         if unregister is not None:
             unregister()
@@ -245,9 +253,33 @@ class MonitorPlugin(SchedulerPlugin):
     def update_graph(
         self, scheduler: Scheduler, *, tasks: Any = (), **kwargs: Any
     ) -> None:
-        """Report tasks created in ``released`` (Dask makes no transition for it)."""
+        """Report tasks created in ``released`` (Dask makes no transition for it).
+
+        Each call is also recorded as a submission (client, keys, time, span)
+        so that one computation can be looked at on its own:
+        ``monitor.snapshot(span=submission["span"])``.
+        """
         buf = self._buffer
         get = self._tasks.get
+        if self.pipeline is not None:
+            keys = kwargs.get("keys") or ()
+            span = example = None
+            for key in keys:
+                ts = get(key)
+                if ts is not None:
+                    span = ts.group.span_id
+                    example = str(key)[:200]
+                    break
+            self.pipeline.submit(
+                {
+                    "time": time.time(),
+                    "client": str(kwargs.get("client")),
+                    "keys": len(keys),
+                    "tasks": len(tasks),
+                    "span": span,
+                    "key": example,
+                }
+            )
         room = self._capacity - len(buf)
         for key in tasks:
             ts = get(key)
@@ -506,9 +538,13 @@ class MonitorPlugin(SchedulerPlugin):
 
     # -- RPC handlers (scheduler event loop) ---------------------------------------
 
-    def _rpc_snapshot(self, flush: bool = False, span: str | None = None) -> Snapshot:
+    async def _rpc_snapshot(
+        self, flush: bool = False, span: str | None = None
+    ) -> Snapshot:
         if flush:
             self.flush()
+            if self.pipeline is not None:  # let user observers take the batch
+                await self.pipeline.settle(SETTLE_SECONDS)
         if span is not None:
             if self.pipeline is None:
                 raise RuntimeError("the dask-monitor plugin has not started")
@@ -528,7 +564,7 @@ class MonitorPlugin(SchedulerPlugin):
                 )
             assert self.pipeline is not None
             for observer in loads(observers):
-                self.pipeline.subject.subscribe(observer)
+                self.pipeline.add_observer(observer)
                 added.append(observer)
         self.attachments[token] = added
         return {
@@ -541,7 +577,7 @@ class MonitorPlugin(SchedulerPlugin):
         observers = self.attachments.pop(token, [])
         if self.pipeline is not None:
             for observer in observers:
-                self.pipeline.subject.unsubscribe(observer)
+                self.pipeline.remove_observer(observer)
         removed = False
         if not self.attachments and not self.preloaded and self.scheduler is not None:
             scheduler = self.scheduler

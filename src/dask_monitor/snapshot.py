@@ -196,6 +196,9 @@ class MonitorStats(TypedDict):
     observers: list[str]  # names of subscribed observers
     started: float  # when monitoring started
     sinks: NotRequired[dict[str, dict[str, Any]]]  # sink name -> its counters
+    # user observer name -> its dispatcher's counters (received, delivered,
+    # dropped, queued, capacity, batches, errors, max_call, busy)
+    dispatch: NotRequired[dict[str, dict[str, Any]]]
 
 
 class Snapshot(TypedDict):
@@ -220,3 +223,6 @@ class Snapshot(TypedDict):
     monitor: MonitorStats
     spans: NotRequired[dict[str, dict[str, Any]]]  # recent Dask spans: id -> row
     span: NotRequired[dict[str, Any]]  # with snapshot(span=...): the selection
+    # Recent graph submissions, newest last: time, client, keys (count),
+    # tasks (count), span (id: pass it to snapshot(span=...)), key (example).
+    submissions: NotRequired[list[dict[str, Any]]]
