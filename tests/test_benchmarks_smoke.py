@@ -1,0 +1,105 @@
+"""The benchmarks stay alive: each one's quick mode runs and reports numbers.
+
+No timing is asserted: the quick sizes are far too small to mean anything.
+The scripts run as subprocesses, all at once (the cluster benchmarks wait on
+their clusters most of the time), so the whole module takes well under a
+minute.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+NAMES = (
+    "scheduler_overhead",
+    "client_side",
+    "memory",
+    "flush",
+    "hot_path",
+    "panel_update",
+)
+TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Run every benchmark's quick mode concurrently; their JSON reports by name."""
+    out = tmp_path_factory.mktemp("bench")
+    procs = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                str(BENCHMARKS / f"{name}.py"),
+                "--quick",
+                "--json",
+                str(out / f"{name}.json"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in NAMES
+    }
+    results: dict[str, Any] = {}
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        for name, proc in procs.items():
+            left = max(1.0, deadline - time.monotonic())
+            try:
+                output, _ = proc.communicate(timeout=left)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                output, _ = proc.communicate()
+            path = out / f"{name}.json"
+            results[name] = {
+                "returncode": proc.returncode,
+                "output": output,
+                "report": json.loads(path.read_text()) if path.exists() else None,
+            }
+        yield results
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_mode_reports_numbers(reports: dict[str, Any], name: str) -> None:
+    """``python benchmarks/<name>.py --quick`` exits 0 with finite figures."""
+    result = reports[name]
+    assert result["returncode"] == 0, result["output"][-3000:]
+    report = result["report"]
+    assert report is not None, result["output"][-3000:]
+    assert report["benchmark"] == name
+    assert report["quick"] is True
+    assert report["figures"], "no figures"
+    for figure in report["figures"]:
+        assert figure["values"], figure["name"]
+        assert all(math.isfinite(v) for v in figure["values"]), figure["name"]
+    assert "| figure | median |" in result["output"]
+
+
+def test_run_combines_the_reports(
+    reports: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``benchmarks/run.py`` makes one markdown table with every benchmark's goals."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import run
+
+    data = [r["report"] for r in reports.values() if r["report"] is not None]
+    text = run.markdown(data)
+    for name in NAMES:
+        assert f"### {name} (quick)" in text
+    assert "### Goals" in text
+    assert "cores" in text
