@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from distributed import Client
@@ -85,3 +87,44 @@ def test_keyboard_interrupt_closes_the_bar(monitor: Monitor) -> None:
     ):
         raise KeyboardInterrupt
     assert not bar._thread.is_alive()
+
+
+def test_progress_is_a_widget_in_a_notebook(tmp_path: Path, monkeypatch: Any) -> None:
+    """In a Jupyter kernel, progress() draws an ipywidgets bar that reaches 100%."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipywidgets")
+    from tests.test_panel_notebook import KERNEL, install_kernel
+
+    install_kernel(tmp_path / "jupyter")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    code = """
+from distributed import Client, LocalCluster
+from dask_monitor import Monitor
+cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+client = Client(cluster)
+monitor = Monitor.attach(client)
+with monitor.progress() as bar:
+    client.gather(client.map(lambda x: x + 1, range(20)))
+import tqdm.notebook
+print("bar", isinstance(bar.bar, tqdm.notebook.tqdm), bar.bar.n, bar.bar.total)
+monitor.detach(); client.close(); cluster.close()
+"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name=KERNEL).execute()
+    outputs = nb.cells[0].outputs
+    widgets = [
+        o
+        for o in outputs
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert widgets, outputs
+    [line] = [
+        o["text"]
+        for o in outputs
+        if o.get("name") == "stdout" and "bar" in o.get("text", "")
+    ]
+    widget, n, total = line.split()[1:4]
+    assert widget == "True"
+    assert n == total == "20"
