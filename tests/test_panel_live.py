@@ -25,6 +25,7 @@ from dask_monitor import Monitor, get_plugin
 from dask_monitor.panel import PATHS, ensure_pages
 from dask_monitor.panel._data import display_text, top_prefixes
 from dask_monitor.snapshot import Snapshot
+from tests.workloads import inc
 
 from .conftest import make_cluster, require_executable
 
@@ -41,10 +42,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-
-def inc(x: int) -> int:
-    return x + 1
 
 
 def slow_inc(x: int) -> int:

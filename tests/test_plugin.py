@@ -16,26 +16,12 @@ from distributed import Client, wait
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
 from dask_monitor.events import TaskStatus, WorkerStatus
 from dask_monitor.plugin import HANDLERS
+from tests.workloads import fail_if_odd, inc, slow_inc
 
 from .conftest import make_cluster, prefix_states, snapshot_states
 
 pd = pytest.importorskip("pandas")
 dd = pytest.importorskip("dask.dataframe")
-
-
-def inc(x: int) -> int:
-    return x + 1
-
-
-def fail_if_odd(x: int) -> int:
-    if x % 2:
-        raise ValueError(f"odd input {x}")
-    return x
-
-
-def slow_inc(x: int) -> int:
-    time.sleep(0.05)
-    return x + 1
 
 
 def run_mixed_workload(client: Client) -> None:

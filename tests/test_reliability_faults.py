@@ -28,19 +28,11 @@ from distributed import Client, LocalCluster, wait
 
 from dask_monitor import Monitor, get_plugin
 from dask_monitor.plugin import HANDLERS
+from tests.workloads import inc, slow_inc
 
 from .conftest import make_cluster, prefix_states, snapshot_states
 
 pytestmark = pytest.mark.slow
-
-
-def inc(x: int) -> int:
-    return x + 1
-
-
-def slow_inc(x: int) -> int:
-    time.sleep(0.05)
-    return x + 1
 
 
 def boom(x: int) -> int:

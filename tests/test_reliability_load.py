@@ -19,6 +19,7 @@ from dask.utils import key_split
 
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.plugin import MonitorPlugin
+from tests.workloads import slow_inc
 
 #: DASK_MONITOR_FULL_LOAD=1 runs 1,000,000 task life cycles (5,000,000 hook
 #: calls, about a minute); by default 200,000 life cycles, i.e. 1,000,000 calls.
@@ -117,11 +118,6 @@ def test_overflow_drops_exactly_what_the_buffer_bound_says() -> None:
 SESSIONS = 50
 SESSION_SECONDS = 15.0
 TASKS_UNDER_SESSIONS = 200
-
-
-def slow_inc(x: int) -> int:
-    time.sleep(0.05)
-    return x + 1
 
 
 def _monitor_context(scheduler: Any) -> Any:

@@ -26,12 +26,9 @@ from dask_monitor.dispatch import Dispatched
 from dask_monitor.events import Event, WorkerStatus
 from dask_monitor.panel._data import health_columns, summary_html
 from dask_monitor.pipeline import Pipeline
+from tests.workloads import inc
 
 from .conftest import make_cluster, prefix_states, snapshot_states
-
-
-def inc(x: int) -> int:
-    return x + 1
 
 
 def short_sleep(x: int) -> int:

@@ -18,21 +18,12 @@ from dask_monitor.sinks.eventlog import (
     EventLogWarning,
     read_header,
 )
+from tests.workloads import fail_if_odd, inc
 
 from .conftest import make_cluster
 
 pd = pytest.importorskip("pandas")
 dd = pytest.importorskip("dask.dataframe")
-
-
-def inc(x: int) -> int:
-    return x + 1
-
-
-def fail_if_odd(x: int) -> int:
-    if x % 2:
-        raise ValueError(f"odd input {x}")
-    return x
 
 
 def workload(client: Client) -> None:
