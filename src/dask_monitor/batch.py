@@ -1,0 +1,358 @@
+"""Batches of events stored as columns.
+
+The plugin's flush turns buffered transitions into one :class:`Batch`: a list
+per field of the task events (keys, prefixes, groups, start and finish
+states, workers, spans), a sparse table of the rarer fields (compute times,
+result sizes, error texts), and the few other events (workers joining or
+leaving) with their positions. The built-in observers read the columns with
+C-speed builtins (``Counter(zip(...))``, comprehensions over index lists) and
+never touch an event object; :class:`~dask_monitor.events.TaskStatus` objects
+are made only when someone asks for them, once, and cached: a user observer,
+a sampled event, an erred task.
+
+A :class:`Batch` is also a read-only ``Sequence`` of events in the order they
+happened, so an observer written for plain lists of events takes it as it is.
+
+This module uses the standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeAlias, overload
+
+from dask_monitor.events import Event, TaskStatus, make_task_status
+
+__all__ = ["Batch", "Details", "as_batch"]
+
+#: The rare fields of one task event, where any is known:
+#: ``(duration, begin, end, nbytes, exception, traceback)``.
+Details: TypeAlias = tuple[
+    float | None, float | None, float | None, int | None, str | None, str | None
+]
+
+_NO_DETAILS: Details = (None, None, None, None, None, None)
+
+
+class Batch(Sequence[Event]):
+    """One batch of events, as columns of its task events.
+
+    Parameters
+    ----------
+    keys, prefixes, groups, starts, finishes, workers, spans
+        One entry per task event, in order: the fields of
+        :class:`~dask_monitor.events.TaskStatus` of the same names.
+    time
+        The latest timestamp of the batch; the timestamp of every task event
+        when ``times`` is ``None`` (the plugin stamps a flush with one time).
+    times
+        One timestamp per task event, or ``None``.
+    details
+        ``{index: (duration, begin, end, nbytes, exception, traceback)}`` for
+        the task events that have any of these (completions and errors).
+    others
+        The other events (worker events ...), each with the number of task
+        events that came before it.
+
+    Notes
+    -----
+    Columns are shared by every observer of the batch: treat them as
+    read-only. Making events (iterating, indexing, :attr:`events`) is done
+    once and cached; it is not thread-safe, so a batch handed to another
+    thread should be materialised first (``list(batch)``).
+    """
+
+    __slots__ = (
+        "_events",
+        "_finish_index",
+        "details",
+        "finishes",
+        "groups",
+        "keys",
+        "others",
+        "prefixes",
+        "spans",
+        "starts",
+        "time",
+        "times",
+        "workers",
+    )
+
+    def __init__(
+        self,
+        keys: list[str],
+        prefixes: list[str],
+        groups: list[str],
+        starts: list[str],
+        finishes: list[str],
+        workers: list[str | None],
+        spans: list[str | None],
+        time: float,
+        times: list[float] | None = None,
+        details: dict[int, Details] | None = None,
+        others: list[tuple[int, Event]] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.prefixes = prefixes
+        self.groups = groups
+        self.starts = starts
+        self.finishes = finishes
+        self.workers = workers
+        self.spans = spans
+        self.time = time
+        self.times = times
+        self.details: dict[int, Details] = {} if details is None else details
+        self.others: list[tuple[int, Event]] = [] if others is None else others
+        self._events: list[Event] | None = None
+        self._finish_index: dict[str, list[int]] | None = None
+
+    @classmethod
+    def empty(cls) -> Batch:
+        """A batch without events."""
+        return cls([], [], [], [], [], [], [], 0.0)
+
+    @classmethod
+    def from_events(cls, events: Sequence[Event]) -> Batch:
+        """The batch of a sequence of events (a replay, a test, a user).
+
+        A :class:`Batch` is returned as it is.
+        """
+        if isinstance(events, Batch):
+            return events
+        keys: list[str] = []
+        prefixes: list[str] = []
+        groups: list[str] = []
+        starts: list[str] = []
+        finishes: list[str] = []
+        workers: list[str | None] = []
+        spans: list[str | None] = []
+        times: list[float] = []
+        details: dict[int, Details] = {}
+        others: list[tuple[int, Event]] = []
+        for e in events:
+            if type(e) is not TaskStatus:
+                others.append((len(keys), e))
+                continue
+            if (
+                e.duration is not None
+                or e.begin is not None
+                or e.end is not None
+                or e.nbytes is not None
+                or e.exception is not None
+                or e.traceback is not None
+            ):
+                details[len(keys)] = (
+                    e.duration,
+                    e.begin,
+                    e.end,
+                    e.nbytes,
+                    e.exception,
+                    e.traceback,
+                )
+            keys.append(e.key)
+            prefixes.append(e.prefix)
+            groups.append(e.group)
+            starts.append(e.start)
+            finishes.append(e.finish)
+            workers.append(e.worker)
+            spans.append(e.span)
+            times.append(e.timestamp)
+        time = max(times) if times else 0.0
+        for _, other in others:
+            t = getattr(other, "timestamp", None)
+            if isinstance(t, int | float) and t > time:
+                time = float(t)
+        same = bool(times) and times[0] == time and times.count(time) == len(times)
+        batch = cls(
+            keys,
+            prefixes,
+            groups,
+            starts,
+            finishes,
+            workers,
+            spans,
+            time,
+            None if same or not times else times,
+            details,
+            others,
+        )
+        if isinstance(events, list):
+            batch._events = events
+        return batch
+
+    # -- columns -------------------------------------------------------------
+
+    @property
+    def tasks(self) -> int:
+        """Number of task events."""
+        return len(self.keys)
+
+    def timestamp(self, i: int) -> float:
+        """Timestamp of task event ``i``."""
+        times = self.times
+        return self.time if times is None else times[i]
+
+    def timestamps(self) -> list[float]:
+        """One timestamp per task event (made for batches stamped with one time)."""
+        times = self.times
+        return [self.time] * len(self.keys) if times is None else times
+
+    def detail(self, i: int) -> Details:
+        """The rare fields of task event ``i`` (see :data:`Details`)."""
+        return self.details.get(i, _NO_DETAILS)
+
+    def where_finish(self, state: str) -> list[int]:
+        """Indices of the task events that reached ``state``, in order.
+
+        One index by finish state is built on the first call, and shared by
+        every observer of the batch.
+        """
+        index = self._finish_index
+        if index is None:
+            index = {}
+            for i, f in enumerate(self.finishes):
+                rows = index.get(f)
+                if rows is None:
+                    index[f] = [i]
+                else:
+                    rows.append(i)
+            self._finish_index = index
+        return index.get(state, [])
+
+    def has_finish(self, state: str) -> bool:
+        """Whether any task event reached ``state`` (a C-speed scan)."""
+        index = self._finish_index
+        if index is not None:
+            return state in index
+        return state in self.finishes
+
+    def task(self, i: int) -> TaskStatus:
+        """Task event ``i`` as a :class:`~dask_monitor.events.TaskStatus`."""
+        events = self._events
+        if events is not None and not self.others:
+            return events[i]  # type: ignore[return-value]
+        return self._make(i)
+
+    def take(self, indices: Sequence[int]) -> Batch:
+        """The batch of the task events at ``indices`` (in that order).
+
+        Other events are left out.
+        """
+        keys = self.keys
+        prefixes = self.prefixes
+        groups = self.groups
+        starts = self.starts
+        finishes = self.finishes
+        workers = self.workers
+        spans = self.spans
+        details = self.details
+        times = self.times
+        return Batch(
+            [keys[i] for i in indices],
+            [prefixes[i] for i in indices],
+            [groups[i] for i in indices],
+            [starts[i] for i in indices],
+            [finishes[i] for i in indices],
+            [workers[i] for i in indices],
+            [spans[i] for i in indices],
+            self.time,
+            None if times is None else [times[i] for i in indices],
+            {j: details[i] for j, i in enumerate(indices) if i in details}
+            if details
+            else {},
+        )
+
+    def chunks(self, size: int) -> Iterator[Batch]:
+        """The batch cut into consecutive batches of at most ``size`` task events.
+
+        Other events go with the chunk they precede.
+        """
+        n = len(self.keys)
+        if n <= size:
+            yield self
+            return
+        others = self.others
+        j = 0
+        for lo in range(0, n, size):
+            hi = min(lo + size, n)
+            part = self.take(range(lo, hi))
+            mine: list[tuple[int, Event]] = []
+            while j < len(others) and (others[j][0] < hi or hi == n):
+                pos, event = others[j]
+                mine.append((max(pos - lo, 0), event))
+                j += 1
+            part.others = mine
+            yield part
+
+    # -- the Sequence of events ----------------------------------------------
+
+    @property
+    def events(self) -> list[Event]:
+        """Every event, in order, as objects (made once, then cached)."""
+        events = self._events
+        if events is None:
+            task = self._make
+            n = len(self.keys)
+            if not self.others:
+                events = [task(i) for i in range(n)]
+            else:
+                events = []
+                i = 0
+                for pos, other in self.others:
+                    events.extend(task(j) for j in range(i, pos))
+                    events.append(other)
+                    i = pos
+                events.extend(task(j) for j in range(i, n))
+            self._events = events
+        return events
+
+    def _make(self, i: int) -> TaskStatus:
+        d = self.details.get(i, _NO_DETAILS)
+        return make_task_status(
+            self.keys[i],
+            self.prefixes[i],
+            self.groups[i],
+            self.starts[i],
+            self.finishes[i],
+            self.time if self.times is None else self.times[i],
+            self.workers[i],
+            *d,
+            self.spans[i],
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.others)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        return self.events[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Batch):
+            return self.events == other.events
+        if isinstance(other, list | tuple):
+            return self.events == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"<Batch tasks={len(self.keys)} others={len(self.others)} "
+            f"time={self.time!r}>"
+        )
+
+
+def as_batch(events: Sequence[Event] | Any) -> Batch:
+    """``events`` as a :class:`Batch` (itself if it is one)."""
+    if isinstance(events, Batch):
+        return events
+    return Batch.from_events(events)
