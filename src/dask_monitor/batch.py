@@ -18,6 +18,7 @@ This module uses the standard library only.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeAlias, overload
 
@@ -65,6 +66,7 @@ class Batch(Sequence[Event]):
     __slots__ = (
         "_events",
         "_finish_index",
+        "_transitions",
         "details",
         "finishes",
         "groups",
@@ -105,6 +107,7 @@ class Batch(Sequence[Event]):
         self.others: list[tuple[int, Event]] = [] if others is None else others
         self._events: list[Event] | None = None
         self._finish_index: dict[str, list[int]] | None = None
+        self._transitions: Counter[tuple[str, str, str, str]] | None = None
 
     @classmethod
     def empty(cls) -> Batch:
@@ -218,6 +221,18 @@ class Batch(Sequence[Event]):
                     rows.append(i)
             self._finish_index = index
         return index.get(state, [])
+
+    def transitions(self) -> Counter[tuple[str, str, str, str]]:
+        """How many task events made each ``(group, prefix, start, finish)``.
+
+        Counted once and shared by every observer of the batch: do not modify.
+        """
+        counts = self._transitions
+        if counts is None:
+            counts = self._transitions = Counter(
+                zip(self.groups, self.prefixes, self.starts, self.finishes, strict=True)
+            )
+        return counts
 
     def has_finish(self, state: str) -> bool:
         """Whether any task event reached ``state`` (a C-speed scan)."""

@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dask_monitor.batch import Batch
 from dask_monitor.events import Event
 from dask_monitor.subject import Subject
 
@@ -119,6 +120,10 @@ class Dispatched:
                 self.dropped += n
                 return
             self.queued += n
+            if isinstance(events, Batch):
+                # Make the events here, on the caller's thread: a batch makes
+                # them lazily and is not thread-safe.
+                events = events.events
             self._queue.append((_BATCH, events, n))
             self._start()
             self._cond.notify()

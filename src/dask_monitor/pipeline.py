@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
+from dask_monitor.batch import as_batch
 from dask_monitor.config import MonitorConfig
 from dask_monitor.dispatch import Dispatched, dispatch_stats, wait_idle
 from dask_monitor.events import Alert, Event
@@ -29,6 +30,7 @@ from dask_monitor.observers import (
     ThroughputObserver,
     WorkersObserver,
 )
+from dask_monitor.observers._common import CHUNK
 from dask_monitor.observers.spans import SpansObserver
 from dask_monitor.snapshot import SNAPSHOT_VERSION, MonitorStats, Snapshot
 from dask_monitor.subject import Subject
@@ -144,11 +146,19 @@ class Pipeline:
     # -- feeding -----------------------------------------------------------
 
     def process(self, events: Sequence[Event]) -> None:
-        """Hand one batch of events to every observer."""
+        """Hand one batch of events to every observer.
+
+        ``events`` is a :class:`~dask_monitor.batch.Batch` (what the plugin's
+        flush makes) or any sequence of events, turned into one here so that
+        the built-in observers share its columns. A batch of more than
+        ``CHUNK`` task events is handed over in chunks of that size.
+        """
         if not events:
             return
         self._bind_rules()
-        self.subject.notify_batch(events)
+        batch = as_batch(events)
+        for chunk in batch.chunks(CHUNK):
+            self.subject.notify_batch(chunk)
         self._changed()
 
     def tick(self, now: float | None = None) -> None:

@@ -3,8 +3,11 @@
 The ``transition`` hook runs on the scheduler's event loop for every task
 transition, so it does O(1) work: one dict lookup and one tuple appended to a
 bounded buffer. A periodic callback on the same loop (the flush) turns the
-buffered tuples into :class:`~dask_monitor.events.TaskStatus` events in one
-batch and hands them to the :class:`~dask_monitor.pipeline.Pipeline`.
+buffered tuples into one columnar :class:`~dask_monitor.batch.Batch` (lists of
+keys, prefixes, states ...; no event object per transition) and hands it to
+the :class:`~dask_monitor.pipeline.Pipeline`, whose observers read the
+columns. :class:`~dask_monitor.events.TaskStatus` objects are made from the
+batch only for whoever asks for them (user observers, samples, errors).
 
 This is the only module that touches scheduler objects.
 """
@@ -16,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from time import perf_counter
+from time import thread_time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import dask.config
@@ -26,8 +29,9 @@ from distributed.protocol.pickle import loads
 from tornado.ioloop import PeriodicCallback
 
 from dask_monitor.alerts.rules import topics as alert_topics
+from dask_monitor.batch import Batch, Details
 from dask_monitor.config import MonitorConfig
-from dask_monitor.events import NEW, Alert, Event, WorkerStatus, make_task_status
+from dask_monitor.events import NEW, Alert, Event, WorkerStatus
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLogWriter, record_settings
 from dask_monitor.sinks.prometheus import prometheus_settings, register_source
@@ -119,6 +123,7 @@ class MonitorPlugin(SchedulerPlugin):
         self._buffer: list[tuple[Any, ...]] = []
         self._capacity = config.buffer_size
         self._dropped = 0
+        self._marks = 0  # worker events in the buffer
         self._tasks: dict[Any, Any] = {}
         self._where: dict[Any, str] = {}
         self._pc: PeriodicCallback | None = None
@@ -224,6 +229,7 @@ class MonitorPlugin(SchedulerPlugin):
         buf = self._buffer
         for ws in scheduler.workers.values():
             buf.append((ws.address, _WORKER, "added", None, {"nthreads": ws.nthreads}))
+            self._marks += 1
         for key, ts in scheduler.tasks.items():
             state = ts.state
             if state == "forgotten":
@@ -295,16 +301,19 @@ class MonitorPlugin(SchedulerPlugin):
         ws = scheduler.workers.get(worker)
         nthreads = ws.nthreads if ws is not None else None
         self._buffer.append((worker, _WORKER, "added", None, {"nthreads": nthreads}))
+        self._marks += 1
 
     def remove_worker(
         self, scheduler: Scheduler, worker: str, *, stimulus_id: str, **kwargs: Any
     ) -> None:
         """Report a worker that left."""
         self._buffer.append((worker, _WORKER, "removed", None, {}))
+        self._marks += 1
 
     def restart(self, scheduler: Scheduler) -> None:
         """Dask forgot every task without transitions: clear the aggregates."""
         self._buffer = [item for item in self._buffer if item[1] is _WORKER]
+        self._marks = len(self._buffer)
         self._where.clear()
         if self.pipeline is not None:
             self.pipeline.reset()
@@ -320,28 +329,28 @@ class MonitorPlugin(SchedulerPlugin):
             if pipeline is not None:
                 pipeline.tick()  # time-based alert rules (stall, straggler)
             return
-        t0 = perf_counter()
+        t0 = thread_time()  # CPU time: time the loop was descheduled is no cost
+        marks = self._marks
         self._buffer = []
         self._dropped = 0
+        self._marks = 0
         try:
-            events = self._convert(items, time.time())
-            self._name_spans(events)
-            pipeline.process(events)
+            batch = self._convert(items, time.time(), has_workers=marks > 0)
+            self._name_spans(batch)
+            pipeline.process(batch)
         except Exception:  # never raise into Dask's loop
             logger.exception("dask-monitor: flush failed; %d events lost", len(items))
-        pipeline.account(
-            events=len(items), dropped=dropped, seconds=perf_counter() - t0
-        )
+        pipeline.account(events=len(items), dropped=dropped, seconds=thread_time() - t0)
         pipeline.tick()
 
-    def _name_spans(self, events: list[Event]) -> None:
+    def _name_spans(self, batch: Batch) -> None:
         """Tell the pipeline the names of spans it has not seen yet."""
         known = self._span_names
-        new: dict[str, str] = {}
-        for event in events:
-            span = getattr(event, "span", None)
-            if span is not None and span not in known and span not in new:
-                new[span] = span
+        new: dict[str, str] = {
+            span: span
+            for span in set(batch.spans)
+            if span is not None and span not in known
+        }
         if not new or self.scheduler is None or self.pipeline is None:
             return
         ext = self.scheduler.extensions.get("spans")
@@ -385,79 +394,135 @@ class MonitorPlugin(SchedulerPlugin):
         if self.scheduler is not None and isinstance(alert, Alert):
             self.scheduler.log_event(alert_topics(alert.kind), alert.to_dict())
 
-    def _convert(self, items: list[tuple[Any, ...]], now: float) -> list[Event]:
-        events: list[Event] = []
-        append = events.append
+    def _convert(
+        self, items: list[tuple[Any, ...]], now: float, has_workers: bool | None = None
+    ) -> Batch:
+        """The buffered tuples as one :class:`~dask_monitor.batch.Batch`.
+
+        The buffered tuples are transposed into columns at C speed; prefix,
+        group and span names are read off the task groups by comprehensions;
+        one pass builds the batch's index by finish state (shared by the
+        observers), and only the events that enter or leave ``processing``,
+        err or are forgotten are looked at one by one. No event object is
+        made here: observers read the columns.
+
+        ``has_workers`` says whether worker events are among ``items`` (the
+        flush counts them); ``None``: look.
+        """
+        others: list[tuple[int, Event]] = []
+        if has_workers is None:
+            has_workers = any(item[1] is _WORKER for item in items)
+        if has_workers:  # rare: take them out
+            items, marks = _split_workers(items)
+            others = self._worker_events(items, marks, now)
+        if not items:
+            return Batch([], [], [], [], [], [], [], now, None, {}, others)
+        raw, starts, finishes, tss, kws = map(list, zip(*items, strict=True))
+        keys: list[str] = raw
+        if set(map(type, raw)) != {str}:
+            names: dict[Any, str] = {}
+            keys = [k if type(k) is str else _str_key(k, names) for k in raw]
+        try:
+            tgs = [ts.group for ts in tss]
+            prefixes = [tg.prefix.name for tg in tgs]
+            groups = [tg.name for tg in tgs]
+            spans = [tg.span_id for tg in tgs]
+        except AttributeError:  # a task the scheduler no longer knows
+            prefixes, groups, spans = _names(raw, tss)
+        index: dict[str, list[int]] = {}
+        for i, f in enumerate(finishes):
+            rows = index.get(f)
+            if rows is None:
+                index[f] = [i]
+            else:
+                rows.append(i)
+        workers: list[str | None] = [None] * len(raw)
+        details: dict[int, Details] = {}
         where = self._where
-        names: dict[Any, str] = {}
-        lost: Counter[str] = Counter()
-        for key, start, finish, ts, kw in items:
-            if start is _WORKER:
-                processing = lost.pop(key, 0) if finish == "removed" else 0
-                append(
-                    WorkerStatus(
-                        key, finish, now, kw.get("nthreads"), processing=processing
-                    )
-                )
-                continue
-            if type(key) is str:
-                skey = key
-            else:
-                skey = names.get(key)  # type: ignore[assignment]
-                if skey is None:
-                    skey = names[key] = str(key)
-            if ts is not None:
-                tg = ts.group
-                prefix = tg.prefix.name
-                group = tg.name
-                span = tg.span_id
-            else:
-                prefix = group = key_split(key)
-                span = None
-            worker = duration = begin = end = nbytes = exception = traceback = None
-            if finish == "processing":
-                if kw:
-                    worker = kw.get("worker")
-                    if worker is not None:
-                        where[key] = worker
-            elif start == "processing":
-                worker = where.pop(key, None)
-                if finish == "memory":
-                    worker = kw.get("worker", worker)
-                    nbytes = kw.get("nbytes")
+        for state, rows in index.items():
+            if state == "processing":
+                for i in rows:
+                    kw = kws[i]
+                    if kw:
+                        worker = kw.get("worker")
+                        if worker is not None:
+                            where[raw[i]] = workers[i] = worker
+            elif state == "forgotten":
+                for i in rows:
+                    where.pop(raw[i], None)
+            elif state == "erred":
+                for i in rows:
+                    kw = kws[i]
+                    worker = where.pop(raw[i], None)
+                    if starts[i] == "processing":
+                        workers[i] = kw.get("worker") or worker
+                    exception, traceback = _error_texts(kw, tss[i])
+                    if exception is not None or traceback is not None:
+                        details[i] = (None, None, None, None, exception, traceback)
+            elif state == "memory":
+                for i in rows:
+                    if starts[i] != "processing":
+                        continue
+                    kw = kws[i]
+                    worker = where.pop(raw[i], None)
+                    workers[i] = kw.get("worker", worker)
+                    duration = begin = end = None
                     for ss in kw.get("startstops", ()):
                         if ss.get("action") == "compute":
                             begin = ss["start"]
                             end = ss["stop"]
                             duration = end - begin
-                elif finish == "erred":
-                    worker = kw.get("worker") or worker
-                    exception, traceback = _error_texts(kw, ts)
-                elif worker is not None and finish in _LEAVE_PROCESSING_FOR_LOSS:
-                    lost[worker] += 1
-            elif finish == "erred":
-                exception, traceback = _error_texts(kw, ts)
-            elif finish == "forgotten":
-                where.pop(key, None)
-            append(
-                make_task_status(
-                    skey,
-                    prefix,
-                    group,
-                    start,
-                    finish,
-                    now,
-                    worker,
-                    duration,
-                    begin,
-                    end,
-                    nbytes,
-                    exception,
-                    traceback,
-                    span,
-                )
+                    details[i] = (duration, begin, end, kw.get("nbytes"), None, None)
+            else:
+                leaving = [i for i in rows if starts[i] == "processing"]
+                for i in leaving:
+                    workers[i] = where.pop(raw[i], None)
+        batch = Batch(
+            keys,
+            prefixes,
+            groups,
+            starts,
+            finishes,
+            workers,
+            spans,
+            now,
+            None,
+            details,
+            others,
+        )
+        batch._finish_index = index
+        return batch
+
+    def _worker_events(
+        self, tasks: list[tuple[Any, ...]], marks: list[tuple[int, Any]], now: float
+    ) -> list[tuple[int, Event]]:
+        """Worker events at their positions among the task events.
+
+        A worker that left counts the tasks taken from it (that left
+        ``processing`` for ``released``, ``waiting`` or ``no-worker``) in this
+        batch before it left: the batch is followed in order up to there.
+        """
+        where = self._where
+        running: dict[Any, str | None] = {}  # keys that moved in this batch
+        lost: Counter[str] = Counter()
+        others: list[tuple[int, Event]] = []
+        done = 0
+        for pos, (address, _, action, _, info) in marks:
+            for key, start, finish, _, kw in tasks[done:pos]:
+                if finish == "processing":
+                    running[key] = kw.get("worker") if kw else None
+                elif start == "processing":
+                    worker = running[key] if key in running else where.get(key)
+                    running[key] = None
+                    if worker is not None and finish in _LEAVE_PROCESSING_FOR_LOSS:
+                        lost[worker] += 1
+            done = pos
+            processing = lost.pop(address, 0) if action == "removed" else 0
+            status = WorkerStatus(
+                address, action, now, info.get("nthreads"), processing
             )
-        return events
+            others.append((pos, status))
+        return others
 
     # -- Prometheus ----------------------------------------------------------------
 
@@ -587,6 +652,50 @@ class MonitorPlugin(SchedulerPlugin):
                 scheduler.remove_plugin(self.name)
             removed = True
         return {"removed": removed}
+
+
+def _split_workers(
+    items: list[tuple[Any, ...]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, Any]]]:
+    """The task tuples, and the worker tuples with the number of task tuples
+    before each."""
+    tasks: list[tuple[Any, ...]] = []
+    marks: list[tuple[int, Any]] = []
+    for item in items:
+        if item[1] is _WORKER:
+            marks.append((len(tasks), item))
+        else:
+            tasks.append(item)
+    return tasks, marks
+
+
+def _str_key(key: Any, names: dict[Any, str]) -> str:
+    """``str(key)``, made once per batch for each (tuple) key."""
+    name = names.get(key)
+    if name is None:
+        name = names[key] = str(key)
+    return name
+
+
+def _names(
+    keys: list[Any], tss: list[Any]
+) -> tuple[list[str], list[str], list[str | None]]:
+    """Prefix, group and span columns when some tasks have no ``TaskState``."""
+    prefixes: list[str] = []
+    groups: list[str] = []
+    spans: list[str | None] = []
+    for key, ts in zip(keys, tss, strict=True):
+        if ts is not None:
+            tg = ts.group
+            prefixes.append(tg.prefix.name)
+            groups.append(tg.name)
+            spans.append(tg.span_id)
+        else:
+            name = key_split(key)
+            prefixes.append(name)
+            groups.append(name)
+            spans.append(None)
+    return prefixes, groups, spans
 
 
 def _error_texts(kw: dict[str, Any] | None, ts: Any) -> tuple[str | None, str | None]:

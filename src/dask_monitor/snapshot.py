@@ -186,8 +186,8 @@ class MonitorStats(TypedDict):
     events: int  # transitions seen by the hook (buffered + dropped)
     dropped: int  # transitions dropped because the buffer was full
     flushes: int  # flushes that handled at least one event
-    flush_seconds: float  # total time spent flushing
-    flush_last: float  # duration of the last flush
+    flush_seconds: float  # CPU time (of the loop thread) spent flushing
+    flush_last: float  # CPU time of the last flush
     flush_max: float  # longest flush
     overhead: float  # flush_seconds / seconds since start: share of the loop
     buffer_capacity: int

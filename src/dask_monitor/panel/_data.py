@@ -201,7 +201,7 @@ class _Ranking:
     def of(cls, snapshot: Snapshot, n: int) -> type[_Ranking]:
         if cls.snapshot is snapshot and cls.n == n:
             return cls
-        activity: list[tuple[int, int, int, str]] = []
+        activity: list[tuple[int, float, int, str]] = []
         compute: list[tuple[float, str]] = []
         add_activity = activity.append
         add_compute = compute.append
@@ -209,7 +209,7 @@ class _Ranking:
             add_activity(
                 (
                     0 if row["remaining"] else 1,  # work ahead of it first
-                    -round(row["last_active"] / 10.0),  # then recently active
+                    -(row["last_active"] // 10.0),  # then recently active (10 s)
                     -row["total"],
                     name,
                 )
