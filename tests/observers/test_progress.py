@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from dask_monitor import batch as batch_module
+from dask_monitor.batch import Batch
 from dask_monitor.events import NEW, Alert, TaskStatus, WorkerStatus
 from dask_monitor.observers import ProgressObserver
 from dask_monitor.observers import progress as progress_module
@@ -415,8 +417,147 @@ class TestProgressObserver:
         progress.update_batch(stream.lifecycle("inc-1", release=False))
         assert progress.snapshot()["totals"]["done"] == 1
 
-    @pytest.mark.parametrize("kwargs", [{"max_prefixes": 0}, {"max_groups": -1}])
-    def test_rejects_bad_settings(self, kwargs: dict[str, int]) -> None:
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"max_prefixes": 0},
+            {"max_groups": -1},
+            {"max_folded": 0},
+            {"max_folded": True},
+            {"max_folded": 2.5},
+        ],
+    )
+    def test_rejects_bad_settings(self, kwargs: dict[str, Any]) -> None:
         """Caps must be positive integers."""
-        with pytest.raises(ValueError, match="positive integer"):
+        with pytest.raises(ValueError, match="positive integer") as info:
             ProgressObserver(**kwargs)
+        assert next(iter(kwargs)) in str(info.value)
+
+    def test_max_folded_bounds_the_folded_names(self, stream: Any) -> None:
+        """With ``max_folded`` a table remembers that many folded names, no more."""
+        lives = [
+            stream.lifecycle(f"p{i}-1", group=f"p{i}-g", forget=False) for i in range(6)
+        ]
+        events = [e for life in lives for e in life]
+        bounded = ProgressObserver(max_prefixes=1, max_groups=1, max_folded=2)
+        bounded.update_batch(events)
+        snap = bounded.snapshot()
+        assert (snap["prefixes_folded"], snap["groups_folded"]) == (2, 2)
+        assert snap["totals"]["states"] == {"released": 6}
+        default = ProgressObserver(max_prefixes=1, max_groups=1)
+        default.update_batch(events)
+        assert default.snapshot()["prefixes_folded"] == 5
+        assert default.snapshot()["totals"] == snap["totals"]
+
+
+def _flushed(events: list[TaskStatus], size: int) -> list[Batch]:
+    """``events`` cut into batches of ``size``, each stamped with its latest time.
+
+    As the plugin makes them: columns only, no event objects.
+    """
+    out = []
+    for i in range(0, len(events), size):
+        part = events[i : i + size]
+        t = max(e.timestamp for e in part)
+        b = Batch.from_events(
+            [TaskStatus(e.key, e.prefix, e.group, e.start, e.finish, t) for e in part]
+        )
+        b._events = None
+        out.append(b)
+    return out
+
+
+class TestColumns:
+    """Batches are read by their columns; they count as the same events in a list."""
+
+    @pytest.mark.parametrize(
+        ("prefixes", "group_size", "size"),
+        [(5, 150, 1_000), (300, 2, 1_000), (300, 2, 7), (40, 3, 20_000)],
+    )
+    def test_batch_and_list_give_the_same_snapshot(
+        self,
+        stream: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        prefixes: int,
+        group_size: int,
+        size: int,
+    ) -> None:
+        """Few transitions counted, or many taken one by one: same counts and rows."""
+        rng = random.Random(2)
+        events = [
+            e
+            for e in stream.workload(
+                3_000, prefixes, erred=0.05, group_size=group_size, flush=0.05
+            )
+            if rng.random() > 0.02
+        ]
+        # Duplicate creations and recomputations, for the in-order path.
+        events[100:100] = [events[0], events[0]]
+        batches = _flushed(events, size)
+        from_lists = ProgressObserver(max_prefixes=50, max_groups=100)
+        for b in batches:
+            from_lists.update_batch(list(b))
+        for b in batches:
+            b._events = None
+
+        def no_objects(*args: object) -> TaskStatus:
+            raise AssertionError("a TaskStatus was made")
+
+        monkeypatch.setattr(batch_module, "make_task_status", no_objects)
+        from_columns = ProgressObserver(max_prefixes=50, max_groups=100)
+        for b in batches:
+            from_columns.update_batch(b)
+            assert _all_counts_non_negative(from_columns)
+        for top in ((200, 50), (3, 2), (0, 0)):
+            assert from_columns.snapshot(*top) == from_lists.snapshot(*top)
+        assert from_columns.unknown == from_lists.unknown > 0
+
+    def test_many_transitions_match_the_reference(self, stream: Any) -> None:
+        """A batch where every event is another transition counts like the oracle."""
+        events = list(stream.workload(2_000, 400, erred=0.05, group_size=1))
+        reference = Reference()
+        for e in events:
+            reference.update(e)
+        progress = ProgressObserver()
+        for b in _flushed(events, 500):
+            progress.update_batch(b)
+        snap = progress.snapshot(top_prefixes=1_000)
+        for name in reference.states:
+            assert _row(snap, name) == reference.prefix(name)
+        assert snap["totals"]["completed"] == sum(reference.completed.values())
+        assert snap["totals"]["erred"] == sum(reference.erred.values())
+
+
+class TestRecency:
+    """Rows kept in order of activity give the ranking a full sort would."""
+
+    @pytest.mark.parametrize("backwards", [False, True])
+    def test_top_rows_are_those_of_a_full_sort(
+        self, stream: Any, backwards: bool
+    ) -> None:
+        """Most recent first, ties by name, whatever the order of the batches."""
+        rng = random.Random(3)
+        progress = ProgressObserver(max_groups=10_000)
+        t = 1_000.0
+        for _ in range(200):
+            t += rng.choice([0.0, 0.0, 1.0, 2.5])
+            if backwards and rng.random() < 0.1:
+                t -= 7.0
+            names = rng.sample(range(120), rng.randrange(1, 30))
+            batch = [stream.task(f"p{i:03d}-{t}", NEW, "released", t) for i in names]
+            if rng.random() < 0.3:  # one time per event
+                batch = [
+                    stream.task(e.key, NEW, "released", t + rng.random()) for e in batch
+                ]
+                batch.sort(key=lambda e: e.timestamp)
+            progress.update_batch(batch)
+            for n in (0, 1, 5, 40, 500):
+                snap = progress.snapshot(top_prefixes=n, top_groups=n)
+                for part in ("prefixes", "groups"):
+                    rows = {
+                        name: row.last_active
+                        for name, row in getattr(progress, f"_{part}").rows.items()
+                    }
+                    expected = sorted(rows, key=lambda k: (-rows[k], k))[:n]
+                    assert list(snap[part]) == expected
+                    assert snap[f"{part}_folded"] == len(rows) - len(expected)  # type: ignore[literal-required]

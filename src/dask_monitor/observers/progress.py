@@ -1,10 +1,15 @@
 """Progress: how many tasks are in each state, per task prefix and task group.
 
 Counts move with each transition (``start -= 1``, ``finish += 1``), aggregated
-per batch with one ``Counter`` over ``(group, prefix, start, finish)``: a few
-distinct tuples per batch, whatever its size. Keys are looked at only on the
-events that need them (creations, completions, forgets: half of the stream),
-to ignore duplicate creations and to recognise recomputations.
+per batch with one ``Counter`` over the batch's columns ``(group, prefix,
+start, finish)``: a few distinct tuples per batch, whatever its size.
+Completions (``processing -> memory``) and errors are read off the same counts.
+When nearly every event of a batch is another tuple (thousands of prefixes or
+groups at once) counting would cost more than it saves: the tuples are then
+taken one by one, and the totals per state come from the columns. Keys are
+looked at only on the events that need them (creations, completions, forgets:
+half of the stream, picked from the key column by index), to ignore
+duplicate creations and to recognise recomputations. No event object is made.
 
 A task the monitor first sees in mid-life (it attached late, or a creation was
 dropped) leaves a state it was never counted in. Rather than look every key up
@@ -13,6 +18,15 @@ zero after the batch and the difference is counted as tasks created there
 (:attr:`ProgressObserver.unknown`): exactly "created in ``start`` first" when
 no other task of the row was in that state, and exact again once they leave.
 Counts never go negative and totals always equal the sum of the rows.
+
+Each table keeps its rows in the order of their latest activity: a row whose
+``last_active`` moves forward is taken out of the dict and put back at its
+end (as it is met, when the batch has one time: the plugin's case), and a
+row made by the batch is at the end already. The snapshot's most recently
+active rows are then the last ones of the dict, read backwards; only rows
+that tie on ``last_active`` are sorted (by name), instead of ranking every
+row. Should timestamps go backwards, the table notices it and sorts its rows
+once, at the next snapshot.
 """
 
 from __future__ import annotations
@@ -20,9 +34,11 @@ from __future__ import annotations
 import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import TypedDict, cast
+from itertools import repeat
+from typing import TypedDict
 
-from dask_monitor.events import NEW, Event, TaskStatus
+from dask_monitor.batch import Batch, as_batch
+from dask_monitor.events import NEW, Event
 from dask_monitor.observers._common import (
     CHUNK,
     ERRED,
@@ -30,7 +46,6 @@ from dask_monitor.observers._common import (
     MEMORY,
     PROCESSING,
     check_count,
-    task_events,
 )
 from dask_monitor.snapshot import (
     ACTIVE_STATES,
@@ -45,8 +60,10 @@ __all__ = ["ProgressObserver", "ProgressSnapshot"]
 
 _WAITING, _QUEUED, _NO_WORKER, _PROCESSING = ACTIVE_STATES
 _ORDER = {s: i for i, s in enumerate(STATES)}
-#: Folded names a table remembers at least (see ``_Table``).
+#: Folded names a table remembers at least, by default (see ``_Table``).
 FOLDED_NAMES = 10_000
+#: ``last_active`` of a row not touched yet (made by the batch being taken).
+_FRESH = float("-inf")
 
 
 class ProgressSnapshot(TypedDict):
@@ -75,7 +92,7 @@ class _Row:
         self.completed = 0
         self.erred = 0
         self.recomputed = 0
-        self.last_active = 0.0
+        self.last_active = _FRESH
 
     def remaining(self) -> int:
         get = self.states.get
@@ -90,27 +107,61 @@ class _Row:
         return self.completed - self.recomputed + self.erred
 
 
+def _last_active(item: tuple[str, _Row]) -> float:
+    return item[1].last_active
+
+
+def _by_name(items: list[tuple[str, _Row]], n: int) -> list[tuple[str, _Row]]:
+    """The first ``n`` of ``items`` by name (names are unique in a table)."""
+    if len(items) > n:
+        return heapq.nsmallest(n, items)
+    items.sort()
+    return items
+
+
 class _Table:
     """Rows by name, at most ``capacity`` of them; the rest share ``other``.
 
     A name that did not fit is remembered in ``folded`` (at most
-    ``max(capacity, FOLDED_NAMES)`` names; beyond that the table is ``closed``
-    to new names and stops counting them) so that it stays folded while it
-    may have live tasks in ``other``: a row started later for it would count
-    their departures without their arrivals. With ``drop_empty``, rows whose
-    tasks are all forgotten are dropped, and once ``other`` is empty too the
-    folded names are forgotten and the table opens again.
+    ``max_folded`` names, ``max(capacity, FOLDED_NAMES)`` by default; beyond
+    that the table is ``closed`` to new names and stops counting them) so
+    that it stays folded while it may have live tasks in ``other``: a row
+    started later for it would count their departures without their arrivals.
+    With ``drop_empty``, rows whose tasks are all forgotten are dropped, and
+    once ``other`` is empty too the folded names are forgotten and the table
+    opens again.
+
+    ``rows`` is in the order of ``last_active`` (see :meth:`touch`) while
+    ``ordered`` is true; ``newest`` is at least the latest ``last_active`` of
+    a row.
     """
 
-    __slots__ = ("capacity", "closed", "drop_empty", "folded", "other", "rows")
+    __slots__ = (
+        "capacity",
+        "closed",
+        "drop_empty",
+        "folded",
+        "max_folded",
+        "newest",
+        "ordered",
+        "other",
+        "rows",
+    )
 
-    def __init__(self, capacity: int, drop_empty: bool) -> None:
+    def __init__(
+        self, capacity: int, drop_empty: bool, max_folded: int | None = None
+    ) -> None:
         self.capacity = capacity
         self.drop_empty = drop_empty
+        self.max_folded = (
+            max(capacity, FOLDED_NAMES) if max_folded is None else max_folded
+        )
         self.rows: dict[str, _Row] = {}
         self.other = _Row("")
         self.folded: set[str] = set()
         self.closed = False
+        self.newest = 0.0
+        self.ordered = True
 
     def row(self, name: str, prefix: str) -> _Row:
         """The row of ``name``, started (or folded) when it is new.
@@ -125,11 +176,84 @@ class _Table:
             if len(self.rows) < self.capacity:
                 row = self.rows[name] = _Row(prefix)
                 return row
-            if len(folded) < max(self.capacity, FOLDED_NAMES):
+            if len(folded) < self.max_folded:
                 folded.add(name)
             else:
                 self.closed = True
         return self.other
+
+    def touch(
+        self, rows: dict[str, _Row], t: float, when: dict[str, float] | None
+    ) -> None:
+        """Move ``last_active`` of a batch's ``rows`` forward (to the end of the dict).
+
+        ``rows`` by name (``other`` among them maybe); their time is ``t``, or
+        ``when[name]`` when ``when`` is given (then rows are moved in the
+        order of their times).
+        """
+        table = self.rows
+        other = self.other
+        if when is None and t > 0.0 and t >= self.newest:
+            # The common case: one time, not before any other. Rows made by
+            # this batch are at the end of the dict already.
+            self.newest = t
+            for name, row in rows.items():
+                last = row.last_active
+                if t > last:
+                    row.last_active = t
+                    if last != _FRESH and row is not other:
+                        del table[name]
+                        table[name] = row
+            return
+        items = (
+            rows.items()
+            if when is None
+            else sorted(rows.items(), key=lambda item: when[item[0]])
+        )
+        for name, row in items:
+            t1 = t if when is None else when[name]
+            if row.last_active == _FRESH:
+                row.last_active = 0.0
+            if t1 > row.last_active:
+                row.last_active = t1
+                if row is not other:
+                    del table[name]
+                    table[name] = row
+                    if t1 < self.newest:
+                        self.ordered = False
+                    else:
+                        self.newest = t1
+            elif t1 <= 0.0 < self.newest:  # a new row stayed at the end, at 0.0
+                self.ordered = False
+
+    def top(self, n: int) -> list[tuple[str, _Row]]:
+        """The ``n`` most recently active rows, most recent first, ties by name."""
+        if n <= 0:
+            return []
+        rows = self.rows
+        if not self.ordered:  # timestamps went backwards: sort once
+            items = sorted(rows.items(), key=_last_active)
+            rows.clear()
+            rows.update(items)
+            self.newest = max(items[-1][1].last_active, 0.0) if items else 0.0
+            self.ordered = True
+        top: list[tuple[str, _Row]] = []
+        tied: list[tuple[str, _Row]] = []
+        t_tied: float | None = None
+        for item in reversed(rows.items()):
+            t = item[1].last_active
+            if t != t_tied:
+                if tied:
+                    top += _by_name(tied, n - len(top))
+                    if len(top) >= n:
+                        return top
+                tied = [item]
+                t_tied = t
+            else:
+                tied.append(item)
+        if tied:
+            top += _by_name(tied, n - len(top))
+        return top
 
     def drop_if_empty(self, names: set[str]) -> None:
         """Drop the rows among ``names`` that have no live task left."""
@@ -174,19 +298,6 @@ def _empty_durations() -> DurationStats:
     }
 
 
-def _activity(item: tuple[str, _Row]) -> tuple[float, str]:
-    return -item[1].last_active, item[0]
-
-
-def _top(rows: dict[str, _Row], n: int) -> list[tuple[str, _Row]]:
-    """The ``n`` most recently active rows, most recent first, ties by name."""
-    if n <= 0:
-        return []
-    if len(rows) <= n:
-        return sorted(rows.items(), key=_activity)
-    return heapq.nsmallest(n, rows.items(), key=_activity)
-
-
 class ProgressObserver:
     """Counts of tasks per state, per task prefix and per task group.
 
@@ -199,12 +310,16 @@ class ProgressObserver:
     max_groups
         Groups with a row of their own, likewise; a group whose tasks are all
         forgotten is dropped (as Dask does), which makes room for new ones.
+    max_folded
+        Names of folded prefixes (and of folded groups) each table remembers;
+        ``None`` for ``max(cap, 10_000)``, ``cap`` being the table's
+        ``max_prefixes`` or ``max_groups``.
 
     Notes
     -----
     Memory: the two tables (at most ``max_prefixes + max_groups`` rows of a
     few hundred bytes, plus the names of folded prefixes and groups, at most
-    ``max(cap, 10_000)`` each: they are counted exactly up to there, and a
+    ``max_folded`` each: they are counted exactly up to there, and a
     lower bound is reported beyond), and the keys of the live
     tasks (a set, and a set of those that completed), removed when a task is
     forgotten: it is what it takes to ignore duplicate creations and to count
@@ -232,17 +347,26 @@ class ProgressObserver:
 
     name = "progress"
 
-    def __init__(self, *, max_prefixes: int = 10_000, max_groups: int = 1_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_prefixes: int = 10_000,
+        max_groups: int = 1_000,
+        max_folded: int | None = None,
+    ) -> None:
         self.max_prefixes = check_count("max_prefixes", max_prefixes)
         self.max_groups = check_count("max_groups", max_groups)
+        self.max_folded = (
+            None if max_folded is None else check_count("max_folded", max_folded)
+        )
         self.reset()
 
     def reset(self) -> None:
         """Forget everything (Dask's ``restart`` drops tasks without transitions)."""
         self._live: set[str] = set()
         self._done: set[str] = set()
-        self._prefixes = _Table(self.max_prefixes, drop_empty=False)
-        self._groups = _Table(self.max_groups, drop_empty=True)
+        self._prefixes = _Table(self.max_prefixes, False, self.max_folded)
+        self._groups = _Table(self.max_groups, True, self.max_folded)
         self._totals: defaultdict[str, int] = defaultdict(int)
         self._completed = 0
         self._erred = 0
@@ -259,41 +383,59 @@ class ProgressObserver:
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events, in the order they happened.
 
-        Events other than :class:`TaskStatus` are ignored.
+        Events other than :class:`~dask_monitor.events.TaskStatus` are
+        ignored. A :class:`~dask_monitor.batch.Batch` is read by its columns.
         """
-        n = len(events)
-        if n > CHUNK and isinstance(events, list | tuple):
+        batch = as_batch(events)
+        n = len(batch.keys)
+        if not n:
+            return
+        if n > CHUNK:
             # A few passes over each chunk while it is in the CPU cache beat
             # the same passes over a batch too big for it; counts do not
             # depend on how a stream is cut.
-            for i in range(0, n, CHUNK):
-                self.update_batch(events[i : i + CHUNK])
+            for part in batch.chunks(CHUNK):
+                self._take(part)
             return
-        if not n:
-            return
-        # Read a task attribute off every event first: AttributeError for a
-        # worker event or an alert, before anything changed.
-        tasks = cast("Sequence[TaskStatus]", events)
-        try:
-            fins = [e.finish for e in tasks]
-        except AttributeError:
-            tasks = task_events(events)
-            if not tasks:
-                return
-            fins = [e.finish for e in tasks]
-        self._take(tasks, fins)
+        self._take(batch)
 
-    def _take(self, events: Sequence[TaskStatus], fins: list[str]) -> None:
-        starts = [e.start for e in events]
-        groups = [e.group for e in events]
-        prefixes = [e.prefix for e in events]
-        counts = Counter(zip(groups, prefixes, starts, fins, strict=True))
+    def _take(self, batch: Batch) -> None:
+        keys = batch.keys
+        groups = batch.groups
+        prefixes = batch.prefixes
+        starts = batch.starts
+        fins = batch.finishes
+        # Transitions: counted per (group, prefix, start, finish) when a batch
+        # holds a few of them, many times each (the common case); taken event
+        # by event when (nearly) every event is another one: the counting
+        # would cost more than it saves. Judged on the first events.
+        sample = groups[:64]
+        wide = len(set(sample)) * 4 > len(sample)
+        counts: Counter[tuple[str, str, str, str]] | None = None
+        if wide:
+            new = (
+                [k for k, s in zip(keys, starts, strict=True) if s == NEW]
+                if NEW in starts
+                else []
+            )
+        else:
+            counts = batch.transitions()  # shared with the span's observers
+            # Creations are among the events that finished where a creation
+            # did (the batch's shared index).
+            created = {f for _, _, s, f in counts if s == NEW}
+            new = [
+                keys[i]
+                for f in created
+                for i in batch.where_finish(f)
+                if starts[i] == NEW
+            ]
         # Latest time per row: one time for the whole batch when the events
         # share it (the plugin stamps a flush's events with one time).
-        t_last = events[-1].timestamp
+        times = batch.times
         latest: tuple[dict[str, float], dict[str, float]] | None = None
-        if events[0].timestamp != t_last:
-            times = [e.timestamp for e in events]
+        if times is None:
+            t_last = batch.time
+        else:
             t_last = max(times)
             latest = (
                 dict(zip(groups, times, strict=True)),
@@ -307,152 +449,204 @@ class ProgressObserver:
         # key created again, a recomputation) is followed event by event.
         live = self._live
         done = self._done
-        new = [e.key for e in events if e.start == NEW] if NEW in starts else []
-        gone = (
-            [e.key for e in events if e.finish == FORGOTTEN]
-            if FORGOTTEN in fins
-            else []
-        )
-        completed = (
-            [e for e in events if e.finish == MEMORY and e.start == PROCESSING]
-            if MEMORY in fins
-            else []
-        )
+        gone = list(map(keys.__getitem__, batch.where_finish(FORGOTTEN)))
+        completed = [
+            keys[i] for i in batch.where_finish(MEMORY) if starts[i] == PROCESSING
+        ]
         in_order = False
         if new:
             if live.isdisjoint(new):
-                n = len(live)
+                before = len(live)
                 live.update(new)
-                if len(live) - n != len(new):  # created twice in the batch
+                if len(live) - before != len(new):  # created twice in the batch
                     live.difference_update(new)
                     in_order = True
             else:
                 in_order = True
         if completed and not in_order:
-            keys = [e.key for e in completed]
-            if done.isdisjoint(keys):
-                n = len(done)
-                done.update(keys)
-                if len(done) - n != len(keys):  # completed twice in the batch
-                    done.difference_update(keys)
+            if done.isdisjoint(completed):
+                before = len(done)
+                done.update(completed)
+                if len(done) - before != len(completed):  # completed twice
+                    done.difference_update(completed)
                     in_order = True
             else:
                 in_order = True
             if in_order:
                 live.difference_update(new)  # back to the state before the batch
-        recomputed: list[TaskStatus] = []
+        totals = self._totals
+        if wide:
+            # Totals from the columns, rather than two more updates per event.
+            for s, c in Counter(starts).items():
+                if s != NEW and s != FORGOTTEN:
+                    totals[s] -= c
+            for f in set(fins):
+                if f != FORGOTTEN:
+                    totals[f] += len(batch.where_finish(f))
+        recomputed: list[int] = []
         if in_order:
-            duplicates, recomputed = self._in_order(events)
-            for e in duplicates:
-                counts[e.group, e.prefix, e.start, e.finish] -= 1
+            duplicates, recomputed = self._in_order(batch)
+            if duplicates:
+                # A copy: the batch's counts are shared with other observers.
+                counts = Counter(batch.transitions() if counts is None else counts)
+                for i in duplicates:
+                    counts[groups[i], prefixes[i], starts[i], fins[i]] -= 1
+                    if wide and fins[i] != FORGOTTEN:
+                        totals[fins[i]] -= 1
         elif gone:
             live.difference_update(gone)
             done.difference_update(gone)
 
-        # States.
+        # States, completions and errors.
         ptable = self._prefixes
         gtable = self._groups
         prows: dict[str, _Row] = {}  # this batch's rows, by name
         grows: dict[str, _Row] = {}
-        totals = self._totals
-        left: list[tuple[str, _Row, _Row]] = []
+        negative: list[tuple[str, _Row]] = []  # rows with a count below zero
+        gnegative: list[tuple[str, _Row]] = []
         emptied: set[str] = set()
-        prow = ptable.rows.get
-        grow = gtable.rows.get
-        for (g, p, s0, f), c in counts.items():
+        ptrows = ptable.rows
+        gtrows = gtable.rows
+        prow = ptrows.get
+        grow = gtrows.get
+        pother = ptable.other
+        gother = gtable.other
+        # Rows are touched (see ``_Table.touch``) as they are met when the
+        # batch has one time, not before any other: the common case.
+        inline = (
+            latest is None
+            and t_last > 0.0
+            and t_last >= ptable.newest
+            and t_last >= gtable.newest
+        )
+        if inline:
+            ptable.newest = gtable.newest = t_last
+        n_completed = 0
+        n_erred = 0
+        for (g, p, s0, f), c in (
+            zip(zip(groups, prefixes, starts, fins, strict=True), repeat(1))
+            if counts is None
+            else counts.items()
+        ):
             if not c:
                 continue
-            row = prows.get(p)
-            if row is None:
-                row = prows[p] = prow(p) or ptable.row(p, p)
-            group = grows.get(g)
-            if group is None:
-                group = grows[g] = grow(g) or gtable.row(g, p)
+            # (Calling ``row`` again for a name is harmless: a folded name
+            # stays folded.)
+            row = prow(p) or ptable.row(p, p)
+            group = grow(g) or gtable.row(g, p)
+            if inline:
+                last = row.last_active
+                if t_last > last:
+                    row.last_active = t_last
+                    if last != _FRESH and row is not pother:
+                        del ptrows[p]
+                        ptrows[p] = row
+                last = group.last_active
+                if t_last > last:
+                    group.last_active = t_last
+                    if last != _FRESH and group is not gother:
+                        del gtrows[g]
+                        gtrows[g] = group
+            else:
+                prows[p] = row
+                grows[g] = group
             if s0 == f:
+                if f == ERRED:  # erred again: an error, no move
+                    row.erred += c
+                    group.erred += c
+                    n_erred += c
                 continue
             if s0 != NEW and s0 != FORGOTTEN:
-                row.states[s0] -= c
-                group.states[s0] -= c
-                totals[s0] -= c
-                left.append((s0, row, group))
+                states = row.states
+                v = states[s0] - c
+                states[s0] = v
+                if v < 0:
+                    negative.append((s0, row))
+                states = group.states
+                v = states[s0] - c
+                states[s0] = v
+                if v < 0:
+                    gnegative.append((s0, group))
+                if not wide:
+                    totals[s0] -= c
             if f != FORGOTTEN:
                 row.states[f] += c
                 group.states[f] += c
-                totals[f] += c
+                if not wide:
+                    totals[f] += c
+                if f == MEMORY:
+                    if s0 == PROCESSING:
+                        row.completed += c
+                        group.completed += c
+                        n_completed += c
+                elif f == ERRED and s0 != NEW:
+                    row.erred += c
+                    group.erred += c
+                    n_erred += c
             else:
                 emptied.add(g)
-        for rows, when in (
-            (prows, None if latest is None else latest[1]),
-            (grows, None if latest is None else latest[0]),
-        ):
-            for name, row in rows.items():
-                t = t_last if when is None else when[name]
-                if t > row.last_active:
-                    row.last_active = t
-        for s, row, group in left:
-            n = row.states[s]
-            if n < 0:  # tasks seen first in mid-life: created in s
+        if inline:
+            pass
+        elif latest is None:
+            ptable.touch(prows, t_last, None)
+            gtable.touch(grows, t_last, None)
+        else:
+            ptable.touch(prows, t_last, latest[1])
+            gtable.touch(grows, t_last, latest[0])
+        # A count that went below zero and is still there at the end of the
+        # batch: tasks seen first in mid-life, created in that state.
+        for s, row in negative:
+            v = row.states[s]
+            if v < 0:
                 row.states[s] = 0
-                totals[s] -= n
-                self._unknown -= n
-            n = group.states[s]
-            if n < 0:
+                totals[s] -= v
+                self._unknown -= v
+        for s, group in gnegative:
+            if group.states[s] < 0:
                 group.states[s] = 0
 
-        if completed:
-            self._completed += len(completed)
-            self._count(completed, "completed")
+        self._completed += n_completed
+        self._erred += n_erred
         if recomputed:
             self._recomputed += len(recomputed)
-            self._count(recomputed, "recomputed")
-        if ERRED in fins:
-            erred = [e for e in events if e.finish == ERRED and e.start != NEW]
-            if erred:
-                self._erred += len(erred)
-                self._count(erred, "erred")
+            for table, names in (
+                (ptable, [prefixes[i] for i in recomputed]),
+                (gtable, [groups[i] for i in recomputed]),
+            ):
+                get = table.rows.get
+                other = table.other
+                for name, c in Counter(names).items():
+                    get(name, other).recomputed += c
         if emptied:
             gtable.drop_if_empty(emptied)
 
-    def _in_order(
-        self, events: Sequence[TaskStatus]
-    ) -> tuple[list[TaskStatus], list[TaskStatus]]:
+    def _in_order(self, batch: Batch) -> tuple[list[int], list[int]]:
         """Follow keys event by event (rare: duplicates, recomputes, reused keys).
 
-        Returns the duplicate creations (to be ignored) and the recomputations.
+        Returns the indices of the duplicate creations (to be ignored) and of
+        the recomputations.
         """
         live = self._live
         done = self._done
-        duplicates: list[TaskStatus] = []
-        recomputed: list[TaskStatus] = []
-        for e in events:
-            s = e.start
-            f = e.finish
-            if s == NEW:
-                if e.key in live:
-                    duplicates.append(e)
-                    continue
-                live.add(e.key)
-            if f == FORGOTTEN:
-                live.discard(e.key)
-                done.discard(e.key)
-            elif f == MEMORY and s == PROCESSING:
-                if e.key in done:
-                    recomputed.append(e)
-                else:
-                    done.add(e.key)
-        return duplicates, recomputed
-
-    def _count(self, events: list[TaskStatus], field: str) -> None:
-        """Add events to the ``field`` counts of their prefix and group rows."""
-        for table, names in (
-            (self._prefixes, [e.prefix for e in events]),
-            (self._groups, [e.group for e in events]),
+        duplicates: list[int] = []
+        recomputed: list[int] = []
+        for i, (k, s, f) in enumerate(
+            zip(batch.keys, batch.starts, batch.finishes, strict=True)
         ):
-            get = table.rows.get
-            other = table.other
-            for name, c in Counter(names).items():
-                row = get(name, other)
-                setattr(row, field, getattr(row, field) + c)
+            if s == NEW:
+                if k in live:
+                    duplicates.append(i)
+                    continue
+                live.add(k)
+            if f == FORGOTTEN:
+                live.discard(k)
+                done.discard(k)
+            elif f == MEMORY and s == PROCESSING:
+                if k in done:
+                    recomputed.append(i)
+                else:
+                    done.add(k)
+        return duplicates, recomputed
 
     # -- reading -----------------------------------------------------------
 
@@ -511,7 +705,7 @@ class ProgressObserver:
         }
         ptable = self._prefixes
         prefixes: dict[str, PrefixRow] = {}
-        for name, row in _top(ptable.rows, top_prefixes):
+        for name, row in ptable.top(top_prefixes):
             left = row.remaining()
             d = row.done()
             prefixes[name] = {
@@ -531,7 +725,7 @@ class ProgressObserver:
             }
         gtable = self._groups
         groups: dict[str, GroupRow] = {}
-        for name, row in _top(gtable.rows, top_groups):
+        for name, row in gtable.top(top_groups):
             left = row.remaining()
             d = row.done()
             groups[name] = {

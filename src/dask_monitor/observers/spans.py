@@ -18,7 +18,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from dask_monitor.events import Event, TaskStatus
+from dask_monitor.batch import Batch, as_batch
+from dask_monitor.events import Event
 from dask_monitor.observers.durations import DurationsObserver
 from dask_monitor.observers.progress import ProgressObserver, ProgressSnapshot
 from dask_monitor.observers.sketch import LogHistogram
@@ -37,7 +38,11 @@ class _Span:
     def __init__(self, first: float, max_prefixes: int, relative_error: float) -> None:
         self.first = first
         self.last = first
-        self.progress = ProgressObserver(max_prefixes=max_prefixes, max_groups=100)
+        # Folded names bounded by the table's size: one span's tables must
+        # not remember 10,000 names each (the main tables do that).
+        self.progress = ProgressObserver(
+            max_prefixes=max_prefixes, max_groups=100, max_folded=max_prefixes
+        )
         self.durations = DurationsObserver(
             relative_error=relative_error, max_prefixes=max_prefixes
         )
@@ -91,29 +96,45 @@ class SpansObserver:
         self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Hand each span its events, in order."""
-        by_span: dict[str, list[TaskStatus]] = {}
-        for event in events:
-            if type(event) is TaskStatus and event.span is not None:
-                items = by_span.get(event.span)
-                if items is None:
-                    items = by_span[event.span] = []
-                items.append(event)
+        """Hand each span its events, in order.
+
+        The common batch is all in one span: it goes to that span's observers
+        as it is. Otherwise each span gets the batch of its own events.
+        """
+        batch = as_batch(events)
+        column = batch.spans
+        if not column:
+            return
+        first = column[0]
+        if column.count(first) == len(column):
+            if first is not None:
+                self._feed(first, batch, batch.timestamp(0), batch.time)
+            return
+        by_span: dict[str, list[int]] = {}
+        for i, span_id in enumerate(column):
+            if span_id is not None:
+                rows = by_span.get(span_id)
+                if rows is None:
+                    by_span[span_id] = [i]
+                else:
+                    rows.append(i)
+        for span_id, rows in by_span.items():
+            part = batch.take(rows)
+            self._feed(span_id, part, part.timestamp(0), max(part.timestamps()))
+
+    def _feed(self, span_id: str, batch: Batch, first: float, last: float) -> None:
         spans = self._spans
-        for span_id, items in by_span.items():
-            span = spans.get(span_id)
-            if span is None:
-                span = spans[span_id] = _Span(
-                    items[0].timestamp, self.max_prefixes, self.relative_error
-                )
-                while len(spans) > self.max_spans:
-                    spans.popitem(last=False)
-                    self.evicted += 1
-            else:
-                spans.move_to_end(span_id)
-            span.last = max(span.last, items[-1].timestamp)
-            span.progress.update_batch(items)
-            span.durations.update_batch(items)
+        span = spans.get(span_id)
+        if span is None:
+            span = spans[span_id] = _Span(first, self.max_prefixes, self.relative_error)
+            while len(spans) > self.max_spans:
+                spans.popitem(last=False)
+                self.evicted += 1
+        else:
+            spans.move_to_end(span_id)
+        span.last = max(span.last, last)
+        span.progress.update_batch(batch)
+        span.durations.update_batch(batch)
 
     def name_spans(self, names: Mapping[str, str]) -> None:
         """Learn the names of spans (``{id: "etl/load"}``)."""
