@@ -133,3 +133,36 @@ class TestDurationsObserver:
         """The relative error must be in (0, 0.02], the cap positive."""
         with pytest.raises(ValueError):
             DurationsObserver(**kwargs)  # type: ignore[arg-type]
+
+
+class TestDurationsBatches:
+    def test_batch_and_list_give_the_same_stats(self, stream: Any) -> None:
+        """A columnar Batch gives the stats of the equivalent list."""
+        from dask_monitor.batch import Batch
+
+        events = list(stream.workload(20_000, prefixes=30, seed=3))
+        snaps = []
+        for wrap in (list, Batch.from_events):
+            durations = DurationsObserver(max_prefixes=20)
+            for i, batch in enumerate(stream.chunks(events, [1, 500, 5_000])):
+                durations.update_batch(wrap(batch))
+                if i % 7 == 0:
+                    durations.snapshot()  # reads between batches
+            snaps.append((durations.snapshot(), durations.folded))
+        assert snaps[0] == snaps[1]
+        assert snaps[0][1] > 0
+
+    def test_reads_see_every_duration(self, stream: Any) -> None:
+        """Durations waiting for their sketch are in every read."""
+        durations = DurationsObserver()
+        durations.update_batch(_completions(stream, "a", [1.0, 2.0]))
+        assert durations.prefix_names() == ["a"]
+        durations.update_batch(_completions(stream, "b", [4.0]))
+        assert durations.quantile("b", 0.5) == pytest.approx(4.0, rel=0.01)
+        durations.update_batch(_completions(stream, "a", [8.0]))
+        sketch = durations.sketch("a")
+        assert sketch is not None and sketch.count == 3 and sketch.max == 8.0
+        durations.update_batch(_completions(stream, "a", [16.0]))
+        assert durations.stats("a")["max"] == 16.0
+        durations.update_batch(_completions(stream, "c", [1.0]))
+        assert list(durations.snapshot()) == ["a", "b", "c"]

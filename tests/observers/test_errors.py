@@ -133,3 +133,34 @@ class TestErrorsObserver:
         """Caps must be positive."""
         with pytest.raises(ValueError):
             ErrorsObserver(**kwargs)
+
+
+class TestErrorsBatches:
+    def test_batch_and_list_give_the_same_rows(self, stream: Any) -> None:
+        """A columnar Batch gives the rows of the equivalent list."""
+        from dask_monitor.batch import Batch
+
+        events = list(stream.workload(5_000, erred=0.05, seed=2))
+        events += [
+            _erred(stream, "x-1", None, traceback=None, worker=None),
+            _erred(stream, "x-2", "  KeyError: 'k'", t=1_001.0, start=NEW),
+            _erred(stream, "x-3", "boom", t=999.0),
+        ]
+        snaps = []
+        for wrap in (list, Batch.from_events):
+            errors = ErrorsObserver(max_rows=3)
+            for batch in stream.chunks(events, [700]):
+                errors.update_batch(wrap(batch))
+            snaps.append(errors.snapshot())
+        assert snaps[0] == snaps[1]
+        assert snaps[0]["errors_folded"] > 0
+
+    @pytest.mark.parametrize(
+        "text", [None, "", "  ", "ValueError('a')", "E: x", "a b(c)", "(x)", ":"]
+    )
+    def test_exception_type_as_the_event(self, stream: Any, text: str | None) -> None:
+        """The type parsed from the text is TaskStatus.exception_type."""
+        from dask_monitor.observers.errors import _exception_type
+
+        event = _erred(stream, "a-1", text)
+        assert _exception_type(text) == event.exception_type

@@ -127,3 +127,43 @@ class TestSamplingObserver:
         """Sizes must be positive."""
         with pytest.raises(ValueError):
             SamplingObserver(**kwargs)
+
+
+class TestSamplingBatches:
+    def test_batch_and_list_give_the_same_samples(self, stream: Any) -> None:
+        """A columnar Batch samples exactly like the equivalent list."""
+        from dask_monitor.batch import Batch
+
+        events: list[Any] = list(stream.workload(3_000, seed=1))
+        events.insert(500, WorkerStatus("tcp://w:1", "added", 0.0, 1))
+        got = []
+        for wrap in (list, Batch.from_events):
+            sampling = SamplingObserver(recent=300, reservoir=50, seed=5)
+            for batch in stream.chunks(events, [1, 250, 1_000]):
+                b = wrap(batch)
+                if isinstance(b, Batch):
+                    b._events = None  # columns only, as from the plugin
+                sampling.update_batch(b)
+            got.append((sampling.recent(), sampling.reservoir(), sampling.snapshot()))
+        assert got[0] == got[1]
+
+    def test_large_batch_and_reads_between_batches(self, stream: Any) -> None:
+        """A batch far larger than ``recent`` keeps its tail; reads interleave."""
+        sampling = SamplingObserver(recent=5)
+        events = _numbered(stream, 40)
+        sampling.update_batch(events[:3])
+        assert [e.key for e in sampling.recent()] == ["0", "1", "2"]
+        sampling.update_batch(events[3:5])
+        sampling.update_batch(events[5:30])
+        assert [e.key for e in sampling.recent()] == ["25", "26", "27", "28", "29"]
+        sampling.update_batch(events[30:32])
+        assert [r["key"] for r in sampling.snapshot()["recent"]] == [
+            "27",
+            "28",
+            "29",
+            "30",
+            "31",
+        ]
+        sampling.update_batch(events[32:])
+        assert [e.key for e in sampling.recent()] == ["35", "36", "37", "38", "39"]
+        assert sampling.recent() == events[35:]

@@ -191,3 +191,31 @@ class TestThroughputObserver:
         """Widths and sizes must be positive."""
         with pytest.raises(ValueError):
             ThroughputObserver(**kwargs)  # type: ignore[arg-type]
+
+
+class TestThroughputBatches:
+    def test_batch_and_list_give_the_same_series(self, stream: Any, clock: Any) -> None:
+        """A columnar Batch (one time or a time per event) counts like a list."""
+        from dask_monitor.batch import Batch
+
+        events = list(stream.workload(20_000, prefixes=40, seed=4, erred=0.02))
+        events += [stream.task("z-1", NEW, "erred", events[-1].timestamp)]
+        snaps = []
+        for wrap in (list, Batch.from_events):
+            throughput = ThroughputObserver(
+                top_prefixes=5, max_prefixes=30, clock=clock
+            )
+            for batch in stream.chunks(events, [1, 999, 4_000]):
+                throughput.update_batch(wrap(batch))
+            clock.now = events[-1].timestamp
+            snaps.append(
+                (
+                    throughput.snapshot(),
+                    throughput.rate(),
+                    throughput.rate_range(),
+                    throughput.rate("p1"),
+                    throughput.untracked,
+                )
+            )
+        assert snaps[0] == snaps[1]
+        assert snaps[0][0]["total"] > 0

@@ -1,12 +1,19 @@
-"""Errors: erred tasks, deduplicated by task prefix and exception type."""
+"""Errors: erred tasks, deduplicated by task prefix and exception type.
+
+A batch is read as columns (:class:`~dask_monitor.batch.Batch`): a C-speed
+scan of the finish states skips batches without an error, and only the
+erred rows are read (prefix, exception text, time), without making event
+objects.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypedDict, cast
+from typing import TypedDict
 
-from dask_monitor.events import Event, TaskStatus
-from dask_monitor.observers._common import ERRED, check_count, task_events
+from dask_monitor.batch import as_batch
+from dask_monitor.events import Event
+from dask_monitor.observers._common import ERRED, check_count
 from dask_monitor.snapshot import ErrorRow
 
 __all__ = ["ErrorsObserver", "ErrorsSnapshot", "truncate"]
@@ -38,17 +45,42 @@ def truncate(text: str, limit: int, *, keep: str = "head") -> str:
     return marker + "\n" + text[len(text) - room :]
 
 
+def _exception_type(exception: str | None) -> str | None:
+    """The class name parsed from an exception text, or ``None``.
+
+    The same as :attr:`TaskStatus.exception_type
+    <dask_monitor.events.TaskStatus.exception_type>`, from the text alone.
+    """
+    if exception is None:
+        return None
+    text = exception.strip()
+    cut = len(text)
+    for sep in ("(", ":", " "):
+        i = text.find(sep)
+        if 0 < i < cut:
+            cut = i
+    return text[:cut] or None
+
+
 class _Error:
     __slots__ = ("count", "exception", "first", "key", "last", "traceback", "worker")
 
-    def __init__(self, e: TaskStatus, max_text: int) -> None:
+    def __init__(
+        self,
+        key: str,
+        exception: str | None,
+        traceback: str | None,
+        worker: str | None,
+        t: float,
+        max_text: int,
+    ) -> None:
         self.count = 0
-        self.key = e.key
-        self.exception = truncate(e.exception or "", max_text)
-        self.traceback = truncate(e.traceback or "", max_text, keep="tail")
-        self.worker = e.worker
-        self.first = e.timestamp
-        self.last = e.timestamp
+        self.key = key
+        self.exception = truncate(exception or "", max_text)
+        self.traceback = truncate(traceback or "", max_text, keep="tail")
+        self.worker = worker
+        self.first = t
+        self.last = t
 
 
 class ErrorsObserver:
@@ -94,22 +126,34 @@ class ErrorsObserver:
         """Take a batch of events; only transitions into ``erred`` count."""
         if not events:
             return
-        tasks = cast("Sequence[TaskStatus]", events)
-        try:  # AttributeError: a worker event or an alert is in the batch
-            erred = [e for e in tasks if e.finish == ERRED]
-        except AttributeError:
-            erred = [e for e in task_events(events) if e.finish == ERRED]
+        batch = as_batch(events)
+        if not batch.has_finish(ERRED):
+            return
+        prefixes = batch.prefixes
+        details = batch.details
+        times = batch.times
+        t = batch.time
         rows = self._rows
-        for e in erred:
-            pair = (e.prefix, e.exception_type or UNKNOWN)
+        for i in batch.where_finish(ERRED):
+            d = details.get(i)
+            exception = None if d is None else d[4]
+            pair = (prefixes[i], _exception_type(exception) or UNKNOWN)
+            if times is not None:
+                t = times[i]
             row = rows.get(pair)
             if row is None:
                 if len(rows) >= self.max_rows:
                     self.folded += 1
                     continue
-                row = rows[pair] = _Error(e, self.max_text)
+                row = rows[pair] = _Error(
+                    batch.keys[i],
+                    exception,
+                    None if d is None else d[5],
+                    batch.workers[i],
+                    t,
+                    self.max_text,
+                )
             row.count += 1
-            t = e.timestamp
             if t > row.last:
                 row.last = t
             if t < row.first:

@@ -1,4 +1,12 @@
-"""Sampling: the latest task events, and a uniform sample of the whole run."""
+"""Sampling: the latest task events, and a uniform sample of the whole run.
+
+A batch is read as columns (:class:`~dask_monitor.batch.Batch`) and event
+objects are made only for the events kept: the reservoir's picks when they
+are picked, and the recent events when they are read. Until then the recent
+events are kept as the batches they came in (the last ``recent`` task events
+of each, a copy of those columns when a batch is much larger), at most
+``recent`` events in all.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,11 @@ import math
 import random
 from collections import deque
 from collections.abc import Sequence
-from itertools import islice
-from operator import attrgetter, countOf
-from typing import cast
+from operator import attrgetter
+from typing import Any, cast
 
-from dask_monitor.events import Event, TaskStatus
+from dask_monitor.batch import Batch, as_batch
+from dask_monitor.events import Event, TaskStatus, make_task_status
 from dask_monitor.observers._common import check_count
 from dask_monitor.observers.errors import truncate
 from dask_monitor.snapshot import EventRecord, Samples
@@ -31,6 +39,42 @@ def record(event: TaskStatus, max_text: int | None = None) -> EventRecord:
         if event.traceback is not None and len(event.traceback) > max_text:
             out["traceback"] = truncate(event.traceback, max_text, keep="tail")
     return cast(EventRecord, out)
+
+
+_NO_DETAILS = (None, None, None, None, None, None)
+
+
+def _row(batch: Batch, i: int) -> tuple[Any, ...]:
+    """Task event ``i`` as the arguments of ``make_task_status`` (cheaper)."""
+    times = batch.times
+    return (
+        batch.keys[i],
+        batch.prefixes[i],
+        batch.groups[i],
+        batch.starts[i],
+        batch.finishes[i],
+        batch.time if times is None else times[i],
+        batch.workers[i],
+        *batch.details.get(i, _NO_DETAILS),
+        batch.spans[i],
+    )
+
+
+def _tail_of(batch: Batch, lo: int) -> Batch:
+    """The task events of ``batch`` from index ``lo`` on, as a new batch."""
+    times = batch.times
+    return Batch(
+        batch.keys[lo:],
+        batch.prefixes[lo:],
+        batch.groups[lo:],
+        batch.starts[lo:],
+        batch.finishes[lo:],
+        batch.workers[lo:],
+        batch.spans[lo:],
+        batch.time,
+        None if times is None else times[lo:],
+        {i - lo: d for i, d in batch.details.items() if i >= lo},
+    )
 
 
 class SamplingObserver:
@@ -76,7 +120,11 @@ class SamplingObserver:
     def reset(self) -> None:
         """Forget everything (and restart the random sequence from the seed)."""
         self._recent: deque[TaskStatus] = deque(maxlen=self.recent_size)
-        self._reservoir: list[TaskStatus] = []
+        # Newer recent events not made yet: (batch, first task index kept).
+        self._tail: deque[tuple[Batch, int]] = deque()
+        self._tail_size = 0
+        # Picks are rows (the arguments of make_task_status) until read.
+        self._reservoir: list[TaskStatus | tuple[Any, ...]] = []
         self._records: list[EventRecord | None] = []
         self._cache: dict[int, tuple[TaskStatus, EventRecord]] = {}
         self._rng = random.Random(self.seed)
@@ -92,46 +140,86 @@ class SamplingObserver:
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events; events other than task events are ignored."""
-        n = len(events)
+        if not events:
+            return
+        batch = as_batch(events)
+        n = batch.tasks
         if not n:
             return
-        tasks: Sequence[TaskStatus]
-        if countOf(map(type, events), TaskStatus) == n:
-            tasks = events  # type: ignore[assignment]
-        else:
-            tasks = [e for e in events if type(e) is TaskStatus]
-            n = len(tasks)
-            if not n:
-                return
-        keep = self.recent_size
-        if isinstance(tasks, list | tuple):
-            self._recent.extend(tasks[-keep:])
-        else:
-            self._recent.extend(islice(tasks, max(0, n - keep), None))
-        self._sample(tasks, n)
+        self._keep_recent(batch, n)
+        self._sample(batch, n)
 
-    def _sample(self, tasks: Sequence[TaskStatus], n: int) -> None:
+    def _keep_recent(self, batch: Batch, n: int) -> None:
+        """Keep the last ``recent`` task events of the batch, as it is."""
+        keep = self.recent_size
+        lo = max(0, n - keep)
+        if lo > keep:  # do not hold a much larger batch for its tail
+            batch = _tail_of(batch, lo)
+            lo = 0
+        tail = self._tail
+        tail.append((batch, lo))
+        size = self._tail_size + min(n, keep)
+        while size - (tail[0][0].tasks - tail[0][1]) >= keep:
+            first, start = tail.popleft()
+            size -= first.tasks - start
+        if size > keep:
+            first, start = tail[0]
+            tail[0] = (first, start + size - keep)
+            size = keep
+        self._tail_size = size
+        if size == keep:
+            self._recent.clear()  # the tail replaces every event made
+
+    def _made_recent(self) -> deque[TaskStatus]:
+        """The recent events, once those of the tail are made."""
+        recent = self._recent
+        tail = self._tail
+        while tail:
+            batch, lo = tail.popleft()
+            task = batch.task
+            recent.extend([task(i) for i in range(lo, batch.tasks)])
+        self._tail_size = 0
+        return recent
+
+    def _sample(self, batch: Batch, n: int) -> None:
         base = self.seen
         k = self.reservoir_size
         sample = self._reservoir
         if len(sample) < k:
             take = min(k - len(sample), n)
-            sample.extend(tasks[i] for i in range(take))
+            sample.extend([_row(batch, i) for i in range(take)])
             self._records.extend([None] * take)
             if len(sample) < k:
                 self.seen = base + n
                 return
             self._w = math.exp(math.log(self._u()) / k)
             self._next = base + take - 1 + self._skip()
-        rng = self._rng
-        records = self._records
         end = base + n
-        while self._next < end:
-            slot = rng.randrange(k)
-            sample[slot] = tasks[self._next - base]
+        nxt = self._next
+        if nxt >= end:
+            self.seen = end
+            return
+        # Algorithm L, with _u() and _skip() inlined (the same draws).
+        rng = self._rng
+        randrange = rng.randrange
+        random_ = rng.random
+        log = math.log
+        exp = math.exp
+        log1p = math.log1p
+        floor = math.floor
+        records = self._records
+        w = self._w
+        while nxt < end:
+            slot = randrange(k)
+            sample[slot] = _row(batch, nxt - base)
             records[slot] = None
-            self._w *= math.exp(math.log(self._u()) / k)
-            self._next += self._skip()
+            w *= exp(log(1.0 - random_()) / k)
+            if w >= 1.0:
+                nxt += 1
+            else:
+                nxt += floor(log(1.0 - random_()) / log1p(-w)) + 1
+        self._w = w
+        self._next = nxt
         self.seen = end
 
     def _u(self) -> float:
@@ -145,15 +233,23 @@ class SamplingObserver:
             return 1
         return math.floor(math.log(self._u()) / math.log1p(-w)) + 1
 
+    def _made_reservoir(self) -> list[TaskStatus]:
+        """The sample, once its picks are made events."""
+        sample = self._reservoir
+        for i, pick in enumerate(sample):
+            if type(pick) is tuple:
+                sample[i] = make_task_status(*pick)
+        return cast("list[TaskStatus]", sample)
+
     # -- reading -----------------------------------------------------------
 
     def recent(self) -> list[TaskStatus]:
         """The latest task events, oldest first."""
-        return list(self._recent)
+        return list(self._made_recent())
 
     def reservoir(self) -> list[TaskStatus]:
         """The uniform sample (in no particular order)."""
-        return list(self._reservoir)
+        return list(self._made_reservoir())
 
     def snapshot(self) -> Samples:
         """Recent events, the sample and the count of task events, as plain data."""
@@ -161,7 +257,7 @@ class SamplingObserver:
         cache = self._cache
         fresh: dict[int, tuple[TaskStatus, EventRecord]] = {}
         recent: list[EventRecord] = []
-        for e in self._recent:
+        for e in self._made_recent():
             hit = cache.get(id(e))
             if hit is None or hit[0] is not e:
                 hit = (e, record(e, max_text))
@@ -169,9 +265,10 @@ class SamplingObserver:
             recent.append(hit[1])
         self._cache = fresh
         records = self._records
+        sample = self._made_reservoir()
         for i, r in enumerate(records):
             if r is None:
-                records[i] = record(self._reservoir[i], max_text)
+                records[i] = record(sample[i], max_text)
         return {
             "recent": recent,
             "reservoir": cast(list[EventRecord], list(records)),

@@ -3,6 +3,12 @@
 A task finishes at ``processing -> memory`` or at a transition into
 ``erred`` (but from ``new``: a task that failed before the monitor attached
 did not finish now). Events are binned by their own timestamp.
+
+A batch is read as columns (:class:`~dask_monitor.batch.Batch`): the finishes
+are the indices of the batch's ``memory`` and ``erred`` events with the right
+start state, and each time bin takes a ``Counter`` of their prefixes; no
+event object is made. The per-prefix work is per prefix and bin, not per
+event.
 """
 
 from __future__ import annotations
@@ -13,9 +19,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from itertools import groupby
-from typing import cast
 
-from dask_monitor.events import NEW, Event, TaskStatus
+from dask_monitor.batch import as_batch
+from dask_monitor.events import NEW, Event
 from dask_monitor.observers._common import (
     ERRED,
     MEMORY,
@@ -23,7 +29,6 @@ from dask_monitor.observers._common import (
     Clock,
     check_count,
     check_positive,
-    task_events,
 )
 from dask_monitor.snapshot import Throughput
 
@@ -54,9 +59,11 @@ class _Ring:
         """Add ``n`` to bin ``b``; ``False`` (nothing added) if ``b`` is gone."""
         last = self.last
         size = self.size
-        if last is None or b > last:
+        if last is None:  # every bin is still 0
+            self.last = b
+        elif b > last:
             counts = self.counts
-            if last is None or b - last >= size:
+            if b - last >= size:
                 counts[:] = [0] * size
             else:
                 for i in range(last + 1, b + 1):
@@ -80,18 +87,20 @@ class _Ring:
         ]
 
 
-class _Rate:
+class _Rate(_Ring):
     """What the recent rate of one stream of finishes needs.
 
-    A ring of bins covering the rate window, the start of the current burst
-    of activity (the first finish after a pause longer than the window) and
-    the time of the latest finish.
+    A ring of bins covering the rate window (itself: one object a prefix),
+    the start of the current burst of activity (the first finish after a
+    pause longer than the window) and the time of the latest finish.
     """
 
-    __slots__ = ("first", "latest", "ring")
+    __slots__ = ("first", "latest")
 
     def __init__(self, size: int) -> None:
-        self.ring = _Ring(size)
+        self.size = size
+        self.counts = [0] * size
+        self.last = None
         self.first = 0.0
         self.latest = -math.inf
 
@@ -103,7 +112,7 @@ class _Rate:
 
     def recent(self, hi: int, nbins: int) -> int:
         """Finishes in the ``nbins`` bins up to bin ``hi``."""
-        return sum(self.ring.window(hi - nbins + 1, hi))
+        return sum(self.window(hi - nbins + 1, hi))
 
     def _bins(self, now: float, width: float, nbins: int) -> tuple[int, int]:
         """The complete bins of the window since the burst started: [lo, hi)."""
@@ -118,14 +127,14 @@ class _Rate:
         The bin in progress counts only while it is the only one since the
         burst started (the rate of the first seconds).
         """
-        if self.ring.last is None or now - self.latest > window:
+        if self.last is None or now - self.latest > window:
             return 0.0
         lo, hi = self._bins(now, width, nbins)
         if lo < hi:
-            count = sum(self.ring.window(lo, hi - 1))
+            count = sum(self.window(lo, hi - 1))
             span = hi * width - max(lo * width, self.first)
         else:
-            count = sum(self.ring.window(hi, hi))
+            count = sum(self.window(hi, hi))
             span = max(now, self.latest) - self.first
         return count / max(span, min_span)
 
@@ -141,7 +150,7 @@ class _Rate:
         if not rate:
             return 0.0, 0.0
         lo, hi = self._bins(now, width, nbins)
-        rates = [c / width for c in self.ring.window(lo, hi - 1)]
+        rates = [c / width for c in self.window(lo, hi - 1)]
         n = len(rates)
         if n < 2:
             return rate, rate
@@ -238,39 +247,38 @@ class ThroughputObserver:
         """Take a batch of events, in the order they happened."""
         if not events:
             return
-        tasks = cast("Sequence[TaskStatus]", events)
-        try:  # AttributeError: a worker event or an alert is in the batch
-            ends = [e for e in tasks if e.finish == MEMORY or e.finish == ERRED]
-        except AttributeError:
-            ends = [
-                e
-                for e in task_events(events)
-                if e.finish == MEMORY or e.finish == ERRED
-            ]
-        if not ends:
+        batch = as_batch(events)
+        memory = batch.has_finish(MEMORY)
+        erred = batch.has_finish(ERRED)
+        if not memory and not erred:
             return
-        finished = [
-            e
-            for e in ends
-            if e.start == PROCESSING or (e.finish == ERRED and e.start != NEW)
-        ]
+        starts = batch.starts
+        finished: list[int] = []
+        if memory:
+            finished = [
+                i for i in batch.where_finish(MEMORY) if starts[i] == PROCESSING
+            ]
+        if erred:
+            failed = [i for i in batch.where_finish(ERRED) if starts[i] != NEW]
+            if failed:
+                finished = sorted(finished + failed) if finished else failed
         if not finished:
             return
         self.total += len(finished)
         width = self.bin_seconds
-        if finished[0].timestamp == finished[-1].timestamp:
-            t = finished[0].timestamp
-            self._bin(int(t // width), t, t, finished)
-        else:
-            for b, run in groupby(finished, key=lambda e: int(e.timestamp // width)):
-                part = list(run)
-                self._bin(b, part[0].timestamp, part[-1].timestamp, part)
+        prefixes = batch.prefixes
+        times = batch.times
+        if times is None or times[finished[0]] == times[finished[-1]]:
+            t = batch.timestamp(finished[0])
+            self._bin(int(t // width), t, t, [prefixes[i] for i in finished])
+            return
+        for b, run in groupby(finished, key=lambda i: int(times[i] // width)):
+            part = list(run)
+            self._bin(b, times[part[0]], times[part[-1]], [prefixes[i] for i in part])
 
-    def _bin(
-        self, b: int, t_first: float, t_last: float, finished: list[TaskStatus]
-    ) -> None:
-        """Count the finishes of one bin."""
-        n = len(finished)
+    def _bin(self, b: int, t_first: float, t_last: float, names: list[str]) -> None:
+        """Count the finishes of one bin (``names``: their prefixes)."""
+        n = len(names)
         if not self._ring.add(b, n):
             self.late += n
             return
@@ -278,27 +286,47 @@ class ThroughputObserver:
             self._first_bin = b
         window = self.window
         overall = self._rate
-        overall.ring.add(b, n)
+        overall.add(b, n)
         overall.seen(t_first, t_last, window)
 
         coarse = b // self._coarse
+        size = self._ncoarse + 1
+        slot = coarse % size
+        fine = b % self.bins
         table = self._prefixes
-        series = self._series
+        room = self.max_prefixes
+        get = table.get
+        get_series = self._series.get
+        top = self.top_prefixes
         candidates: list[tuple[_Rate, str]] = []
-        counts = Counter([e.prefix for e in finished])
+        counts = Counter(names)
         for prefix, c in counts.items():
-            state = table.get(prefix)
+            state = get(prefix)
             if state is None:
-                state = self._new_prefix(prefix)
-                if state is None:
-                    self.untracked += c
-                    continue
-            state.ring.add(coarse, c)
-            state.seen(t_first, t_last, window)
-            ring = series.get(prefix)
-            if ring is not None:
-                ring.add(b, c)
-            elif self.top_prefixes:
+                if len(table) < room:
+                    state = table[prefix] = _Rate(size)
+                    state.last = coarse  # its first bin (all are 0)
+                else:
+                    state = self._new_prefix(prefix)
+                    if state is None:
+                        self.untracked += c
+                        continue
+            if state.last == coarse:  # _Ring.add, inlined for the common case
+                state.counts[slot] += c
+            else:
+                state.add(coarse, c)
+            latest = state.latest  # _Rate.seen, inlined
+            if t_first - latest > window:
+                state.first = t_first
+            if t_last > latest:
+                state.latest = t_last
+            series = get_series(prefix)
+            if series is not None:
+                if series.last == b:
+                    series.counts[fine] += c
+                else:
+                    series.add(b, c)
+            elif top:
                 candidates.append((state, prefix))
         if candidates:
             self._promote(candidates, b, coarse, counts)
@@ -341,7 +369,7 @@ class ThroughputObserver:
         ranked = [
             (state.recent(coarse, n), prefix)
             for state, prefix in candidates
-            if sum(state.ring.counts) > bar
+            if sum(state.counts) > bar
         ]
         for recent, prefix in heapq.nlargest(top, ranked):
             if len(series) >= top:
