@@ -189,3 +189,147 @@ class TestWriter:
         ) == {"path": "/x", "max_bytes": 1024, "flush_interval": 0.05}
         with pytest.raises(ValueError, match="unknown"):
             record_settings({"path": "/x", "size": 3})
+
+
+def _mixed() -> list[object]:
+    """Task events with and without details, errors, a worker event, an alert."""
+    return [
+        WorkerStatus("tcp://w:1", "added", 999.0, nthreads=2),
+        TaskStatus("a-1", "a", "a-g", "new", "released", 1000.0, span="s1"),
+        TaskStatus("a-1", "a", "a-g", "released", "waiting", 1000.0),
+        *_events(2, t0=1000.0),
+        TaskStatus(
+            "b-1",
+            "b",
+            "b-g",
+            "processing",
+            "erred",
+            1001.5,
+            worker="tcp://w:2",
+            exception="ValueError('x')",
+            traceback="Traceback ...",
+        ),
+        WorkerStatus("tcp://w:2", "removed", 1002.0, processing=3),
+        TaskStatus("c-1", "c", "c-g", "new", "released", 1000.5, nbytes=0),
+        Alert("stall", "warning", "stuck", 1003.0, details={"s": [1, 2]}),
+    ]
+
+
+class TestColumns:
+    """Batches written from, and read as, columns: the same records as events."""
+
+    @pytest.mark.parametrize(
+        "batch",
+        [
+            _mixed(),
+            _events(5),
+            [
+                TaskStatus("x", "x", "x-g", "new", "released", 7.0, worker=None),
+                TaskStatus("y", "x", "x-g", "new", "released", 7.0),
+            ],
+            [WorkerStatus("tcp://w:1", "added", 1.0)],
+            [],
+        ],
+        ids=["mixed", "details", "one-time", "worker-only", "empty"],
+    )
+    def test_a_batch_writes_the_same_file_as_its_events(
+        self, tmp_path: Path, batch: list[object]
+    ) -> None:
+        """A Batch (encoded from its columns) and its list of events: same bytes."""
+        from dask_monitor.batch import Batch
+
+        columns = Batch.from_events(batch)  # type: ignore[arg-type]
+        columns._events = None  # as the flush makes it: no objects
+        header = {"started": 1.0}
+        paths = []
+        for name, given in (("list", batch), ("batch", columns)):
+            path = tmp_path / f"{name}.dmlog"
+            writer = EventLogWriter(path, header=header)
+            writer.update_batch(given)  # type: ignore[arg-type]
+            writer.update_batch(given)  # type: ignore[arg-type]
+            writer.close()
+            assert writer.events == 2 * len(batch)
+            paths.append(path)
+        assert columns._events is None  # nothing materialised
+        records = [list(EventLog.open(p).records()) for p in paths]
+        assert records[0] == records[1]
+        assert records[1][0].events == batch
+        # Byte for byte after each file's header (which has its own times).
+        body = []
+        for p in paths:
+            data = p.read_bytes()
+            start = len(MAGIC) + 1
+            start += 4 + int.from_bytes(data[start : start + 4], "big")
+            body.append(data[start:])
+        assert body[0] == body[1]
+
+    def test_chunks_of_a_batch_write_its_events(self, tmp_path: Path) -> None:
+        """Chunks (taken rows, time per event, others moved) write their events."""
+        from dask_monitor.batch import Batch
+
+        events = _mixed()
+        path = tmp_path / "run.dmlog"
+        writer = EventLogWriter(path)
+        for chunk in Batch.from_events(events).chunks(2):  # type: ignore[arg-type]
+            chunk._events = None
+            writer.update_batch(chunk)
+        writer.close()
+        assert list(read_events(path)) == events
+
+    def test_records_read_as_columns(self, tmp_path: Path) -> None:
+        """records(columns=True): the batches equal Batch.from_events of the events."""
+        from dask_monitor.batch import Batch
+
+        path = tmp_path / "run.dmlog"
+        batches: list[list[object]] = [
+            _mixed(),
+            _events(4),
+            [TaskStatus("x", "x", "x-g", "new", "released", 7.0)] * 3,
+            [WorkerStatus("tcp://w:1", "added", 1.0)],
+        ]
+        _write(path, batches)
+        log = EventLog.open(path)
+        got = [r.batch for r in log.records(columns=True)]
+        for batch, events in zip(got, batches, strict=True):
+            assert batch is not None and batch._events is None
+            want = Batch.from_events(events)  # type: ignore[arg-type]
+            for name in (
+                "keys",
+                "prefixes",
+                "groups",
+                "starts",
+                "finishes",
+                "workers",
+                "spans",
+                "time",
+                "times",
+                "details",
+                "others",
+            ):
+                assert getattr(batch, name) == getattr(want, name), name
+            assert list(batch) == events
+        assert [r.events for r in log.records()] == batches
+
+    def test_short_task_rows_read_as_columns(self, tmp_path: Path) -> None:
+        """A task row without its trailing defaults still reads (both ways)."""
+        import msgpack
+
+        from dask_monitor.sinks.eventlog import decode_batch
+
+        row = ["t", "k", "p", "p-g", "new", "released", 5.0]
+        full = TaskStatus("k", "p", "p-g", "new", "released", 5.0)
+        batch = decode_batch(msgpack.unpackb(msgpack.packb([row]), use_list=False))
+        assert list(batch) == [full]
+        with pytest.raises(ValueError, match="unknown event kind"):
+            decode_batch([("x", 1)])
+
+    def test_alert_details_keep_their_lists(self, tmp_path: Path) -> None:
+        """Arrays in an alert's details read back as lists, as they were written."""
+        alert = Alert(
+            "a", "info", "m", 1.0, details={"xs": [1, [2, 3]], "d": {"y": []}}
+        )
+        path = tmp_path / "run.dmlog"
+        _write(path, [[alert]])
+        assert list(read_events(path)) == [alert]
+        (record,) = EventLog.open(path).records(columns=True)
+        assert record.batch is not None and record.batch.others == [(0, alert)]

@@ -206,3 +206,82 @@ def test_recorded_alerts_are_replayed_once(tmp_path: Path) -> None:
     snap = replay(path)
     assert snap["alerts"]["counts"] == {"error-burst": 1}
     assert snap["totals"]["erred"] == 50
+
+
+def test_replay_from_columns_equals_replay_from_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches read as columns give the same snapshots as batches of events."""
+    from dask_monitor.batch import Batch
+    from dask_monitor.events import Alert, TaskStatus, WorkerStatus
+    from dask_monitor.sinks import eventlog
+    from dask_monitor.sinks.eventlog import EventLogWriter
+
+    path = tmp_path / "synthetic.dmlog"
+    writer = EventLogWriter(path, header={"started": 10.0})
+    writer.update_batch([WorkerStatus("tcp://w:1", "added", 10.5, nthreads=2)])
+    for b in range(20):
+        t = 11.0 + b
+        batch: list[Any] = []
+        for i in range(b * 5, b * 5 + 5):
+            key, prefix = f"p{i % 3}-{i}", f"p{i % 3}"
+            batch += [
+                TaskStatus(key, prefix, f"{prefix}-g", "new", "released", t, span="s1"),
+                TaskStatus(key, prefix, f"{prefix}-g", "released", "processing", t),
+            ]
+            if i % 7 == 3:
+                batch.append(
+                    TaskStatus(
+                        key,
+                        prefix,
+                        f"{prefix}-g",
+                        "processing",
+                        "erred",
+                        t + 0.2,
+                        worker="tcp://w:1",
+                        exception="ValueError('x')",
+                        traceback="tb",
+                    )
+                )
+            else:
+                batch.append(
+                    TaskStatus(
+                        key,
+                        prefix,
+                        f"{prefix}-g",
+                        "processing",
+                        "memory",
+                        t + 0.1,
+                        worker="tcp://w:1",
+                        duration=0.05,
+                        begin=t,
+                        end=t + 0.05,
+                        nbytes=8,
+                        span="s1",
+                    )
+                )
+        if b == 10:
+            batch.append(WorkerStatus("tcp://w:2", "added", t + 0.3, nthreads=1))
+            writer.update_batch([Alert("stall", "warning", "stuck", t + 0.4)])
+        if b % 2:  # as the live flush hands them: a Batch
+            writer.update_batch(Batch.from_events(batch))
+        else:
+            writer.update_batch(batch)
+        if b == 5:
+            writer.name_spans({"s1": "etl"})
+    writer.close()
+
+    from_columns = list(replay_snapshots(path))
+    # What the pipeline made of lists of events: Batch.from_events.
+    monkeypatch.setattr(
+        eventlog,
+        "decode_batch",
+        lambda items: Batch.from_events([eventlog.decode_event(i) for i in items]),
+    )
+    from_events = list(replay_snapshots(path))
+    assert len(from_columns) == 21  # the alert is no batch for the pipeline
+    assert from_columns == from_events
+    last = from_columns[-1]
+    assert last["totals"]["erred"] == 14 and last["totals"]["completed"] == 86
+    assert last["alerts"]["counts"] == {"stall": 1}
+    assert len(last["workers"]) == 2

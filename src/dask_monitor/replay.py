@@ -6,6 +6,11 @@ same batches, so the snapshot at the end of a replay equals the live run's last
 snapshot, except for fields relative to the wall clock (``timestamp``,
 ``elapsed``, rates and ETAs, the monitor's own flush timings).
 
+Each batch record is read as a :class:`~dask_monitor.batch.Batch` built from
+the record's columns (``EventLog.records(columns=True)``), as the live flush
+makes them: no event object is made unless an observer asks for one. Recorded
+alerts (in batches of their own) go to the replayed alert log instead.
+
 Examples
 --------
 >>> from dask_monitor import replay
@@ -17,11 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from dask_monitor.batch import Batch
 from dask_monitor.config import MonitorConfig
-from dask_monitor.events import Alert, TaskStatus, WorkerStatus
+from dask_monitor.events import Alert, Event, TaskStatus, WorkerStatus
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLog
 from dask_monitor.snapshot import Snapshot
@@ -56,6 +62,30 @@ class _LastEventClock:
         return self.now
 
 
+def _last_time(events: Sequence[Event]) -> float | None:
+    """Timestamp of the last task or worker event of ``events``."""
+    for event in reversed(events):
+        if isinstance(event, TaskStatus | WorkerStatus):
+            return event.timestamp
+    return None
+
+
+def _last_time_of(batch: Batch) -> float | None:
+    """:func:`_last_time` of a batch, read from its columns.
+
+    The events after the last task event are the others at its end.
+    """
+    n = len(batch.keys)
+    for pos, event in reversed(batch.others):
+        if pos < n:
+            break
+        if isinstance(event, TaskStatus | WorkerStatus):
+            return event.timestamp
+    if n:
+        return batch.timestamp(n - 1)
+    return None
+
+
 def _feed(
     path: str | os.PathLike[str],
     config: MonitorConfig | None,
@@ -71,20 +101,24 @@ def _feed(
     for rule in getattr(pipeline, "rules", ()):
         rule.bind(_discard)
     alerts = getattr(pipeline, "alerts", None)
-    for record in log.records():
-        if record.kind == "b":
-            events = [e for e in record.events if type(e) is not Alert]
-            if len(events) != len(record.events):
-                for event in record.events:
+    for record in log.records(columns=True):
+        if record.kind == "b" and record.batch is not None:
+            batch = record.batch
+            events: Sequence[Event] = batch
+            if any(type(e) is Alert for _, e in batch.others):
+                # Alerts come in batches of their own: no task events to make.
+                events = [e for e in batch if type(e) is not Alert]
+                for event in batch:
                     if type(event) is Alert and alerts is not None:
                         alerts.notify(event)
                 if not events:
                     pipeline._changed()
                     continue
-            for event in reversed(events):
-                if isinstance(event, TaskStatus | WorkerStatus):
-                    clock.now = max(clock.now, event.timestamp)
-                    break
+                last = _last_time(events)
+            else:
+                last = _last_time_of(batch)
+            if last is not None:
+                clock.now = max(clock.now, last)
             pipeline.process(events)
             pipeline.account(events=len(events), dropped=0, seconds=0.0)
             if on_batch is not None:

@@ -21,6 +21,20 @@ The next records are arrays whose first item says what they are:
 * ``["r", timestamp]``: the aggregates were reset (Dask's ``restart``);
 * ``["s", {span id: span name}]``: names of Dask spans.
 
+A batch the pipeline hands over as a :class:`~dask_monitor.batch.Batch` is
+queued as it is (its columns are never changed once made) and encoded on the
+writer thread straight from its columns: every task event's row is made by
+``zip`` over the columns, its rarer fields (``duration`` ... ``traceback``)
+filled in from the batch's sparse ``details``, and the other events put back
+at their positions. The record is the same, byte for byte, as that of the
+batch's events encoded one by one, and no event object is made.
+
+Reading a batch record back as a :class:`~dask_monitor.batch.Batch`
+(``EventLog.records(columns=True)``, what a replay uses) is the reverse: the
+rows of a record of task events only are turned into columns by ``zip``, with
+no event object made; a record holding other events (or rows in another
+shape) has those decoded one by one.
+
 Rotation: when a segment reaches ``max_bytes`` the writer opens the next one,
 ``path.1``, ``path.2``, ...; nothing is deleted, and :func:`read_events` reads
 ``path`` then every following segment that exists, in order.
@@ -40,6 +54,7 @@ Error policy of the reader
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -51,12 +66,20 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from dask_monitor.events import Alert, Event, TaskStatus, WorkerStatus
+from dask_monitor.batch import Batch, Details
+from dask_monitor.events import (
+    Alert,
+    Event,
+    TaskStatus,
+    WorkerStatus,
+    make_task_status,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -67,7 +90,9 @@ __all__ = [
     "EventLogWarning",
     "EventLogWriter",
     "Record",
+    "decode_batch",
     "decode_event",
+    "encode_batch",
     "encode_event",
     "read_events",
     "read_header",
@@ -137,12 +162,173 @@ def decode_event(item: Sequence[Any]) -> Event:
     """The event :func:`encode_event` encoded; ``ValueError`` for anything else."""
     kind = item[0]
     if kind == "t":
-        return TaskStatus(*item[1:])
+        return make_task_status(*item[1:])
     if kind == "w":
         return WorkerStatus(*item[1:])
     if kind == "a":
-        return Alert.from_dict(item[1])
+        return Alert.from_dict(_lists(item[1]))
     raise ValueError(f"unknown event kind {kind!r}")
+
+
+def _lists(value: Any) -> Any:
+    """``value`` with every tuple made a list, in dicts and lists too.
+
+    Records are unpacked with arrays as tuples (faster, and tuples of plain
+    values are no work for the garbage collector); the one place where lists
+    can reach users is an alert's ``details``, which had lists when it was
+    written.
+    """
+    if isinstance(value, tuple | list):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+#: Length of a task event's row: ``"t"`` and the fields of ``TaskStatus``.
+_TASK_ROW = 1 + len(dataclasses.fields(TaskStatus))
+_NO_DETAILS = (None,) * 6
+
+
+def encode_batch(batch: Batch) -> list[Sequence[Any]]:
+    """The events of ``batch`` encoded, straight from its columns.
+
+    The same rows as ``[encode_event(e) for e in batch]`` (they pack to the
+    same bytes: msgpack packs tuples as arrays), without making an event
+    object. Reads only the batch's columns, which never change once made: safe
+    on another thread than the batch's observers (unlike iterating it).
+    """
+    n = len(batch.keys)
+    times = batch.times
+    rows: list[Sequence[Any]] = list(
+        zip(
+            repeat("t", n),
+            batch.keys,
+            batch.prefixes,
+            batch.groups,
+            batch.starts,
+            batch.finishes,
+            repeat(batch.time, n) if times is None else times,
+            batch.workers,
+            repeat(None, n),
+            repeat(None, n),
+            repeat(None, n),
+            repeat(None, n),
+            repeat(None, n),
+            repeat(None, n),
+            batch.spans,
+            strict=True,
+        )
+    )
+    if batch.details:
+        keys = batch.keys
+        prefixes = batch.prefixes
+        groups = batch.groups
+        starts = batch.starts
+        finishes = batch.finishes
+        workers = batch.workers
+        spans = batch.spans
+        for i, d in batch.details.items():
+            rows[i] = (
+                "t",
+                keys[i],
+                prefixes[i],
+                groups[i],
+                starts[i],
+                finishes[i],
+                batch.time if times is None else times[i],
+                workers[i],
+                *d,
+                spans[i],
+            )
+    if not batch.others:
+        return rows
+    out: list[Sequence[Any]] = []
+    done = 0
+    for pos, other in batch.others:
+        out.extend(rows[done:pos])
+        out.append(encode_event(other))
+        done = pos
+    out.extend(rows[done:])
+    return out
+
+
+def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
+    """The :class:`~dask_monitor.batch.Batch` of a batch record's encoded events.
+
+    Equal, column for column, to ``Batch.from_events([decode_event(i) for i in
+    items])``; a record of task events only (the usual one) is turned into
+    columns by ``zip`` without making an event object. Raises like
+    :func:`decode_event` for an item that is not an event.
+    """
+    rows: Sequence[Sequence[Any]] = items
+    others: list[tuple[int, Event]] = []
+    columns: list[tuple[Any, ...]] = []
+    if items:
+        if set(map(len, items)) == {_TASK_ROW} and set(map(type, items)) <= {
+            tuple,
+            list,
+        }:
+            columns = list(zip(*items, strict=True))
+        if not columns or columns[0].count("t") != len(items):
+            rows = []
+            for item in items:
+                if len(item) == _TASK_ROW and item[0] == "t":
+                    rows.append(item)
+                    continue
+                event = decode_event(item)
+                if type(event) is TaskStatus:
+                    rows.append(encode_event(event))
+                else:
+                    others.append((len(rows), event))
+            columns = list(zip(*rows, strict=True))
+    if not columns:
+        columns = [()] * _TASK_ROW
+    (
+        _,
+        keys,
+        prefixes,
+        groups,
+        starts,
+        finishes,
+        stamps,
+        workers,
+        durations,
+        begins,
+        ends,
+        nbytes,
+        exceptions,
+        tracebacks,
+        spans,
+    ) = columns
+    details: dict[int, Details] = {
+        i: d
+        for i, d in enumerate(
+            zip(durations, begins, ends, nbytes, exceptions, tracebacks, strict=True)
+        )
+        if d != _NO_DETAILS
+    }
+    # The batch's time as Batch.from_events sets it: the latest timestamp.
+    times = list(stamps)
+    time = max(times) if times else 0.0
+    for _, other in others:
+        t = getattr(other, "timestamp", None)
+        if isinstance(t, int | float) and t > time:
+            time = float(t)
+    same = bool(times) and times[0] == time and times.count(time) == len(times)
+    return Batch(
+        list(keys),
+        list(prefixes),
+        list(groups),
+        list(starts),
+        list(finishes),
+        list(workers),
+        list(spans),
+        time,
+        None if same or not times else times,
+        details,
+        others,
+    )
 
 
 # -- writing -------------------------------------------------------------------------
@@ -271,14 +457,19 @@ class EventLogWriter:
         self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Queue a batch to be written; drop it (counted) when the queue is full."""
+        """Queue a batch to be written; drop it (counted) when the queue is full.
+
+        A :class:`~dask_monitor.batch.Batch` is queued as it is (its columns
+        never change) and encoded from its columns on the writer thread; any
+        other sequence is copied.
+        """
         n = len(events)
         with self._lock:
             if self._closed or self._broken or self._queued + n > self.queue_size:
                 self.dropped += n
                 return
             self._queued += n
-        self._queue.put(("b", tuple(events)))
+        self._queue.put(("b", events if isinstance(events, Batch) else tuple(events)))
 
     def reset(self) -> None:
         """Record that the aggregates were reset (Dask's ``restart``)."""
@@ -326,7 +517,12 @@ class EventLogWriter:
         kind = item[0]
         if kind == "b":
             events = item[1]
-            record: list[Any] = ["b", [encode_event(e) for e in events]]
+            rows = (
+                encode_batch(events)
+                if isinstance(events, Batch)
+                else [encode_event(e) for e in events]
+            )
+            record: list[Any] = ["b", rows]
         else:
             record = list(item)
         payload = msgpack.packb(record, use_bin_type=True)
@@ -394,12 +590,18 @@ class EventLogWriter:
 
 @dataclass(slots=True)
 class Record:
-    """One record of a log after the header: ``kind`` is ``"b"``, ``"r"`` or ``"s"``."""
+    """One record of a log after the header: ``kind`` is ``"b"``, ``"r"`` or ``"s"``.
+
+    A batch record has its events in ``events``, or, read with
+    ``EventLog.records(columns=True)``, in ``batch`` as columns (``events``
+    is then empty).
+    """
 
     kind: str
     events: list[Event] = field(default_factory=list)
     timestamp: float | None = None
     names: dict[str, str] = field(default_factory=dict)
+    batch: Batch | None = None
 
 
 def _read_preamble(path: Path, data: bytes) -> dict[str, Any]:
@@ -433,14 +635,15 @@ class _Torn(Exception):
     pass
 
 
-def _record_at(data: bytes, offset: int) -> tuple[Any, int]:
+def _record_at(data: bytes, offset: int, use_list: bool = True) -> tuple[Any, int]:
     end = offset + _LEN.size
     if end > len(data):
         raise _Torn
     (n,) = _LEN.unpack_from(data, offset)
     if end + n > len(data):
         raise _Torn
-    return msgpack.unpackb(data[end : end + n], raw=False, use_list=True), end + n
+    item = msgpack.unpackb(data[end : end + n], raw=False, use_list=use_list)
+    return item, end + n
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -453,7 +656,7 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _read_preamble(p, data)
 
 
-def _read_segment(path: Path, first: bool) -> Iterator[Record]:
+def _read_segment(path: Path, first: bool, columns: bool) -> Iterator[Record]:
     data = path.read_bytes()
     if not data and not first:
         warnings.warn(
@@ -464,7 +667,7 @@ def _read_segment(path: Path, first: bool) -> Iterator[Record]:
     _, offset = _record_at(data, _PREAMBLE)
     while offset < len(data):
         try:
-            item, end = _record_at(data, offset)
+            item, end = _record_at(data, offset, use_list=False)
         except _Torn:
             warnings.warn(
                 f"{path}: torn last record at byte {offset} skipped "
@@ -476,15 +679,17 @@ def _read_segment(path: Path, first: bool) -> Iterator[Record]:
         except Exception as e:
             raise EventLogError(f"{path}: corrupt record at byte {offset}: {e}") from e
         try:
-            yield _record(item)
+            yield _record(item, columns)
         except Exception as e:
             raise EventLogError(f"{path}: bad record at byte {offset}: {e}") from e
         offset = end
 
 
-def _record(item: Any) -> Record:
+def _record(item: Any, columns: bool) -> Record:
     kind = item[0]
     if kind == "b":
+        if columns:
+            return Record("b", batch=decode_batch(item[1]))
         return Record("b", events=[decode_event(e) for e in item[1]])
     if kind == "r":
         return Record("r", timestamp=item[1])
@@ -509,10 +714,15 @@ class EventLog:
             raise FileNotFoundError(f"no event log at {p}")
         return cls(p, read_header(p), segments(p))
 
-    def records(self) -> Iterator[Record]:
-        """Every record of every segment, in order (torn tail skipped, warned)."""
+    def records(self, *, columns: bool = False) -> Iterator[Record]:
+        """Every record of every segment, in order (torn tail skipped, warned).
+
+        With ``columns``, each batch record comes as a
+        :class:`~dask_monitor.batch.Batch` in :attr:`Record.batch` (no event
+        object made), else as a list of events in :attr:`Record.events`.
+        """
         for i, seg in enumerate(self.files):
-            yield from _read_segment(seg, first=i == 0)
+            yield from _read_segment(seg, first=i == 0, columns=columns)
 
     def events(self) -> Iterator[Event]:
         """Every event, in order."""
