@@ -26,10 +26,10 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.scheduler import TaskGroup, TaskPrefix
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -320,17 +320,51 @@ def worker_addresses(n: int) -> list[str]:
     return [f"tcp://127.0.0.1:{40000 + i}" for i in range(n)]
 
 
-def fake_groups(n_prefixes: int, computation: int = 0) -> list[SimpleNamespace]:
-    """Fake ``TaskGroup`` objects, one per prefix, for one computation (span)."""
+class FakeTaskState:
+    """What the plugins read of a scheduler ``TaskState``, slotted like it.
+
+    The groups and prefixes are Dask's own ``TaskGroup`` and ``TaskPrefix``
+    objects, so attribute reads cost what they cost on the scheduler.
+    """
+
+    __slots__ = (
+        "exception_text",
+        "group",
+        "key",
+        "nbytes",
+        "prefix",
+        "processing_on",
+        "state",
+        "traceback_text",
+    )
+
+    def __init__(self, key: str, group: TaskGroup, processing_on: Any) -> None:
+        self.key = key
+        self.group = group
+        self.prefix = group.prefix
+        self.processing_on = processing_on
+        self.state = "released"
+        self.nbytes = 28
+        self.exception_text: str | None = None
+        self.traceback_text: str | None = None
+
+
+class FakeWorkerState:
+    __slots__ = ("address",)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+
+def fake_groups(n_prefixes: int, computation: int = 0) -> list[TaskGroup]:
+    """Dask ``TaskGroup`` objects, one per prefix, for one computation (span)."""
     span = f"span-{computation:08x}"
-    return [
-        SimpleNamespace(
-            name=f"{name}-{computation:08x}",
-            prefix=SimpleNamespace(name=name),
-            span_id=span,
-        )
-        for name in prefix_names(n_prefixes)
-    ]
+    groups = []
+    for name in prefix_names(n_prefixes):
+        group = TaskGroup(f"{name}-{computation:08x}", TaskPrefix(name))
+        group.span_id = span
+        groups.append(group)
+    return groups
 
 
 def fake_tasks(
@@ -339,9 +373,9 @@ def fake_tasks(
     n_workers: int = 8,
     start: int = 0,
     computation: int = 0,
-    groups: list[SimpleNamespace] | None = None,
+    groups: list[TaskGroup] | None = None,
     prefix_run: int = 1,
-) -> dict[str, SimpleNamespace]:
+) -> dict[str, FakeTaskState]:
     """Fake scheduler ``TaskState`` objects keyed by task key.
 
     They carry what the plugins read: ``group.prefix.name``, ``group.name``,
@@ -353,21 +387,12 @@ def fake_tasks(
     """
     if groups is None:
         groups = fake_groups(n_prefixes, computation)
-    workers = [SimpleNamespace(address=a) for a in worker_addresses(n_workers)]
-    tasks: dict[str, SimpleNamespace] = {}
+    workers = [FakeWorkerState(a) for a in worker_addresses(n_workers)]
+    tasks: dict[str, FakeTaskState] = {}
     for i in range(start, start + n_tasks):
         group = groups[(i // prefix_run) % n_prefixes]
         key = f"{group.name}-{i}"
-        tasks[key] = SimpleNamespace(
-            key=key,
-            group=group,
-            prefix=group.prefix,
-            processing_on=workers[i % n_workers],
-            state="released",
-            nbytes=28,
-            exception_text=None,
-            traceback_text=None,
-        )
+        tasks[key] = FakeTaskState(key, group, workers[i % n_workers])
     return tasks
 
 
@@ -396,7 +421,7 @@ LIFECYCLE = (
 
 
 def lifecycle_calls(
-    tasks: dict[str, SimpleNamespace],
+    tasks: dict[str, FakeTaskState],
     now: float = 1.7e9,
     error_every: int = 0,
     block: int = 1000,

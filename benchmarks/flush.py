@@ -9,9 +9,10 @@ another prefix: the worst case) and in runs of 100 tasks of one prefix.
 Three figures per case, each in batches of 1,000 and 10,000 events (what a
 100 ms flush sees at 10,000 and 100,000 transitions/s):
 
-- ``process``: ``Pipeline.process(events)``: the subject and every default
-  observer (events made beforehand);
-- ``convert``: ``MonitorPlugin._convert(tuples)``: buffered tuples to events;
+- ``process``: ``Pipeline.process(batch)``: the subject and every default
+  observer (the columnar batches made beforehand by the plugin's conversion);
+- ``convert``: ``MonitorPlugin._convert(tuples)``: buffered tuples to one
+  columnar :class:`~dask_monitor.batch.Batch` (and its finish-state index);
 - ``flush``: ``MonitorPlugin.flush()``: both, as the periodic flush does.
 
 Also the cost of each observer per event (their ``update_batch`` timed one by
@@ -34,7 +35,7 @@ from typing import Any
 
 from common import Report, fake_tasks, interleave, lifecycle_calls, parse_args
 from dask_monitor import MonitorPlugin, Pipeline
-from dask_monitor.events import Event
+from dask_monitor.batch import Batch
 
 T0 = 1.7e9
 #: (prefixes, run): consecutive tasks cycle through the prefixes (run 1, the
@@ -75,26 +76,40 @@ def make_items(
     return plugin._buffer
 
 
-def make_events(items: list[tuple[Any, ...]]) -> list[Event]:
-    """The events the flush makes of ``items``, blocks of 1,000 a ``STEP`` apart."""
+def make_batches(items: list[tuple[Any, ...]], size: int) -> list[Batch]:
+    """The batches the flush makes of ``items``, ``size`` tuples at a time.
+
+    Timestamps advance by ``STEP`` every 1,000 events, as for a flush every
+    100 ms at 10,000 transitions/s.
+    """
     plugin = MonitorPlugin()
-    events: list[Event] = []
-    for i in range(0, len(items), 1000):
-        events.extend(plugin._convert(items[i : i + 1000], T0 + STEP * (i // 1000)))
-    return events
+    return [
+        plugin._convert(items[i : i + size], T0 + STEP * (i // 1000), has_workers=False)
+        for i in range(0, len(items), size)
+    ]
+
+
+def fresh(batches: list[Batch]) -> list[Batch]:
+    """Forget what observers cached on the batches (counts, event objects);
+    the finish-state index stays: the conversion makes it."""
+    for batch in batches:
+        batch._events = None
+        batch._transitions = None
+    return batches
 
 
 def chunks(seq: list[Any], size: int) -> list[list[Any]]:
     return [seq[i : i + size] for i in range(0, len(seq), size)]
 
 
-def time_process(batches: list[list[Event]]) -> float:
+def time_process(batches: list[Batch]) -> float:
     clock = FakeClock()
     pipeline = Pipeline(clock=clock)
+    fresh(batches)
     gc.collect()
     t0 = time.thread_time()
     for batch in batches:
-        clock.now = batch[-1].timestamp
+        clock.now = batch.time
         pipeline.process(batch)
     return time.thread_time() - t0
 
@@ -105,7 +120,7 @@ def time_convert(batches: list[list[tuple[Any, ...]]]) -> float:
     gc.collect()
     t0 = time.thread_time()
     for i, batch in enumerate(batches):
-        convert(batch, T0 + STEP * i)
+        convert(batch, T0 + STEP * i, has_workers=False)
     return time.thread_time() - t0
 
 
@@ -122,16 +137,17 @@ def time_flush(batches: list[list[tuple[Any, ...]]]) -> float:
     return elapsed
 
 
-def observer_costs(batches: list[list[Event]]) -> tuple[dict[str, float], Pipeline]:
+def observer_costs(batches: list[Batch]) -> tuple[dict[str, float], Pipeline]:
     """Seconds each default observer spent on ``batches`` (called one by one)."""
     clock = FakeClock()
     pipeline = Pipeline(clock=clock)
     pipeline._bind_rules()  # alert rules emit to the pipeline, as when subscribed
     spent: dict[str, float] = {type(o).__name__: 0.0 for o in pipeline.builtin}
     calls = [(type(o).__name__, o.update_batch) for o in pipeline.builtin]
+    fresh(batches)
     gc.collect()
     for batch in batches:
-        clock.now = batch[-1].timestamp
+        clock.now = batch.time
         for name, update_batch in calls:
             t0 = time.thread_time()
             update_batch(batch)
@@ -147,8 +163,7 @@ def main(argv: list[str] | None = None) -> Report:
     for n_prefixes, run in CASES:
         t = time.thread_time()
         items = make_items(n_events, n_prefixes, prefix_run=run)
-        events = make_events(items)
-        n = len(events)
+        n = len(items)
         case = f"{n_prefixes:,} prefixes" + (f" in runs of {run}" if run > 1 else "")
         print(
             f"[flush] {n} events over {case} "
@@ -157,7 +172,7 @@ def main(argv: list[str] | None = None) -> Report:
         )
         timers: dict[str, Callable[[], float]] = {}
         for size in (1_000, 10_000):
-            ev = chunks(events, size)
+            ev = make_batches(items, size)
             it = chunks(items, size)
             timers[f"process, batches of {size:,}"] = lambda ev=ev: time_process(ev)
             timers[f"convert, batches of {size:,}"] = lambda it=it: time_convert(it)
@@ -186,7 +201,7 @@ def main(argv: list[str] | None = None) -> Report:
                     "events/s",
                     higher_is_better=True,
                 )
-        spent, pipeline = observer_costs(chunks(events, 1_000))
+        spent, pipeline = observer_costs(make_batches(items, 1_000))
         for name, seconds in spent.items():
             report.add(
                 f"{case}: {name}.update_batch",
@@ -200,7 +215,7 @@ def main(argv: list[str] | None = None) -> Report:
             pipeline.snapshot()
             builds.append((time.thread_time() - t0) * 1e3)
         report.add(f"{case}: snapshot build", builds, "ms")
-        del items, events, pipeline, results, timers
+        del items, pipeline, results, timers
         gc.collect()
     return report.finish(args)
 

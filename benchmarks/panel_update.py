@@ -37,7 +37,7 @@ from dask_monitor.panel import _data
 from dask_monitor.panel.components import StaticFeed, measure_payload
 from dask_monitor.panel.views import full_view
 from dask_monitor.testing import make_snapshot
-from flush import make_events, make_items
+from flush import make_batches, make_items
 
 T0 = 1.7e9
 
@@ -149,13 +149,12 @@ def statistics_median(values: list[int]) -> float:
 def bench_pipeline(
     report: Report, n_prefixes: int, n_workers: int, n_events: int, rounds: int
 ) -> None:
-    events = make_events(make_items(n_events, n_prefixes, n_workers=n_workers))
-    batches = [events[i : i + 1000] for i in range(0, len(events), 1000)]
+    batches = make_batches(make_items(n_events, n_prefixes, n_workers=n_workers), 1000)
     clock = [T0]
     pipeline = Pipeline(clock=lambda: clock[0])
     warm = len(batches) - rounds
     for batch in batches[:warm]:
-        clock[0] = batch[-1].timestamp
+        clock[0] = batch.time
         pipeline.process(batch)
     view = full_view(PipelineFeed(pipeline))
     doc = Document()
@@ -164,7 +163,7 @@ def bench_pipeline(
     label = f"{n_prefixes:,} prefixes, {n_workers} workers"
     ms, sizes, builds = [], [], []
     for batch in batches[warm:]:
-        clock[0] = batch[-1].timestamp
+        clock[0] = batch.time
         pipeline.process(batch)
         gc.collect()
         m, _, size = timed_update(doc, view)

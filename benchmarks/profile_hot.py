@@ -22,7 +22,7 @@ from typing import Any
 
 from common import fake_tasks, lifecycle_calls
 from dask_monitor import MonitorPlugin, Pipeline
-from flush import FakeClock, chunks, make_events, make_items
+from flush import FakeClock, chunks, fresh, make_batches, make_items
 
 
 def profile(
@@ -70,19 +70,19 @@ def convert(n_events: int, n_prefixes: int) -> Callable[[], None]:
     def run() -> None:
         plugin = MonitorPlugin()
         for i, batch in enumerate(items):
-            plugin._convert(batch, 1.7e9 + i * 0.1)
+            plugin._convert(batch, 1.7e9 + i * 0.1, has_workers=False)
 
     return run
 
 
 def observers(n_events: int, n_prefixes: int) -> Callable[[], None]:
-    batches = chunks(make_events(make_items(n_events, n_prefixes)), 1000)
+    batches = make_batches(make_items(n_events, n_prefixes), 1000)
 
     def run() -> None:
         clock = FakeClock()
         pipeline = Pipeline(clock=clock)
-        for batch in batches:
-            clock.now = batch[-1].timestamp
+        for batch in fresh(batches):
+            clock.now = batch.time
             pipeline.process(batch)
 
     return run
