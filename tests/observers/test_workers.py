@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from dask_monitor.batch import Batch
 from dask_monitor.events import WorkerStatus
 from dask_monitor.observers import WorkersObserver
 
@@ -200,3 +201,36 @@ class TestWorkersObserver:
         """Caps must be positive."""
         with pytest.raises(ValueError):
             WorkersObserver(**kwargs)  # type: ignore[arg-type]
+
+
+class TestColumns:
+    """A Batch and the equivalent list of events give the same result."""
+
+    def test_batch_and_list_agree(self, stream: Any, clock: Any) -> None:
+        """Mixed runs, worker events between them, times that differ, no worker."""
+        events = [
+            *stream.workers(1_000.0, nthreads=2),
+            _start(stream, "x-1", A),
+            _start(stream, "x-2", B, 1_000.5),
+            _finish(stream, "x-1", A, 1_001.0, duration=0.25),
+            stream.task("x-2", "processing", "erred", 1_002.0),  # no worker
+            WorkerStatus(B, "removed", 1_003.0, processing=1),
+            _start(stream, "x-3", A, 1_004.0),
+            _start(stream, "x-4", A, 1_004.0),
+            _finish(stream, "x-3", A, 1_005.0, duration=1.0),
+            stream.task("x-4", "processing", "memory", 1_005.0, worker=A),
+        ]
+        from_list = WorkersObserver(clock=clock)
+        from_list.update_batch(list(events))
+        from_batch = WorkersObserver(clock=clock)
+        batch = Batch.from_events(events)
+        batch._events = None  # columns only, as the plugin's flush makes them
+        from_batch.update_batch(batch)
+        assert batch._events is None  # no event object was made
+        assert from_batch.snapshot() == from_list.snapshot()
+        assert (from_batch.unattributed, from_batch._where) == (
+            from_list.unattributed,
+            from_list._where,
+        )
+        row = from_batch.snapshot()[A]
+        assert (row["completed"], row["busy"], row["processing"]) == (3, 1.25, 0)

@@ -7,16 +7,28 @@ a straggler), a periodic :meth:`AlertRule.tick`. Each rule has a cooldown per
 timestamps come from event timestamps or from the ``now`` given to ``tick``,
 so rules are testable with synthetic events and a fake clock.
 
+The built-in rules read a batch as columns (:func:`~dask_monitor.batch.as_batch`,
+which turns a plain list of events into a :class:`~dask_monitor.batch.Batch`):
+counts of states, index lists and C-speed scans, a dictionary update for the
+tasks entering ``processing``; they make a
+:class:`~dask_monitor.events.TaskStatus` only for an alert that names a task.
+Where the order of the events within a batch changes the outcome (the count of
+active tasks dropping to zero, a task entering and leaving ``processing`` in
+one batch, a full table) they follow it, event by event if they must.
+
 This module does not import Dask.
 """
 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Protocol
+from itertools import repeat
+from typing import Any, ClassVar, Protocol, TypeVar
 
+from dask_monitor.batch import Batch, as_batch
 from dask_monitor.config import AlertsConfig
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
 
@@ -49,11 +61,155 @@ TOPIC = "dask-monitor-alerts"
 _ACTIVE = frozenset({"waiting", "queued", "processing", "no-worker"})
 _NOT_AN_ERROR_SOURCE = frozenset({"waiting", "erred", NEW})
 _MAX_COOLDOWNS = 10_000
+_T = TypeVar("_T")
+_PROCESSING = "processing"
+_MEMORY = "memory"
+_ERRED = "erred"
+_FORGOTTEN = "forgotten"
 
 
 def topics(kind: str) -> list[str]:
     """The Dask event topics an alert of ``kind`` is logged under."""
     return [TOPIC, f"{TOPIC}-{kind}"]
+
+
+def _same(column: list[Any]) -> bool:
+    """Whether every entry of a non-empty ``column`` equals the first one.
+
+    C-speed: a uniform column (a flush of one kind of transition) costs a
+    ``list.count`` that only checks identities.
+    """
+    first = column[0]
+    return column[-1] == first and column.count(first) == len(column)
+
+
+def _where(column: list[Any], value: Any) -> Sequence[int]:
+    """Indices of the entries of ``column`` equal to ``value``, in order.
+
+    C-speed scans: a uniform column is answered by :func:`_same`; otherwise
+    ``list.count`` tells none, all, a few (found by ``list.index``, which
+    skips the others at C speed) or many (found by a scan).
+    """
+    n = len(column)
+    if not n:
+        return ()
+    if column[0] == column[-1] and _same(column):
+        return range(n) if column[0] == value else ()
+    c = column.count(value)
+    if not c:
+        return ()
+    if c * 8 <= n:
+        index = column.index
+        rows: list[int] = []
+        i = -1
+        for _ in range(c):
+            i = index(value, i + 1)
+            rows.append(i)
+        return rows
+    return [i for i, x in enumerate(column) if x == value]
+
+
+def _finished(batch: Batch, state: str) -> Sequence[int]:
+    """Indices of the task events of ``batch`` that reached ``state``.
+
+    A batch of one finish state is answered without the batch's shared
+    index (:meth:`~dask_monitor.batch.Batch.where_finish`), others with it
+    (built only if ``state`` is there).
+    """
+    finishes = batch.finishes
+    if not finishes:
+        return ()
+    if _same(finishes):
+        return range(len(finishes)) if finishes[0] == state else ()
+    if not batch.has_finish(state):
+        return ()
+    return batch.where_finish(state)
+
+
+def _follow(batch: Batch, active: int) -> tuple[int, int]:
+    """The stall rule's count of active tasks through ``batch``, in order.
+
+    Returns the final count (not clipped) and the index of the last event
+    that made work appear while none was pending (``-1`` if none did).
+    """
+    last = -1
+    contains = _ACTIVE.__contains__
+    for i, (was, now) in enumerate(
+        zip(map(contains, batch.starts), map(contains, batch.finishes), strict=True)
+    ):
+        if was != now:
+            if now:
+                if active <= 0:
+                    active = 0
+                    last = i
+                active += 1
+            else:
+                active -= 1
+    return active, last
+
+
+def _pick(column: list[_T], rows: Sequence[int]) -> list[_T]:
+    """The entries of ``column`` at ``rows`` (a new list)."""
+    if type(rows) is range:
+        return column[rows.start : rows.stop]
+    return [column[i] for i in rows]
+
+
+def _from_processing(batch: Batch, rows: Sequence[int]) -> Sequence[int]:
+    """The ``rows`` (indices, in order) of task events that left ``processing``."""
+    starts = batch.starts
+    if type(rows) is range and rows.stop - rows.start == len(starts):
+        return _where(starts, _PROCESSING)
+    left = _pick(starts, rows)
+    if left.count(_PROCESSING) == len(left):
+        return rows
+    return [i for i, s in zip(rows, left, strict=True) if s == _PROCESSING]
+
+
+def _last_progress(starts: list[str], finishes: list[str], finish: str | None) -> int:
+    """Index of the last completion (``memory``, or ``erred`` from ``processing``).
+
+    ``-1`` if there is none; ``finish`` is the finish state of every event,
+    if they have one. Scans from the end, at C speed.
+    """
+    n = len(finishes)
+    if finish is not None:
+        if finish == _MEMORY:
+            return n - 1
+        if finish == _ERRED and _PROCESSING in starts:
+            return n - 1 - starts[::-1].index(_PROCESSING)
+        return -1
+    try:
+        last = n - 1 - finishes[::-1].index(_MEMORY)
+    except ValueError:
+        last = -1
+    i = last
+    index = finishes.index
+    progress = last
+    while True:  # errors from processing after it
+        try:
+            i = index(_ERRED, i + 1)
+        except ValueError:
+            return progress
+        if starts[i] == _PROCESSING:
+            progress = i
+
+
+def _completed(batch: Batch, lo: int, hi: int) -> list[str]:
+    """Prefixes of the task events ``lo`` to ``hi`` from processing to memory."""
+    if lo == 0 and hi == len(batch.keys):
+        memory = _finished(batch, _MEMORY)
+        if not memory:
+            return []
+        return _pick(batch.prefixes, _from_processing(batch, memory))
+    finishes = batch.finishes[lo:hi]
+    if finishes.count(_MEMORY) == hi - lo:  # all completions (between errors)
+        starts = batch.starts[lo:hi]
+        if starts.count(_PROCESSING) == hi - lo:
+            return batch.prefixes[lo:hi]
+    memory = batch.where_finish(_MEMORY)
+    rows = memory[bisect_left(memory, lo) : bisect_left(memory, hi)]
+    return _pick(batch.prefixes, _from_processing(batch, rows))
 
 
 class _Sketches(Protocol):
@@ -70,6 +226,12 @@ class AlertRule:
     Subscribe an instance like any observer (``Monitor.attach(client,
     observers=[MyRule()])``): the pipeline binds it to its alert subject and
     ticks it on every flush.
+
+    ``update_batch`` gets a sequence of events in the order they happened:
+    from the pipeline a :class:`~dask_monitor.batch.Batch`, which iterates
+    as :class:`~dask_monitor.events.TaskStatus` and other events (made on
+    first use) and also offers its columns; a list when called directly.
+    ``as_batch(events)`` gives the columns of either.
 
     Parameters
     ----------
@@ -164,7 +326,7 @@ class AlertRule:
         self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Take a batch of events (override)."""
+        """Take a batch of events, a ``Sequence`` in order (override)."""
 
     def tick(self, now: float) -> None:
         """Time passed (called on every flush, even without events; override)."""
@@ -202,34 +364,60 @@ class StallRule(AlertRule):
         self.since: float | None = None
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Count active tasks; note the time of the latest progress."""
-        active = self.active
+        """Count active tasks; note the time of the latest progress.
+
+        Read as columns (see :func:`~dask_monitor.batch.as_batch`): counts
+        of the states entered and left give the new counts (a column of one
+        state is counted at once), and the latest progress is found by
+        scanning the finish states from the end. Only the times the count
+        of active tasks drops to zero within the batch depend on the order:
+        they are followed event by event when that can happen (work appears
+        and fewer tasks are active than events leave an active state).
+        """
+        batch = as_batch(events)
+        starts = batch.starts
+        n = len(starts)
+        if not n:
+            return
+        finishes = batch.finishes
+        start = starts[0] if _same(starts) else None
+        finish = finishes[0] if _same(finishes) else None
         processing = self.processing
-        since = self.since
-        for e in events:
-            if type(e) is not TaskStatus:
-                continue
-            start = e.start
-            finish = e.finish
-            was = start in _ACTIVE
-            now_active = finish in _ACTIVE
-            if was != now_active:
-                if now_active:
-                    if active <= 0:
-                        active = 0
-                        since = e.timestamp
-                    active += 1
-                else:
-                    active -= 1
-            if start == "processing":
-                processing -= 1
-            if finish == "processing":
-                processing += 1
-            if finish == "memory" or (finish == "erred" and start == "processing"):
-                since = e.timestamp
+        if start is not None:
+            leaving = n if start in _ACTIVE else 0
+            processing -= n if start == _PROCESSING else 0
+        else:
+            leaving = sum(map(_ACTIVE.__contains__, starts))
+            processing -= starts.count(_PROCESSING)
+        if finish is not None:
+            entering = n if finish in _ACTIVE else 0
+            processing += n if finish == _PROCESSING else 0
+        else:
+            entering = sum(map(_ACTIVE.__contains__, finishes))
+            processing += finishes.count(_PROCESSING)
+        # Tasks becoming active, and no longer: known for one kind of
+        # transition, else bounded by the counts of states entered and left.
+        ups, downs = entering, leaving
+        if start is not None and finish is not None and ups == downs:
+            ups = downs = 0  # from an active state to another, or neither
+        active = self.active
+        if not ups or active > downs:
+            # No task becomes active, or the count cannot come back to zero.
+            active += entering - leaving
+            last = -1
+        elif start is not None and finish is not None:
+            # Every event makes a task active, none pending before.
+            active += entering
+            last = 0
+        else:
+            active, last = _follow(batch, active)
+        progress = _last_progress(starts, finishes, finish)
+        if progress > last:
+            last = progress
+        if last >= 0:
+            self.since = batch.timestamp(last)
         self.active = max(active, 0)
         self.processing = max(processing, 0)
-        self.since = since
 
     def tick(self, now: float) -> None:
         """Emit an alert if work is pending and nothing finished for too long."""
@@ -303,41 +491,68 @@ class ErrorBurstRule(AlertRule):
 
     def reset(self) -> None:
         """Forget the recent errors and the per-prefix counts."""
-        self._recent: deque[TaskStatus] = deque(maxlen=self.count)
-        self._prefixes: dict[str, list[int]] = {}  # prefix -> [done, erred]
-
-    def _row(self, prefix: str) -> list[int] | None:
-        row = self._prefixes.get(prefix)
-        if row is None and len(self._prefixes) < self.max_prefixes:
-            row = self._prefixes[prefix] = [0, 0]
-        return row
+        #: (timestamp, prefix) of the latest errors.
+        self._recent: deque[tuple[float, str]] = deque(maxlen=self.count)
+        #: Tasks finished in memory, by tracked prefix (every one is a key).
+        self._done: Counter[str] = Counter()
+        #: Tasks that erred, by tracked prefix.
+        self._failed: dict[str, int] = {}
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Count finished and erred tasks; check both conditions on each error."""
-        for e in events:
-            if type(e) is not TaskStatus:
-                continue
-            finish = e.finish
-            if finish == "memory":
-                if e.start == "processing":
-                    row = self._row(e.prefix)
-                    if row is not None:
-                        row[0] += 1
-            elif finish == "erred" and e.start not in _NOT_AN_ERROR_SOURCE:
-                self._erred(e)
+        """Count finished and erred tasks; check both conditions on each error.
 
-    def _erred(self, e: TaskStatus) -> None:
+        Read as columns (see :func:`~dask_monitor.batch.as_batch`): the
+        completions from ``processing`` between two errors are counted by
+        prefix in one ``Counter`` update; each error is then taken in turn.
+        """
+        batch = as_batch(events)
+        n = len(batch.keys)
+        if not n:
+            return
+        starts = batch.starts
+        lo = 0
+        for i in _finished(batch, _ERRED):
+            if i > lo:
+                self._count(_completed(batch, lo, i))
+            lo = i + 1
+            if starts[i] not in _NOT_AN_ERROR_SOURCE:
+                self._erred(batch, i)
+        if n > lo:
+            self._count(_completed(batch, lo, n))
+
+    def _count(self, prefixes: list[str]) -> None:
+        """Count completions of ``prefixes`` (tracking new prefixes if room)."""
+        done = self._done
+        room = self.max_prefixes - len(done)
+        if room >= len(prefixes):
+            done.update(prefixes)
+        elif room <= 0:
+            done.update(filter(done.__contains__, prefixes))
+        else:
+            for prefix, c in Counter(prefixes).items():  # in order of appearance
+                if prefix in done:
+                    done[prefix] += c
+                elif len(done) < self.max_prefixes:
+                    done[prefix] = c
+
+    def _erred(self, batch: Batch, i: int) -> None:
+        """Take the error of task event ``i``."""
+        t = batch.timestamp(i)
+        prefix = batch.prefixes[i]
         recent = self._recent
-        recent.append(e)
-        row = self._row(e.prefix)
-        if row is not None:
-            row[1] += 1
-        if (
-            len(recent) == self.count
-            and e.timestamp - recent[0].timestamp <= self.window
-        ):
-            span = e.timestamp - recent[0].timestamp
-            prefixes = Counter(r.prefix for r in recent)
+        recent.append((t, prefix))
+        done = self._done
+        tracked = prefix in done
+        if not tracked and len(done) < self.max_prefixes:
+            done[prefix] = 0
+            tracked = True
+        if tracked:
+            self._failed[prefix] = self._failed.get(prefix, 0) + 1
+        e: TaskStatus | None = None
+        if len(recent) == self.count and t - recent[0][0] <= self.window:
+            e = batch.task(i)
+            span = t - recent[0][0]
+            prefixes = Counter([p for _, p in recent])
             self.emit(
                 Alert(
                     kind=ERROR_BURST,
@@ -346,8 +561,8 @@ class ErrorBurstRule(AlertRule):
                         f"{self.count} tasks erred within {span:.1f} s "
                         f"(last: {e.key!r}: {e.exception_type or 'error'})"
                     ),
-                    timestamp=e.timestamp,
-                    prefix=e.prefix if len(prefixes) == 1 else None,
+                    timestamp=t,
+                    prefix=prefix if len(prefixes) == 1 else None,
                     key=e.key,
                     worker=e.worker,
                     details={
@@ -359,20 +574,22 @@ class ErrorBurstRule(AlertRule):
                     },
                 )
             )
-        if row is not None:
-            done, erred = row
-            finished = done + erred
+        if tracked:
+            erred = self._failed[prefix]
+            finished = done[prefix] + erred
             if finished >= self.min_tasks and erred / finished >= self.rate:
+                if e is None:
+                    e = batch.task(i)
                 self.emit(
                     Alert(
                         kind=ERROR_BURST,
                         severity="error",
                         message=(
-                            f"{erred} of {finished} finished {e.prefix!r} tasks "
+                            f"{erred} of {finished} finished {prefix!r} tasks "
                             f"erred ({100 * erred / finished:.0f}%)"
                         ),
-                        timestamp=e.timestamp,
-                        prefix=e.prefix,
+                        timestamp=t,
+                        prefix=prefix,
                         key=e.key,
                         worker=e.worker,
                         details={
@@ -383,7 +600,7 @@ class ErrorBurstRule(AlertRule):
                             "exception": e.exception,
                         },
                     ),
-                    subject=e.prefix,
+                    subject=prefix,
                 )
 
 
@@ -435,34 +652,141 @@ class StragglerRule(AlertRule):
 
     def reset(self) -> None:
         """Forget the in-flight tasks."""
-        # key -> [start, prefix, worker, reported]
-        self.inflight: dict[str, list[Any]] = {}
+        #: key -> (start, prefix, worker) of the tasks processing, oldest first.
+        self.inflight: dict[str, tuple[float, str, str | None]] = {}
+        #: The in-flight tasks already reported.
+        self._reported: set[str] = set()
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Track tasks entering and leaving ``processing``."""
+        """Track tasks entering and leaving ``processing``.
+
+        Read as columns (see :func:`~dask_monitor.batch.as_batch`): the tasks
+        entering are added with one ``dict.update`` and those leaving popped
+        by a ``map``, unless the order of the batch matters (a task both
+        entering and leaving, a task entering twice, a full table): then the
+        batch is taken event by event.
+        """
+        batch = as_batch(events)
+        keys = batch.keys
+        n = len(keys)
+        if not n:
+            return
+        starts = batch.starts
+        finishes = batch.finishes
+        start = starts[0] if _same(starts) else None
+        if start is not None and _same(finishes):  # one kind of transition
+            finish = finishes[0]
+            if finish == _PROCESSING:
+                if start != _PROCESSING:
+                    self._enter(batch, range(n))
+            elif start == _PROCESSING or finish == _FORGOTTEN:
+                self._leave(keys)
+            return
+        # Entering: to processing from elsewhere. Leaving: from processing to
+        # elsewhere, or forgotten.
+        processing = _finished(batch, _PROCESSING)
+        forgotten = _finished(batch, _FORGOTTEN)
+        if start == _PROCESSING:
+            enter: Sequence[int] = ()
+            leave: Sequence[int] = (
+                [i for i in range(n) if finishes[i] != _PROCESSING]
+                if processing
+                else range(n)
+            )
+        elif start is not None:
+            enter = processing
+            leave = forgotten
+        else:
+            enter = [i for i in processing if starts[i] != _PROCESSING]
+            leave = [
+                i for i in _where(starts, _PROCESSING) if finishes[i] != _PROCESSING
+            ]
+            if forgotten:
+                leave += [i for i in forgotten if starts[i] != _PROCESSING]
+        if not enter:
+            if leave:
+                self._leave(_pick(keys, leave))
+            return
+        if leave:
+            entering = _pick(keys, enter)
+            leaving = _pick(keys, leave)
+            if len(self.inflight) + len(enter) > self.max_tasks or not set(
+                entering
+            ).isdisjoint(leaving):
+                self._in_order(batch)
+                return
+            self._leave(leaving)  # first: they do not touch the tasks entering
+        self._enter(batch, enter)
+
+    def _enter(self, batch: Batch, rows: Sequence[int]) -> None:
+        """Add the tasks of events ``rows``, entering ``processing``."""
+        keys = _pick(batch.keys, rows)
+        times = batch.times
+        entries = list(
+            zip(
+                [batch.time] * len(keys) if times is None else _pick(times, rows),
+                _pick(batch.prefixes, rows),
+                _pick(batch.workers, rows),
+                strict=True,
+            )
+        )
         table = self.inflight
-        for e in events:
-            if type(e) is not TaskStatus:
-                continue
-            if e.finish == "processing":
-                if e.start != "processing" and e.key not in table:
+        new = dict(zip(keys, entries, strict=True))
+        if len(new) == len(keys) and len(table) + len(new) <= self.max_tasks:
+            if not table:
+                self.inflight = new
+                return
+            if table.keys().isdisjoint(new):
+                table.update(new)
+                return
+        # A task entering twice, or already in the table, or no room for all:
+        # one by one, in order.
+        for key, entry in zip(keys, entries, strict=True):
+            if key not in table:
+                if len(table) < self.max_tasks:
+                    table[key] = entry
+                else:
+                    self.untracked += 1
+
+    def _leave(self, keys: list[str]) -> None:
+        """Drop the tasks of ``keys`` (that left ``processing``)."""
+        table = self.inflight
+        if table:
+            deque(map(table.pop, keys, repeat(None)), maxlen=0)
+            if self._reported:
+                self._reported.difference_update(keys)
+
+    def _in_order(self, batch: Batch) -> None:
+        """Take the task events of ``batch`` one by one."""
+        table = self.inflight
+        reported = self._reported
+        for i, (key, start, finish) in enumerate(
+            zip(batch.keys, batch.starts, batch.finishes, strict=True)
+        ):
+            if finish == _PROCESSING:
+                if start != _PROCESSING and key not in table:
                     if len(table) < self.max_tasks:
-                        table[e.key] = [e.timestamp, e.prefix, e.worker, False]
+                        table[key] = (
+                            batch.timestamp(i),
+                            batch.prefixes[i],
+                            batch.workers[i],
+                        )
                     else:
                         self.untracked += 1
-            elif e.start == "processing" or e.finish == "forgotten":
-                table.pop(e.key, None)
+            elif start == _PROCESSING or finish == _FORGOTTEN:
+                table.pop(key, None)
+                reported.discard(key)
 
     def tick(self, now: float) -> None:
         """Scan the in-flight tasks (at most every ``check_interval``)."""
         if now - self._checked < self.check_interval or not self.inflight:
             return
         self._checked = now
+        reported = self._reported
         thresholds: dict[str, tuple[float, float] | None] = {}
-        found: dict[str, list[tuple[float, str, list[Any]]]] = {}
-        for key, row in self.inflight.items():
-            start, prefix, _, reported = row
-            if reported:
+        found: dict[str, list[tuple[float, str, str | None]]] = {}
+        for key, (start, prefix, worker) in self.inflight.items():
+            if key in reported:
                 continue
             if prefix in thresholds:
                 limit = thresholds[prefix]
@@ -472,14 +796,14 @@ class StragglerRule(AlertRule):
                 continue
             elapsed = now - start
             if elapsed > limit[0]:
-                found.setdefault(prefix, []).append((elapsed, key, row))
+                found.setdefault(prefix, []).append((elapsed, key, worker))
         for prefix, rows in found.items():
             if self.cooling(prefix, now):
                 continue
             limit = thresholds[prefix]
             assert limit is not None
             threshold, typical = limit
-            elapsed, key, row = max(rows, key=lambda r: r[0])
+            elapsed, key, worker = max(rows, key=lambda r: r[0])
             sent = self.emit(
                 Alert(
                     kind=STRAGGLER,
@@ -492,7 +816,7 @@ class StragglerRule(AlertRule):
                     timestamp=now,
                     prefix=prefix,
                     key=key,
-                    worker=row[2],
+                    worker=worker,
                     details={
                         "elapsed": elapsed,
                         "typical": typical,
@@ -505,8 +829,7 @@ class StragglerRule(AlertRule):
                 subject=prefix,
             )
             if sent:
-                for _, _, r in rows:
-                    r[3] = True
+                reported.update([r[1] for r in rows])
 
     def _threshold(self, prefix: str) -> tuple[float, float] | None:
         sketch = self.durations.sketch(prefix)
@@ -528,8 +851,12 @@ class WorkerLostRule(AlertRule):
         self.min_processing = min_processing
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Look for ``removed`` worker events with tasks in flight."""
-        for e in events:
+        """Look for ``removed`` worker events with tasks in flight.
+
+        Only the batch's other events are read (see
+        :attr:`~dask_monitor.batch.Batch.others`), never its task events.
+        """
+        for _, e in as_batch(events).others:
             if type(e) is not WorkerStatus or e.action != "removed":
                 continue
             if e.processing < self.min_processing:

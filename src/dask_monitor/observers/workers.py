@@ -1,4 +1,12 @@
-"""Workers: load, completions and utilisation of each worker."""
+"""Workers: load, completions and utilisation of each worker.
+
+Batches are read as columns (:func:`~dask_monitor.batch.as_batch`), in runs
+of task events between worker events: the events entering and leaving
+``processing`` are found as index lists (C-speed scans of the start and finish
+columns, the batch's shared index of finish states), tallied per worker with
+``Counter``; the one loop per event is the sum of compute durations per worker
+over the completions. No event object is made.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from itertools import islice, repeat
-from typing import cast
+from operator import itemgetter
+from typing import Any, TypeVar
 
-from dask_monitor.events import Event, TaskStatus, WorkerStatus
+from dask_monitor.batch import Batch, Details, as_batch
+from dask_monitor.events import Event, WorkerStatus
 from dask_monitor.observers._common import (
     CHUNK,
     ERRED,
@@ -25,10 +35,56 @@ __all__ = ["WorkersObserver"]
 RUNNING = "running"
 REMOVED = "removed"
 
+_T = TypeVar("_T")
 
-def _moving(events: Sequence[TaskStatus]) -> list[TaskStatus]:
-    """The events that enter or leave ``processing``."""
-    return [e for e in events if e.finish == PROCESSING or e.start == PROCESSING]
+#: Details of an event without any, and the compute duration of details.
+_NO_DETAILS: Details = (None, None, None, None, None, None)
+_DURATION = itemgetter(0)
+#: ``details.get``'s default, for ``map``.
+_NONE = repeat(_NO_DETAILS)
+
+
+def _same(column: list[Any]) -> bool:
+    """Whether every entry of a non-empty ``column`` equals the first one.
+
+    C-speed: a uniform column (a flush of one kind of transition) costs a
+    ``list.count`` that only checks identities.
+    """
+    first = column[0]
+    return column[-1] == first and column.count(first) == len(column)
+
+
+def _where(column: list[Any], value: Any) -> Sequence[int]:
+    """Indices of the entries of ``column`` equal to ``value``, in order.
+
+    C-speed scans: a uniform column is answered by :func:`_same`; otherwise
+    ``list.count`` tells none, all, a few (found by ``list.index``, which
+    skips the others at C speed) or many (found by a scan).
+    """
+    n = len(column)
+    if not n:
+        return ()
+    if column[0] == column[-1] and _same(column):
+        return range(n) if column[0] == value else ()
+    c = column.count(value)
+    if not c:
+        return ()
+    if c * 8 <= n:
+        index = column.index
+        rows: list[int] = []
+        i = -1
+        for _ in range(c):
+            i = index(value, i + 1)
+            rows.append(i)
+        return rows
+    return [i for i, x in enumerate(column) if x == value]
+
+
+def _pick(column: list[_T], rows: Sequence[int]) -> list[_T]:
+    """The entries of ``column`` at ``rows`` (a new list)."""
+    if type(rows) is range:
+        return column[rows.start : rows.stop]
+    return [column[i] for i in rows]
 
 
 class _Worker:
@@ -122,7 +178,11 @@ class WorkersObserver:
         self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Take a batch of events, in the order they happened."""
+        """Take a batch of events, in the order they happened.
+
+        Task events are read from the columns of the batch (see
+        :func:`~dask_monitor.batch.as_batch`), in runs between worker events.
+        """
         n = len(events)
         if n > CHUNK and isinstance(events, list | tuple):
             for i in range(0, n, CHUNK):  # see CHUNK
@@ -130,25 +190,16 @@ class WorkersObserver:
             return
         if not n:
             return
-        tasks = cast("Sequence[TaskStatus]", events)
-        try:  # AttributeError: a worker event or an alert is in the batch
-            moving = _moving(tasks)
-        except AttributeError:
-            self._mixed(events)
-            return
-        self._tasks(moving)
-
-    def _mixed(self, events: Sequence[Event]) -> None:
-        """A batch with worker events or alerts: take it in order, in runs."""
-        run: list[TaskStatus] = []
-        for e in events:
-            if type(e) is TaskStatus:
-                run.append(e)
-            elif type(e) is WorkerStatus:
-                self._tasks(_moving(run))
-                run = []
-                self._worker(e)
-        self._tasks(_moving(run))
+        batch = as_batch(events)
+        lo = 0
+        for pos, other in batch.others:
+            if type(other) is WorkerStatus:
+                if pos > lo:
+                    self._tasks(batch, lo, pos)
+                    lo = pos
+                self._worker(other)
+        if len(batch.keys) > lo:
+            self._tasks(batch, lo, len(batch.keys))
 
     def _row(self, address: str, t: float) -> _Worker | None:
         """The row of a worker, new if needed; ``None`` if there is no room."""
@@ -193,36 +244,70 @@ class WorkersObserver:
                 for key in [k for k, w in where.items() if w == e.address]:
                     del where[key]
 
-    def _tasks(self, moving: list[TaskStatus]) -> None:
-        """Take the task events that enter or leave ``processing``."""
-        if not moving:
+    def _tasks(self, batch: Batch, lo: int, hi: int) -> None:
+        """Take the task events ``lo`` to ``hi`` (a run without worker events).
+
+        Only the events that enter or leave ``processing`` count. They are
+        found as index lists (relative to ``lo``), and their workers, keys and
+        finish states read from the columns: per-worker tallies are
+        ``Counter`` calls; the busy time, a float sum per worker in event
+        order, is the one loop over the completions.
+        """
+        n = hi - lo
+        whole = n == len(batch.keys)
+        if whole:
+            starts = batch.starts
+            finishes = batch.finishes
+            uniform = _same(finishes)
+            if uniform:
+                enter: Sequence[int] = range(n) if finishes[0] == PROCESSING else ()
+            elif batch.has_finish(PROCESSING):
+                enter = batch.where_finish(PROCESSING)  # shared by the observers
+            else:
+                enter = ()
+        else:
+            starts = batch.starts[lo:hi]
+            finishes = batch.finishes[lo:hi]
+            uniform = False
+            enter = _where(finishes, PROCESSING)
+        leave = _where(starts, PROCESSING)
+        if not enter and not leave:
             return
-        enter = [e for e in moving if e.finish == PROCESSING]
-        leave = [e for e in moving if e.start == PROCESSING]
-        gained = Counter([e.worker for e in enter])
-        ran = [e.worker for e in leave]
+        workers = batch.workers if whole else batch.workers[lo:hi]
+        entered = _pick(workers, enter)
+        ran = _pick(workers, leave)
+        gained = Counter(entered)
+        lost = Counter(ran)
         where = self._where
-        if where is None and None in ran:
+        if where is None and None in lost:
             # A departure that does not say where the task ran: from now on,
             # remember where tasks start (this one stays unattributed).
             where = self._where = {}
         if where is not None:
-            self._remember(where, enter, leave, ran)
-        if None in ran:
-            self.unattributed += ran.count(None)
-        lost = Counter(ran)
+            keys = batch.keys if whole else batch.keys[lo:hi]
+            self._remember(where, _pick(keys, enter), entered, _pick(keys, leave), ran)
+            lost = Counter(ran)
+        if None in lost:
+            self.unattributed += lost[None]
 
-        t_last = moving[-1].timestamp
         latest: dict[str | None, float] | None = None
-        if moving[0].timestamp != t_last:
-            latest = {}
-            for w, t in zip(
-                [e.worker for e in enter] + ran,
-                [e.timestamp for e in enter] + [e.timestamp for e in leave],
-                strict=True,
-            ):
-                if t > latest.get(w, -math.inf):
-                    latest[w] = t
+        times = batch.times
+        if times is None:
+            t_last = batch.time
+        else:
+            if not whole:
+                times = times[lo:hi]
+            first = min(enter[0] if enter else n, leave[0] if leave else n)
+            t_last = times[max(enter[-1] if enter else -1, leave[-1] if leave else -1)]
+            if times[first] != t_last:
+                latest = {}
+                for w, t in zip(
+                    entered + ran,
+                    _pick(times, enter) + _pick(times, leave),
+                    strict=True,
+                ):
+                    if t > latest.get(w, -math.inf):
+                        latest[w] = t
 
         rows: dict[str | None, _Worker] = {}
         for address in gained.keys() | lost.keys():
@@ -240,57 +325,91 @@ class WorkersObserver:
 
         if not leave:
             return
-        if ran.count(ran[0]) == len(ran):
+        # The departures to memory and to erred, as positions in ``leave``.
+        m = len(ran)
+        if whole and m == n:  # every event leaves processing: positions = indices
+            if uniform:
+                memory: Sequence[int] = range(m) if finishes[0] == MEMORY else ()
+                errors: Sequence[int] = range(m) if finishes[0] == ERRED else ()
+            else:
+                memory = batch.where_finish(MEMORY)
+                errors = batch.where_finish(ERRED)
+        else:
+            left = _pick(finishes, leave)
+            if _same(left):
+                memory = range(m) if left[0] == MEMORY else ()
+                errors = range(m) if left[0] == ERRED else ()
+            else:
+                memory = _where(left, MEMORY)
+                errors = _where(left, ERRED)
+        if not memory and not errors:
+            return
+        # The batch indices of the completions, and their workers.
+        if len(memory) == m:
+            completions: Sequence[int] = leave
+            done = ran
+        else:
+            completions = memory if m == n else [leave[p] for p in memory]
+            done = _pick(ran, memory)
+        if lo:
+            completions = [i + lo for i in completions]
+        details = batch.details
+        if lost.get(ran[0]) == m:
             # One worker: no need to pair events with workers.
             row = rows.get(ran[0])
             if row is not None:
-                memory = [e for e in leave if e.finish == MEMORY]
+                durations = map(_DURATION, map(details.get, completions, _NONE))
                 row.completed += len(memory)
-                row.busy += sum([e.duration for e in memory if e.duration is not None])
-                row.erred += sum(1 for e in leave if e.finish == ERRED)
+                row.busy += sum([d for d in durations if d is not None])
+                row.erred += len(errors)
             return
         busy: dict[str | None, float] = {}
-        completed: list[str | None] = []
-        erred: list[str | None] = []
         get = busy.get
-        for w, e in zip(ran, leave, strict=True):
-            f = e.finish
-            if f == MEMORY:
-                completed.append(w)
-                d = e.duration
-                if d is not None:
-                    busy[w] = get(w, 0.0) + d
-            elif f == ERRED:
-                erred.append(w)
-        for w, c in Counter(completed).items():
+        try:  # the common case: every completion has a duration
+            for w, d in zip(done, map(details.__getitem__, completions), strict=True):
+                busy[w] = get(w, 0.0) + d[0]  # type: ignore[operator]
+        except (KeyError, TypeError):  # one has none (no details, or None): again
+            busy = {}
+            get = busy.get
+            for w, d in zip(done, map(details.get, completions, _NONE), strict=True):
+                if d[0] is not None:
+                    busy[w] = get(w, 0.0) + d[0]
+        erred = Counter(_pick(ran, errors)) if errors else None
+        if len(memory) == m:
+            completed = lost
+        elif erred is not None and len(memory) + len(errors) == m:
+            completed = lost - erred  # (counts of zero are dropped: no matter)
+        else:
+            completed = Counter(done)
+        for w, c in completed.items():
             if w in rows:
                 rows[w].completed += c
         for w, b in busy.items():
             if w in rows:
                 rows[w].busy += b
-        for w, c in Counter(erred).items():
-            if w in rows:
-                rows[w].erred += c
+        if erred is not None:
+            for w, c in erred.items():
+                if w in rows:
+                    rows[w].erred += c
 
     def _remember(
         self,
         where: dict[str, str | None],
-        enter: list[TaskStatus],
-        leave: list[TaskStatus],
+        enter_keys: list[str],
+        entered: list[str | None],
+        leave_keys: list[str],
         ran: list[str | None],
     ) -> None:
         """Track key -> worker; fill in ``ran`` where an event has no worker."""
-        if enter:
-            where.update(
-                zip([e.key for e in enter], [e.worker for e in enter], strict=True)
-            )
+        if enter_keys:
+            where.update(zip(enter_keys, entered, strict=True))
             excess = len(where) - self.max_tasks
             if excess > 0:
                 for key in list(islice(where, excess)):
                     del where[key]
                 self.forgotten += excess
-        if leave:
-            popped = list(map(where.pop, [e.key for e in leave], repeat(None)))
+        if leave_keys:
+            popped = list(map(where.pop, leave_keys, repeat(None)))
             ran[:] = [w or p for w, p in zip(ran, popped, strict=True)]
 
     # -- reading -----------------------------------------------------------
