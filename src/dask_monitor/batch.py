@@ -24,7 +24,7 @@ from typing import Any, TypeAlias, overload
 
 from dask_monitor.events import Event, TaskStatus, make_task_status
 
-__all__ = ["Batch", "Details", "as_batch"]
+__all__ = ["Batch", "Details", "as_batch", "positions", "uniform"]
 
 #: The rare fields of one task event, where any is known:
 #: ``(duration, begin, end, nbytes, exception, traceback)``.
@@ -160,13 +160,52 @@ class Batch(Sequence[Event]):
             workers.append(e.worker)
             spans.append(e.span)
             times.append(e.timestamp)
-        time = max(times) if times else 0.0
-        for _, other in others:
+        batch = cls.from_columns(
+            keys,
+            prefixes,
+            groups,
+            starts,
+            finishes,
+            workers,
+            spans,
+            times,
+            details,
+            others,
+        )
+        if isinstance(events, list):
+            batch._events = events
+        return batch
+
+    @classmethod
+    def from_columns(
+        cls,
+        keys: list[str],
+        prefixes: list[str],
+        groups: list[str],
+        starts: list[str],
+        finishes: list[str],
+        workers: list[str | None],
+        spans: list[str | None],
+        timestamps: list[float],
+        details: dict[int, Details] | None = None,
+        others: list[tuple[int, Event]] | None = None,
+    ) -> Batch:
+        """A batch of columns with one timestamp per task event.
+
+        ``time`` is the latest timestamp (other events' included), and
+        ``times`` is dropped when every task event has that time.
+        """
+        time = max(timestamps) if timestamps else 0.0
+        for _, other in others or ():
             t = getattr(other, "timestamp", None)
             if isinstance(t, int | float) and t > time:
                 time = float(t)
-        same = bool(times) and times[0] == time and times.count(time) == len(times)
-        batch = cls(
+        same = (
+            bool(timestamps)
+            and timestamps[0] == time
+            and timestamps.count(time) == len(timestamps)
+        )
+        return cls(
             keys,
             prefixes,
             groups,
@@ -175,13 +214,10 @@ class Batch(Sequence[Event]):
             workers,
             spans,
             time,
-            None if same or not times else times,
+            None if same or not timestamps else timestamps,
             details,
             others,
         )
-        if isinstance(events, list):
-            batch._events = events
-        return batch
 
     # -- columns -------------------------------------------------------------
 
@@ -371,3 +407,39 @@ def as_batch(events: Sequence[Event] | Any) -> Batch:
     if isinstance(events, Batch):
         return events
     return Batch.from_events(events)
+
+
+def uniform(column: list[Any]) -> bool:
+    """Whether every entry of a non-empty ``column`` equals the first one.
+
+    C-speed: a uniform column (a flush of one kind of transition) costs a
+    ``list.count`` that only checks identities.
+    """
+    first = column[0]
+    return column[-1] == first and column.count(first) == len(column)
+
+
+def positions(column: list[Any], value: Any) -> Sequence[int]:
+    """Indices of the entries of ``column`` equal to ``value``, in order.
+
+    C-speed scans: a uniform column is answered by :func:`uniform`; otherwise
+    ``list.count`` tells none, all, a few (found by ``list.index``, which
+    skips the others at C speed) or many (found by a scan).
+    """
+    n = len(column)
+    if not n:
+        return ()
+    if column[0] == column[-1] and uniform(column):
+        return range(n) if column[0] == value else ()
+    c = column.count(value)
+    if not c:
+        return ()
+    if c * 8 <= n:
+        index = column.index
+        rows: list[int] = []
+        i = -1
+        for _ in range(c):
+            i = index(value, i + 1)
+            rows.append(i)
+        return rows
+    return [i for i, x in enumerate(column) if x == value]

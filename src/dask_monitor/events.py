@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-__all__ = ["NEW", "Alert", "Event", "TaskStatus", "WorkerStatus"]
+__all__ = ["NEW", "Alert", "Event", "TaskStatus", "WorkerStatus", "exception_type"]
 
 #: Pseudo start state of a task the monitor sees for the first time.
 #:
@@ -77,15 +77,7 @@ class TaskStatus:
     @property
     def exception_type(self) -> str | None:
         """The exception's class name parsed from :attr:`exception`, or ``None``."""
-        if self.exception is None:
-            return None
-        text = self.exception.strip()
-        cut = len(text)
-        for sep in ("(", ":", " "):
-            i = text.find(sep)
-            if 0 < i < cut:
-                cut = i
-        return text[:cut] or None
+        return exception_type(self.exception)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +163,22 @@ class Alert:
 
 
 Event = TaskStatus | WorkerStatus | Alert
+
+
+def exception_type(exception: str | None) -> str | None:
+    """The exception's class name parsed from an exception text, or ``None``.
+
+    ``"ValueError('odd')"`` and ``"ValueError: odd"`` give ``"ValueError"``.
+    """
+    if exception is None:
+        return None
+    text = exception.strip()
+    cut = len(text)
+    for sep in ("(", ":", " "):
+        i = text.find(sep)
+        if 0 < i < cut:
+            cut = i
+    return text[:cut] or None
 
 
 # A frozen dataclass sets each field through ``object.__setattr__``, which makes

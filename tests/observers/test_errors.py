@@ -154,13 +154,3 @@ class TestErrorsBatches:
             snaps.append(errors.snapshot())
         assert snaps[0] == snaps[1]
         assert snaps[0]["errors_folded"] > 0
-
-    @pytest.mark.parametrize(
-        "text", [None, "", "  ", "ValueError('a')", "E: x", "a b(c)", "(x)", ":"]
-    )
-    def test_exception_type_as_the_event(self, stream: Any, text: str | None) -> None:
-        """The type parsed from the text is TaskStatus.exception_type."""
-        from dask_monitor.observers.errors import _exception_type
-
-        event = _erred(stream, "a-1", text)
-        assert _exception_type(text) == event.exception_type

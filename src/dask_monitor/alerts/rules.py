@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from dask_monitor.batch import Batch, as_batch
+from dask_monitor.batch import Batch, as_batch, positions, uniform
 from dask_monitor.config import AlertsConfig
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
 
@@ -73,42 +73,6 @@ def topics(kind: str) -> list[str]:
     return [TOPIC, f"{TOPIC}-{kind}"]
 
 
-def _same(column: list[Any]) -> bool:
-    """Whether every entry of a non-empty ``column`` equals the first one.
-
-    C-speed: a uniform column (a flush of one kind of transition) costs a
-    ``list.count`` that only checks identities.
-    """
-    first = column[0]
-    return column[-1] == first and column.count(first) == len(column)
-
-
-def _where(column: list[Any], value: Any) -> Sequence[int]:
-    """Indices of the entries of ``column`` equal to ``value``, in order.
-
-    C-speed scans: a uniform column is answered by :func:`_same`; otherwise
-    ``list.count`` tells none, all, a few (found by ``list.index``, which
-    skips the others at C speed) or many (found by a scan).
-    """
-    n = len(column)
-    if not n:
-        return ()
-    if column[0] == column[-1] and _same(column):
-        return range(n) if column[0] == value else ()
-    c = column.count(value)
-    if not c:
-        return ()
-    if c * 8 <= n:
-        index = column.index
-        rows: list[int] = []
-        i = -1
-        for _ in range(c):
-            i = index(value, i + 1)
-            rows.append(i)
-        return rows
-    return [i for i, x in enumerate(column) if x == value]
-
-
 def _finished(batch: Batch, state: str) -> Sequence[int]:
     """Indices of the task events of ``batch`` that reached ``state``.
 
@@ -119,7 +83,7 @@ def _finished(batch: Batch, state: str) -> Sequence[int]:
     finishes = batch.finishes
     if not finishes:
         return ()
-    if _same(finishes):
+    if uniform(finishes):
         return range(len(finishes)) if finishes[0] == state else ()
     if not batch.has_finish(state):
         return ()
@@ -159,7 +123,7 @@ def _from_processing(batch: Batch, rows: Sequence[int]) -> Sequence[int]:
     """The ``rows`` (indices, in order) of task events that left ``processing``."""
     starts = batch.starts
     if type(rows) is range and rows.stop - rows.start == len(starts):
-        return _where(starts, _PROCESSING)
+        return positions(starts, _PROCESSING)
     left = _pick(starts, rows)
     if left.count(_PROCESSING) == len(left):
         return rows
@@ -380,8 +344,8 @@ class StallRule(AlertRule):
         if not n:
             return
         finishes = batch.finishes
-        start = starts[0] if _same(starts) else None
-        finish = finishes[0] if _same(finishes) else None
+        start = starts[0] if uniform(starts) else None
+        finish = finishes[0] if uniform(finishes) else None
         processing = self.processing
         if start is not None:
             leaving = n if start in _ACTIVE else 0
@@ -673,8 +637,8 @@ class StragglerRule(AlertRule):
             return
         starts = batch.starts
         finishes = batch.finishes
-        start = starts[0] if _same(starts) else None
-        if start is not None and _same(finishes):  # one kind of transition
+        start = starts[0] if uniform(starts) else None
+        if start is not None and uniform(finishes):  # one kind of transition
             finish = finishes[0]
             if finish == _PROCESSING:
                 if start != _PROCESSING:
@@ -699,7 +663,7 @@ class StragglerRule(AlertRule):
         else:
             enter = [i for i in processing if starts[i] != _PROCESSING]
             leave = [
-                i for i in _where(starts, _PROCESSING) if finishes[i] != _PROCESSING
+                i for i in positions(starts, _PROCESSING) if finishes[i] != _PROCESSING
             ]
             if forgotten:
                 leave += [i for i in forgotten if starts[i] != _PROCESSING]

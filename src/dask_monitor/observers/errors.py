@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from dask_monitor.batch import as_batch
-from dask_monitor.events import Event
+from dask_monitor.events import Event, exception_type
 from dask_monitor.observers._common import ERRED, check_count
 from dask_monitor.snapshot import ErrorRow
 
@@ -43,23 +43,6 @@ def truncate(text: str, limit: int, *, keep: str = "head") -> str:
     if keep == "head":
         return text[:room] + "\n" + marker
     return marker + "\n" + text[len(text) - room :]
-
-
-def _exception_type(exception: str | None) -> str | None:
-    """The class name parsed from an exception text, or ``None``.
-
-    The same as :attr:`TaskStatus.exception_type
-    <dask_monitor.events.TaskStatus.exception_type>`, from the text alone.
-    """
-    if exception is None:
-        return None
-    text = exception.strip()
-    cut = len(text)
-    for sep in ("(", ":", " "):
-        i = text.find(sep)
-        if 0 < i < cut:
-            cut = i
-    return text[:cut] or None
 
 
 class _Error:
@@ -137,7 +120,7 @@ class ErrorsObserver:
         for i in batch.where_finish(ERRED):
             d = details.get(i)
             exception = None if d is None else d[4]
-            pair = (prefixes[i], _exception_type(exception) or UNKNOWN)
+            pair = (prefixes[i], exception_type(exception) or UNKNOWN)
             if times is not None:
                 t = times[i]
             row = rows.get(pair)

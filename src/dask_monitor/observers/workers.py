@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import islice, repeat
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from dask_monitor.batch import Batch, Details, as_batch
+from dask_monitor.batch import Batch, Details, as_batch, positions, uniform
 from dask_monitor.events import Event, WorkerStatus
 from dask_monitor.observers._common import (
     CHUNK,
@@ -42,42 +42,6 @@ _NO_DETAILS: Details = (None, None, None, None, None, None)
 _DURATION = itemgetter(0)
 #: ``details.get``'s default, for ``map``.
 _NONE = repeat(_NO_DETAILS)
-
-
-def _same(column: list[Any]) -> bool:
-    """Whether every entry of a non-empty ``column`` equals the first one.
-
-    C-speed: a uniform column (a flush of one kind of transition) costs a
-    ``list.count`` that only checks identities.
-    """
-    first = column[0]
-    return column[-1] == first and column.count(first) == len(column)
-
-
-def _where(column: list[Any], value: Any) -> Sequence[int]:
-    """Indices of the entries of ``column`` equal to ``value``, in order.
-
-    C-speed scans: a uniform column is answered by :func:`_same`; otherwise
-    ``list.count`` tells none, all, a few (found by ``list.index``, which
-    skips the others at C speed) or many (found by a scan).
-    """
-    n = len(column)
-    if not n:
-        return ()
-    if column[0] == column[-1] and _same(column):
-        return range(n) if column[0] == value else ()
-    c = column.count(value)
-    if not c:
-        return ()
-    if c * 8 <= n:
-        index = column.index
-        rows: list[int] = []
-        i = -1
-        for _ in range(c):
-            i = index(value, i + 1)
-            rows.append(i)
-        return rows
-    return [i for i, x in enumerate(column) if x == value]
 
 
 def _pick(column: list[_T], rows: Sequence[int]) -> list[_T]:
@@ -258,8 +222,8 @@ class WorkersObserver:
         if whole:
             starts = batch.starts
             finishes = batch.finishes
-            uniform = _same(finishes)
-            if uniform:
+            one_kind = uniform(finishes)
+            if one_kind:
                 enter: Sequence[int] = range(n) if finishes[0] == PROCESSING else ()
             elif batch.has_finish(PROCESSING):
                 enter = batch.where_finish(PROCESSING)  # shared by the observers
@@ -268,9 +232,9 @@ class WorkersObserver:
         else:
             starts = batch.starts[lo:hi]
             finishes = batch.finishes[lo:hi]
-            uniform = False
-            enter = _where(finishes, PROCESSING)
-        leave = _where(starts, PROCESSING)
+            one_kind = False
+            enter = positions(finishes, PROCESSING)
+        leave = positions(starts, PROCESSING)
         if not enter and not leave:
             return
         workers = batch.workers if whole else batch.workers[lo:hi]
@@ -328,7 +292,7 @@ class WorkersObserver:
         # The departures to memory and to erred, as positions in ``leave``.
         m = len(ran)
         if whole and m == n:  # every event leaves processing: positions = indices
-            if uniform:
+            if one_kind:
                 memory: Sequence[int] = range(m) if finishes[0] == MEMORY else ()
                 errors: Sequence[int] = range(m) if finishes[0] == ERRED else ()
             else:
@@ -336,12 +300,12 @@ class WorkersObserver:
                 errors = batch.where_finish(ERRED)
         else:
             left = _pick(finishes, leave)
-            if _same(left):
+            if uniform(left):
                 memory = range(m) if left[0] == MEMORY else ()
                 errors = range(m) if left[0] == ERRED else ()
             else:
-                memory = _where(left, MEMORY)
-                errors = _where(left, ERRED)
+                memory = positions(left, MEMORY)
+                errors = positions(left, ERRED)
         if not memory and not errors:
             return
         # The batch indices of the completions, and their workers.

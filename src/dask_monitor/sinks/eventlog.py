@@ -308,15 +308,7 @@ def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
         )
         if d != _NO_DETAILS
     }
-    # The batch's time as Batch.from_events sets it: the latest timestamp.
-    times = list(stamps)
-    time = max(times) if times else 0.0
-    for _, other in others:
-        t = getattr(other, "timestamp", None)
-        if isinstance(t, int | float) and t > time:
-            time = float(t)
-    same = bool(times) and times[0] == time and times.count(time) == len(times)
-    return Batch(
+    return Batch.from_columns(
         list(keys),
         list(prefixes),
         list(groups),
@@ -324,8 +316,7 @@ def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
         list(finishes),
         list(workers),
         list(spans),
-        time,
-        None if same or not times else times,
+        list(stamps),
         details,
         others,
     )
