@@ -111,6 +111,7 @@ class Pipeline:
         self.alert_log = AlertLog(recent=cfg.alerts.recent)
         self.alerts.subscribe(self.alert_log)
         self.rules: list[AlertRule] = default_rules(cfg.alerts, self.durations)
+        self._rules: tuple[int, list[AlertRule]] = (-1, [])
         self._alerted = 0
         self._sink_changes = 0
         self.builtin: tuple[Any, ...] = (
@@ -232,11 +233,18 @@ class Pipeline:
         self.alert_log.sinks[_name(sink)] = sink
 
     def _bind_rules(self) -> list[AlertRule]:
-        """The subscribed alert rules, each bound to the alert subject."""
+        """The subscribed alert rules, each bound to the alert subject.
+
+        Cached until the subscriptions change (called twice per flush).
+        """
+        generation = self.subject.generation
+        if self._rules[0] == generation:
+            return self._rules[1]
         rules = [o for o in self.subject.observers if isinstance(o, AlertRule)]
         for rule in rules:
             if not rule.bound:
                 rule.bind(self._emit_alert)
+        self._rules = (generation, rules)
         return rules
 
     def _emit_alert(self, alert: Alert) -> None:

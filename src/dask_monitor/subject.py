@@ -167,7 +167,15 @@ def _on_collected(subject_ref: weakref.ref[_BaseSubject], key: _Key, ref: Any) -
 class _BaseSubject:
     """Subscriptions, validation and error accounting shared by both subjects."""
 
-    __slots__ = ("__weakref__", "_by_key", "_entries", "_lock", "_raise_errors", "name")
+    __slots__ = (
+        "__weakref__",
+        "_by_key",
+        "_entries",
+        "_generation",
+        "_lock",
+        "_raise_errors",
+        "name",
+    )
 
     #: Whether observer methods may be ``async def``.
     _allow_async: ClassVar[bool] = False
@@ -179,6 +187,7 @@ class _BaseSubject:
         # Copy-on-write: replaced (never mutated) under the lock, read without it.
         self._entries: tuple[_Entry, ...] = ()
         self._by_key: dict[_Key, _Entry] = {}
+        self._generation = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} with {len(self)} observers>"
@@ -186,6 +195,12 @@ class _BaseSubject:
     def __len__(self) -> int:
         """Number of subscribed observers that are still alive."""
         return sum(1 for entry in self._entries if entry.get() is not None)
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the subscriptions change (to cache what depends
+        on them)."""
+        return self._generation
 
     @property
     def observers(self) -> tuple[ObserverLike, ...]:
@@ -373,6 +388,7 @@ class _BaseSubject:
             elif self._by_key.get(entry.key) is entry:
                 del self._by_key[entry.key]
         self._entries = tuple(live)
+        self._generation += 1
 
     def _remove(self, entry: _Entry) -> bool:
         with self._lock:

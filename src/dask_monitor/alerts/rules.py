@@ -25,7 +25,7 @@ import logging
 from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from dask_monitor.batch import Batch, as_batch, positions, uniform
@@ -677,7 +677,7 @@ class StragglerRule(AlertRule):
             if len(self.inflight) + len(enter) > self.max_tasks or not set(
                 entering
             ).isdisjoint(leaving):
-                self._in_order(batch)
+                self._in_order(batch, sorted(chain(enter, leave)))
                 return
             self._leave(leaving)  # first: they do not touch the tasks entering
         self._enter(batch, enter)
@@ -720,26 +720,33 @@ class StragglerRule(AlertRule):
             if self._reported:
                 self._reported.difference_update(keys)
 
-    def _in_order(self, batch: Batch) -> None:
-        """Take the task events of ``batch`` one by one."""
+    def _in_order(self, batch: Batch, rows: Sequence[int]) -> None:
+        """Take the task events at ``rows`` (entering or leaving) one by one."""
         table = self.inflight
         reported = self._reported
-        for i, (key, start, finish) in enumerate(
-            zip(batch.keys, batch.starts, batch.finishes, strict=True)
-        ):
-            if finish == _PROCESSING:
-                if start != _PROCESSING and key not in table:
+        keys = batch.keys
+        starts = batch.starts
+        finishes = batch.finishes
+        prefixes = batch.prefixes
+        workers = batch.workers
+        times = batch.times
+        time = batch.time
+        for i in rows:
+            key = keys[i]
+            if finishes[i] == _PROCESSING:
+                if starts[i] != _PROCESSING and key not in table:
                     if len(table) < self.max_tasks:
                         table[key] = (
-                            batch.timestamp(i),
-                            batch.prefixes[i],
-                            batch.workers[i],
+                            time if times is None else times[i],
+                            prefixes[i],
+                            workers[i],
                         )
                     else:
                         self.untracked += 1
-            elif start == _PROCESSING or finish == _FORGOTTEN:
+            else:
                 table.pop(key, None)
-                reported.discard(key)
+                if reported:
+                    reported.discard(key)
 
     def tick(self, now: float) -> None:
         """Scan the in-flight tasks (at most every ``check_interval``)."""
