@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeAlias, overload
+from itertools import repeat
+from typing import Any, TypeAlias, cast, overload
 
-from dask_monitor.events import Event, TaskStatus, make_task_status
+from dask_monitor.events import Event, TaskStatus, make_task_status, make_task_statuses
 
 __all__ = ["Batch", "Details", "as_batch", "positions", "uniform"]
 
@@ -342,18 +343,27 @@ class Batch(Sequence[Event]):
         """Every event, in order, as objects (made once, then cached)."""
         events = self._events
         if events is None:
-            task = self._make
-            n = len(self.keys)
+            tasks = make_task_statuses(
+                self.keys,
+                self.prefixes,
+                self.groups,
+                self.starts,
+                self.finishes,
+                repeat(self.time) if self.times is None else self.times,
+                self.workers,
+                self.spans,
+                self.details,
+            )
             if not self.others:
-                events = [task(i) for i in range(n)]
+                events = cast("list[Event]", tasks)
             else:
                 events = []
                 i = 0
                 for pos, other in self.others:
-                    events.extend(task(j) for j in range(i, pos))
+                    events += tasks[i:pos]
                     events.append(other)
                     i = pos
-                events.extend(task(j) for j in range(i, n))
+                events += tasks[i:]
             self._events = events
         return events
 
