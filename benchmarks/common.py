@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from distributed.diagnostics.plugin import SchedulerPlugin
-from distributed.scheduler import TaskGroup, TaskPrefix
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -320,12 +319,30 @@ def worker_addresses(n: int) -> list[str]:
     return [f"tcp://127.0.0.1:{40000 + i}" for i in range(n)]
 
 
-class FakeTaskState:
-    """What the plugins read of a scheduler ``TaskState``, slotted like it.
+class FakeTaskPrefix:
+    """What the plugins read of a ``TaskPrefix``: slotted, like Dask's."""
 
-    The groups and prefixes are Dask's own ``TaskGroup`` and ``TaskPrefix``
-    objects, so attribute reads cost what they cost on the scheduler.
-    """
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class FakeTaskGroup:
+    """What the plugins read of a ``TaskGroup``: slotted, like Dask's (whose
+    objects hold far more, which would weigh on the memory benchmark)."""
+
+    __slots__ = ("name", "prefix", "span_id")
+
+    def __init__(self, name: str, prefix: FakeTaskPrefix, span_id: str) -> None:
+        self.name = name
+        self.prefix = prefix
+        self.span_id = span_id
+
+
+class FakeTaskState:
+    """What the plugins read of a scheduler ``TaskState``, slotted like it,
+    so that attribute reads cost what they cost on the scheduler."""
 
     __slots__ = (
         "exception_text",
@@ -338,7 +355,7 @@ class FakeTaskState:
         "traceback_text",
     )
 
-    def __init__(self, key: str, group: TaskGroup, processing_on: Any) -> None:
+    def __init__(self, key: str, group: FakeTaskGroup, processing_on: Any) -> None:
         self.key = key
         self.group = group
         self.prefix = group.prefix
@@ -356,15 +373,13 @@ class FakeWorkerState:
         self.address = address
 
 
-def fake_groups(n_prefixes: int, computation: int = 0) -> list[TaskGroup]:
-    """Dask ``TaskGroup`` objects, one per prefix, for one computation (span)."""
+def fake_groups(n_prefixes: int, computation: int = 0) -> list[FakeTaskGroup]:
+    """Fake ``TaskGroup`` objects, one per prefix, for one computation (span)."""
     span = f"span-{computation:08x}"
-    groups = []
-    for name in prefix_names(n_prefixes):
-        group = TaskGroup(f"{name}-{computation:08x}", TaskPrefix(name))
-        group.span_id = span
-        groups.append(group)
-    return groups
+    return [
+        FakeTaskGroup(f"{name}-{computation:08x}", FakeTaskPrefix(name), span)
+        for name in prefix_names(n_prefixes)
+    ]
 
 
 def fake_tasks(
@@ -373,7 +388,7 @@ def fake_tasks(
     n_workers: int = 8,
     start: int = 0,
     computation: int = 0,
-    groups: list[TaskGroup] | None = None,
+    groups: list[FakeTaskGroup] | None = None,
     prefix_run: int = 1,
 ) -> dict[str, FakeTaskState]:
     """Fake scheduler ``TaskState`` objects keyed by task key.
