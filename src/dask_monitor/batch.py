@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from itertools import repeat
+from itertools import compress, repeat
+from operator import eq
 from typing import Any, TypeAlias, cast, overload
 
 from dask_monitor.events import Event, TaskStatus, make_task_status, make_task_statuses
@@ -67,6 +68,7 @@ class Batch(Sequence[Event]):
     __slots__ = (
         "_events",
         "_finish_index",
+        "_start_rows",
         "_transitions",
         "details",
         "finishes",
@@ -109,6 +111,7 @@ class Batch(Sequence[Event]):
         self._events: list[Event] | None = None
         self._finish_index: dict[str, list[int]] | None = None
         self._transitions: Counter[tuple[str, str, str, str]] | None = None
+        self._start_rows: dict[str, Sequence[int]] | None = None
 
     @classmethod
     def empty(cls) -> Batch:
@@ -258,6 +261,17 @@ class Batch(Sequence[Event]):
                     rows.append(i)
             self._finish_index = index
         return index.get(state, [])
+
+    def where_start(self, state: str) -> Sequence[int]:
+        """Indices of the task events that left ``state``, in order (cached
+        per state: shared by the observers of the batch)."""
+        cache = self._start_rows
+        if cache is None:
+            cache = self._start_rows = {}
+        rows = cache.get(state)
+        if rows is None:
+            rows = cache[state] = positions(self.starts, state)
+        return rows
 
     def transitions(self) -> Counter[tuple[str, str, str, str]]:
         """How many task events made each ``(group, prefix, start, finish)``.
@@ -452,4 +466,4 @@ def positions(column: list[Any], value: Any) -> Sequence[int]:
             i = index(value, i + 1)
             rows.append(i)
         return rows
-    return [i for i, x in enumerate(column) if x == value]
+    return list(compress(range(n), map(eq, column, repeat(value))))

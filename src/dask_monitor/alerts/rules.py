@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from dask_monitor.batch import Batch, as_batch, positions, uniform
+from dask_monitor.batch import Batch, as_batch, uniform
 from dask_monitor.config import AlertsConfig
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
 
@@ -123,7 +123,7 @@ def _from_processing(batch: Batch, rows: Sequence[int]) -> Sequence[int]:
     """The ``rows`` (indices, in order) of task events that left ``processing``."""
     starts = batch.starts
     if type(rows) is range and rows.stop - rows.start == len(starts):
-        return positions(starts, _PROCESSING)
+        return batch.where_start(_PROCESSING)
     left = _pick(starts, rows)
     if left.count(_PROCESSING) == len(left):
         return rows
@@ -347,18 +347,22 @@ class StallRule(AlertRule):
         start = starts[0] if uniform(starts) else None
         finish = finishes[0] if uniform(finishes) else None
         processing = self.processing
-        if start is not None:
+        if start is not None and finish is not None:
             leaving = n if start in _ACTIVE else 0
             processing -= n if start == _PROCESSING else 0
-        else:
-            leaving = sum(map(_ACTIVE.__contains__, starts))
-            processing -= starts.count(_PROCESSING)
-        if finish is not None:
             entering = n if finish in _ACTIVE else 0
             processing += n if finish == _PROCESSING else 0
-        else:
-            entering = sum(map(_ACTIVE.__contains__, finishes))
-            processing += finishes.count(_PROCESSING)
+        else:  # from the batch's shared counts of transitions (a few keys)
+            leaving = entering = 0
+            for (_, _, s0, f), c in batch.transitions().items():
+                if s0 in _ACTIVE:
+                    leaving += c
+                    if s0 == _PROCESSING:
+                        processing -= c
+                if f in _ACTIVE:
+                    entering += c
+                    if f == _PROCESSING:
+                        processing += c
         # Tasks becoming active, and no longer: known for one kind of
         # transition, else bounded by the counts of states entered and left.
         ups, downs = entering, leaving
@@ -373,6 +377,12 @@ class StallRule(AlertRule):
             # Every event makes a task active, none pending before.
             active += entering
             last = 0
+        elif not leaving:
+            # Nothing leaves an active state (a graph arriving): work appears
+            # with the first task that becomes active, none pending before.
+            contains = _ACTIVE.__contains__
+            last = next(i for i, f in enumerate(finishes) if contains(f))
+            active = entering
         else:
             active, last = _follow(batch, active)
         progress = _last_progress(starts, finishes, finish)
@@ -663,10 +673,11 @@ class StragglerRule(AlertRule):
         else:
             enter = [i for i in processing if starts[i] != _PROCESSING]
             leave = [
-                i for i in positions(starts, _PROCESSING) if finishes[i] != _PROCESSING
+                i for i in batch.where_start(_PROCESSING) if finishes[i] != _PROCESSING
             ]
             if forgotten:
                 leave += [i for i in forgotten if starts[i] != _PROCESSING]
+                leave.sort()
         if not enter:
             if leave:
                 self._leave(_pick(keys, leave))
@@ -674,12 +685,19 @@ class StragglerRule(AlertRule):
         if leave:
             entering = _pick(keys, enter)
             leaving = _pick(keys, leave)
-            if len(self.inflight) + len(enter) > self.max_tasks or not set(
+            first_in = dict(zip(entering, enter, strict=True))
+            if len(self.inflight) + len(enter) > self.max_tasks or len(first_in) != len(
                 entering
-            ).isdisjoint(leaving):
+            ):  # no room for all, or a task entering twice: follow the order
                 self._in_order(batch, sorted(chain(enter, leave)))
                 return
-            self._leave(leaving)  # first: they do not touch the tasks entering
+            # Each task enters at most once: it stays if it did not leave
+            # after entering (a task that left before is popped, then added
+            # back: what following the batch in order does).
+            last_out = dict(zip(leaving, leave, strict=True))
+            self._leave(list(last_out))
+            if not first_in.keys().isdisjoint(last_out):
+                enter = [i for k, i in first_in.items() if last_out.get(k, -1) < i]
         self._enter(batch, enter)
 
     def _enter(self, batch: Batch, rows: Sequence[int]) -> None:

@@ -234,7 +234,9 @@ class WorkersObserver:
             finishes = batch.finishes[lo:hi]
             one_kind = False
             enter = positions(finishes, PROCESSING)
-        leave = positions(starts, PROCESSING)
+        leave = (
+            batch.where_start(PROCESSING) if whole else positions(starts, PROCESSING)
+        )
         if not enter and not leave:
             return
         workers = batch.workers if whole else batch.workers[lo:hi]
