@@ -26,7 +26,7 @@ from typing import Any, TypeAlias, cast, overload
 
 from dask_monitor.events import Event, TaskStatus, make_task_status, make_task_statuses
 
-__all__ = ["Batch", "Details", "as_batch", "positions", "uniform"]
+__all__ = ["Batch", "Details", "as_batch", "key_text", "positions", "uniform"]
 
 #: The rare fields of one task event, where any is known:
 #: ``(duration, begin, end, nbytes, exception, traceback)``.
@@ -44,7 +44,10 @@ class Batch(Sequence[Event]):
     ----------
     keys, prefixes, groups, starts, finishes, workers, spans
         One entry per task event, in order: the fields of
-        :class:`~dask_monitor.events.TaskStatus` of the same names.
+        :class:`~dask_monitor.events.TaskStatus` of the same names, except
+        that ``keys`` holds the keys as Dask gives them (``str``, or tuples
+        for collections: :func:`key_text` makes the ``str`` that events
+        carry, only where a key is shown or kept).
     time
         The latest timestamp of the batch; the timestamp of every task event
         when ``times`` is ``None`` (the plugin stamps a flush with one time).
@@ -85,7 +88,7 @@ class Batch(Sequence[Event]):
 
     def __init__(
         self,
-        keys: list[str],
+        keys: list[Any],
         prefixes: list[str],
         groups: list[str],
         starts: list[str],
@@ -183,7 +186,7 @@ class Batch(Sequence[Event]):
     @classmethod
     def from_columns(
         cls,
-        keys: list[str],
+        keys: list[Any],
         prefixes: list[str],
         groups: list[str],
         starts: list[str],
@@ -358,7 +361,7 @@ class Batch(Sequence[Event]):
         events = self._events
         if events is None:
             tasks = make_task_statuses(
-                self.keys,
+                key_texts(self.keys),
                 self.prefixes,
                 self.groups,
                 self.starts,
@@ -384,7 +387,7 @@ class Batch(Sequence[Event]):
     def _make(self, i: int) -> TaskStatus:
         d = self.details.get(i, _NO_DETAILS)
         return make_task_status(
-            self.keys[i],
+            key_text(self.keys[i]),
             self.prefixes[i],
             self.groups[i],
             self.starts[i],
@@ -424,6 +427,18 @@ class Batch(Sequence[Event]):
             f"<Batch tasks={len(self.keys)} others={len(self.others)} "
             f"time={self.time!r}>"
         )
+
+
+def key_text(key: Any) -> str:
+    """A task key as events carry it: ``str(key)`` (tuples become their text)."""
+    return key if type(key) is str else str(key)
+
+
+def key_texts(keys: list[Any]) -> list[str]:
+    """:func:`key_text` of every key (the list itself when all are ``str``)."""
+    if set(map(type, keys)) <= {str}:
+        return keys
+    return [k if type(k) is str else str(k) for k in keys]
 
 
 def as_batch(events: Sequence[Event] | Any) -> Batch:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from dask_monitor.batch import Batch, as_batch, uniform
+from dask_monitor.batch import Batch, as_batch, key_text, uniform
 from dask_monitor.config import AlertsConfig
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
 
@@ -804,7 +804,7 @@ class StragglerRule(AlertRule):
                     ),
                     timestamp=now,
                     prefix=prefix,
-                    key=key,
+                    key=key_text(key),
                     worker=worker,
                     details={
                         "elapsed": elapsed,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict
 
-from dask_monitor.batch import as_batch
+from dask_monitor.batch import as_batch, key_text
 from dask_monitor.events import Event, exception_type
 from dask_monitor.observers._common import ERRED, check_count
 from dask_monitor.snapshot import ErrorRow
@@ -129,7 +129,7 @@ class ErrorsObserver:
                     self.folded += 1
                     continue
                 row = rows[pair] = _Error(
-                    batch.keys[i],
+                    key_text(batch.keys[i]),
                     exception,
                     None if d is None else d[5],
                     batch.workers[i],

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any, cast
 
-from dask_monitor.batch import Batch, as_batch
+from dask_monitor.batch import Batch, as_batch, key_text
 from dask_monitor.events import Event, TaskStatus, make_task_status
 from dask_monitor.observers._common import check_count
 from dask_monitor.observers.errors import truncate
@@ -48,7 +48,7 @@ def _row(batch: Batch, i: int) -> tuple[Any, ...]:
     """Task event ``i`` as the arguments of ``make_task_status`` (cheaper)."""
     times = batch.times
     return (
-        batch.keys[i],
+        key_text(batch.keys[i]),
         batch.prefixes[i],
         batch.groups[i],
         batch.starts[i],

@@ -72,7 +72,7 @@ from typing import Any
 
 import msgpack
 
-from dask_monitor.batch import Batch, Details
+from dask_monitor.batch import Batch, Details, key_texts
 from dask_monitor.events import (
     Alert,
     Event,
@@ -200,10 +200,11 @@ def encode_batch(batch: Batch) -> list[Sequence[Any]]:
     """
     n = len(batch.keys)
     times = batch.times
+    keys = key_texts(batch.keys)
     rows: list[Sequence[Any]] = list(
         zip(
             repeat("t", n),
-            batch.keys,
+            keys,
             batch.prefixes,
             batch.groups,
             batch.starts,
@@ -221,7 +222,6 @@ def encode_batch(batch: Batch) -> list[Sequence[Any]]:
         )
     )
     if batch.details:
-        keys = batch.keys
         prefixes = batch.prefixes
         groups = batch.groups
         starts = batch.starts
