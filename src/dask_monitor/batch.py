@@ -288,6 +288,11 @@ class Batch(Sequence[Event]):
             )
         return counts
 
+    def counted(self) -> Counter[tuple[str, str, str, str]] | None:
+        """:meth:`transitions` if an observer made them already, else ``None``
+        (for observers that can do with less when they are not there)."""
+        return self._transitions
+
     def has_finish(self, state: str) -> bool:
         """Whether any task event reached ``state`` (a C-speed scan)."""
         index = self._finish_index

@@ -90,6 +90,16 @@ def _finished(batch: Batch, state: str) -> Sequence[int]:
     return batch.where_finish(state)
 
 
+def _state_pairs(
+    counts: Counter[tuple[str, str, str, str]],
+) -> Counter[tuple[str, str]]:
+    """Counts per ``(start, finish)`` of counts per (group, prefix, start, finish)."""
+    pairs: Counter[tuple[str, str]] = Counter()
+    for (_, _, s0, f), c in counts.items():
+        pairs[s0, f] += c
+    return pairs
+
+
 def _follow(batch: Batch, active: int) -> tuple[int, int]:
     """The stall rule's count of active tasks through ``batch``, in order.
 
@@ -352,9 +362,15 @@ class StallRule(AlertRule):
             processing -= n if start == _PROCESSING else 0
             entering = n if finish in _ACTIVE else 0
             processing += n if finish == _PROCESSING else 0
-        else:  # from the batch's shared counts of transitions (a few keys)
+        else:  # from counts of (start, finish): a few keys
             leaving = entering = 0
-            for (_, _, s0, f), c in batch.transitions().items():
+            shared = batch.counted()
+            pairs = (
+                Counter(zip(starts, finishes, strict=True))
+                if shared is None
+                else _state_pairs(shared)
+            )
+            for (s0, f), c in pairs.items():
                 if s0 in _ACTIVE:
                     leaving += c
                     if s0 == _PROCESSING:
