@@ -444,6 +444,26 @@ class Summary(Component):
         sync_source(self.source, _data.overall_columns(snapshot))
 
 
+def _labels(
+    fig: Any, source: ColumnDataSource, x: float, text: str, **style: Any
+) -> None:
+    """One text label per row of ``source`` (at its ``y``), left of or right
+    of the bars; ``style`` overrides the default look."""
+    fig.text(
+        source=source,
+        x=x,
+        y="y",
+        text=text,
+        **{
+            "text_align": "left",
+            "text_baseline": "middle",
+            "text_font_size": "9pt",
+            "text_color": "#333333",
+            **style,
+        },
+    )
+
+
 def _stacked_quads(fig: Any, source: ColumnDataSource, color: str) -> None:
     """The bar background, then one quad per segment, Dask's colours."""
     fig.quad(
@@ -504,33 +524,13 @@ class PrefixProgress(Component):
         fig.axis.visible = False
         fig.grid.visible = False
         _stacked_quads(fig, self.source, color="color")
-        fig.text(
-            source=self.source,
-            x=-0.015,
-            y="y",
-            text="label",
-            text_align="right",
-            text_baseline="middle",
-            text_font_size="9pt",
-            text_color="#333333",
-        )
-        fig.text(
-            source=self.source,
-            x=1.015,
-            y="y",
-            text="counts",
-            text_align="left",
-            text_baseline="middle",
-            text_font_size="9pt",
-            text_color="#333333",
-        )
-        fig.text(
-            source=self.more_source,
-            x=-0.42,
-            y="y",
-            text="text",
-            text_baseline="middle",
-            text_font_size="9pt",
+        _labels(fig, self.source, -0.015, "label", text_align="right")
+        _labels(fig, self.source, 1.015, "counts")
+        _labels(
+            fig,
+            self.more_source,
+            -0.42,
+            "text",
             text_font_style="italic",
             text_color=MUTED,
         )
@@ -734,14 +734,8 @@ class Workers(Component):
             fill_alpha=0.8,
             line_alpha=0,
         )
-        fig.text(
-            source=self.source,
-            x=1.02,
-            y="y",
-            text="text",
-            text_baseline="middle",
-            text_font_size="8.5pt",
-            text_color="#444444",
+        _labels(
+            fig, self.source, 1.02, "text", text_font_size="8.5pt", text_color="#444444"
         )
         fig.add_tools(
             _hover(
