@@ -3,6 +3,10 @@
 Each observer takes batches of events (``update_batch``), forgets everything
 on ``reset`` (Dask's ``restart``) and describes itself as plain data with
 ``snapshot``. The pipeline assembles them; see :mod:`dask_monitor.pipeline`.
+
+A batch is any sequence of events; the built-in observers turn it into a
+columnar :class:`~dask_monitor.batch.Batch` (what the plugin's flush makes
+already) and read its columns, making event objects only for what they keep.
 """
 
 from __future__ import annotations
