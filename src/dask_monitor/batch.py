@@ -22,11 +22,20 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import compress, repeat
 from operator import eq
-from typing import Any, TypeAlias, cast, overload
+from typing import Any, TypeAlias, TypeVar, cast, overload
 
 from dask_monitor.events import Event, TaskStatus, make_task_status, make_task_statuses
 
-__all__ = ["Batch", "Details", "as_batch", "key_text", "positions", "uniform"]
+__all__ = [
+    "NO_DETAILS",
+    "Batch",
+    "Details",
+    "as_batch",
+    "key_text",
+    "pick",
+    "positions",
+    "uniform",
+]
 
 #: The rare fields of one task event, where any is known:
 #: ``(duration, begin, end, nbytes, exception, traceback)``.
@@ -34,7 +43,10 @@ Details: TypeAlias = tuple[
     float | None, float | None, float | None, int | None, str | None, str | None
 ]
 
-_NO_DETAILS: Details = (None, None, None, None, None, None)
+_T = TypeVar("_T")
+
+#: The details of a task event without any.
+NO_DETAILS: Details = (None, None, None, None, None, None)
 
 
 class Batch(Sequence[Event]):
@@ -115,11 +127,6 @@ class Batch(Sequence[Event]):
         self._finish_index: dict[str, list[int]] | None = None
         self._transitions: Counter[tuple[str, str, str, str]] | None = None
         self._start_rows: dict[str, Sequence[int]] | None = None
-
-    @classmethod
-    def empty(cls) -> Batch:
-        """A batch without events."""
-        return cls([], [], [], [], [], [], [], 0.0)
 
     @classmethod
     def from_events(cls, events: Sequence[Event]) -> Batch:
@@ -245,13 +252,13 @@ class Batch(Sequence[Event]):
 
     def detail(self, i: int) -> Details:
         """The rare fields of task event ``i`` (see :data:`Details`)."""
-        return self.details.get(i, _NO_DETAILS)
+        return self.details.get(i, NO_DETAILS)
 
-    def where_finish(self, state: str) -> list[int]:
-        """Indices of the task events that reached ``state``, in order.
+    def finish_index(self) -> dict[str, list[int]]:
+        """Indices of the task events by the state they reached, in order.
 
-        One index by finish state is built on the first call, and shared by
-        every observer of the batch.
+        Built on the first call (one pass) and shared by every observer of
+        the batch: do not modify.
         """
         index = self._finish_index
         if index is None:
@@ -263,7 +270,11 @@ class Batch(Sequence[Event]):
                 else:
                     rows.append(i)
             self._finish_index = index
-        return index.get(state, [])
+        return index
+
+    def where_finish(self, state: str) -> list[int]:
+        """Indices of the task events that reached ``state``, in order."""
+        return self.finish_index().get(state, [])
 
     def where_start(self, state: str) -> Sequence[int]:
         """Indices of the task events that left ``state``, in order (cached
@@ -307,11 +318,44 @@ class Batch(Sequence[Event]):
             return events[i]  # type: ignore[return-value]
         return self._make(i)
 
+    def row(self, i: int) -> tuple[Any, ...]:
+        """Task event ``i`` as the arguments of
+        :func:`~dask_monitor.events.make_task_status` (a tuple is cheaper to
+        keep than an event)."""
+        times = self.times
+        return (
+            key_text(self.keys[i]),
+            self.prefixes[i],
+            self.groups[i],
+            self.starts[i],
+            self.finishes[i],
+            self.time if times is None else times[i],
+            self.workers[i],
+            *self.details.get(i, NO_DETAILS),
+            self.spans[i],
+        )
+
     def take(self, indices: Sequence[int]) -> Batch:
         """The batch of the task events at ``indices`` (in that order).
 
         Other events are left out.
         """
+        details = self.details
+        times = self.times
+        if type(indices) is range and indices.step == 1:  # slices: C speed
+            lo, hi = indices.start, indices.stop
+            return Batch(
+                self.keys[lo:hi],
+                self.prefixes[lo:hi],
+                self.groups[lo:hi],
+                self.starts[lo:hi],
+                self.finishes[lo:hi],
+                self.workers[lo:hi],
+                self.spans[lo:hi],
+                self.time,
+                None if times is None else times[lo:hi],
+                {i - lo: d for i, d in details.items() if lo <= i < hi},
+            )
         keys = self.keys
         prefixes = self.prefixes
         groups = self.groups
@@ -319,8 +363,6 @@ class Batch(Sequence[Event]):
         finishes = self.finishes
         workers = self.workers
         spans = self.spans
-        details = self.details
-        times = self.times
         return Batch(
             [keys[i] for i in indices],
             [prefixes[i] for i in indices],
@@ -390,18 +432,7 @@ class Batch(Sequence[Event]):
         return events
 
     def _make(self, i: int) -> TaskStatus:
-        d = self.details.get(i, _NO_DETAILS)
-        return make_task_status(
-            key_text(self.keys[i]),
-            self.prefixes[i],
-            self.groups[i],
-            self.starts[i],
-            self.finishes[i],
-            self.time if self.times is None else self.times[i],
-            self.workers[i],
-            *d,
-            self.spans[i],
-        )
+        return make_task_status(*self.row(i))
 
     def __len__(self) -> int:
         return len(self.keys) + len(self.others)
@@ -432,6 +463,13 @@ class Batch(Sequence[Event]):
             f"<Batch tasks={len(self.keys)} others={len(self.others)} "
             f"time={self.time!r}>"
         )
+
+
+def pick(column: list[_T], rows: Sequence[int]) -> list[_T]:
+    """The entries of ``column`` at ``rows`` (a new list; a slice for a range)."""
+    if type(rows) is range:
+        return column[rows.start : rows.stop]
+    return [column[i] for i in rows]
 
 
 def key_text(key: Any) -> str:

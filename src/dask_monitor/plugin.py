@@ -401,8 +401,8 @@ class MonitorPlugin(SchedulerPlugin):
 
         The buffered tuples are transposed into columns at C speed; prefix,
         group and span names are read off the task groups by comprehensions;
-        one pass builds the batch's index by finish state (shared by the
-        observers), and only the events that enter or leave ``processing``,
+        the batch's index by finish state (shared by the observers) drives
+        the rest: only the events that enter or leave ``processing``,
         err or are forgotten are looked at one by one. No event object is
         made here: observers read the columns.
 
@@ -427,17 +427,23 @@ class MonitorPlugin(SchedulerPlugin):
             spans = [tg.span_id for tg in tgs]
         except AttributeError:  # a task the scheduler no longer knows
             prefixes, groups, spans = _names(raw, tss)
-        index: dict[str, list[int]] = {}
-        for i, f in enumerate(finishes):
-            rows = index.get(f)
-            if rows is None:
-                index[f] = [i]
-            else:
-                rows.append(i)
         workers: list[str | None] = [None] * len(raw)
         details: dict[int, Details] = {}
+        batch = Batch(
+            raw,
+            prefixes,
+            groups,
+            starts,
+            finishes,
+            workers,
+            spans,
+            now,
+            None,
+            details,
+            others,
+        )
         where = self._where
-        for state, rows in index.items():
+        for state, rows in batch.finish_index().items():
             if state == "processing":
                 for i in rows:
                     kw = kws[i]
@@ -475,20 +481,6 @@ class MonitorPlugin(SchedulerPlugin):
                 leaving = [i for i in rows if starts[i] == "processing"]
                 for i in leaving:
                     workers[i] = where.pop(raw[i], None)
-        batch = Batch(
-            raw,
-            prefixes,
-            groups,
-            starts,
-            finishes,
-            workers,
-            spans,
-            now,
-            None,
-            details,
-            others,
-        )
-        batch._finish_index = index
         return batch
 
     def _worker_events(

@@ -26,9 +26,9 @@ from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from itertools import chain, repeat
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol
 
-from dask_monitor.batch import Batch, as_batch, key_text, uniform
+from dask_monitor.batch import Batch, as_batch, key_text, pick, uniform
 from dask_monitor.config import AlertsConfig
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
 
@@ -61,7 +61,6 @@ TOPIC = "dask-monitor-alerts"
 _ACTIVE = frozenset({"waiting", "queued", "processing", "no-worker"})
 _NOT_AN_ERROR_SOURCE = frozenset({"waiting", "erred", NEW})
 _MAX_COOLDOWNS = 10_000
-_T = TypeVar("_T")
 _PROCESSING = "processing"
 _MEMORY = "memory"
 _ERRED = "erred"
@@ -122,19 +121,12 @@ def _follow(batch: Batch, active: int) -> tuple[int, int]:
     return active, last
 
 
-def _pick(column: list[_T], rows: Sequence[int]) -> list[_T]:
-    """The entries of ``column`` at ``rows`` (a new list)."""
-    if type(rows) is range:
-        return column[rows.start : rows.stop]
-    return [column[i] for i in rows]
-
-
 def _from_processing(batch: Batch, rows: Sequence[int]) -> Sequence[int]:
     """The ``rows`` (indices, in order) of task events that left ``processing``."""
     starts = batch.starts
     if type(rows) is range and rows.stop - rows.start == len(starts):
         return batch.where_start(_PROCESSING)
-    left = _pick(starts, rows)
+    left = pick(starts, rows)
     if left.count(_PROCESSING) == len(left):
         return rows
     return [i for i, s in zip(rows, left, strict=True) if s == _PROCESSING]
@@ -175,7 +167,7 @@ def _completed(batch: Batch, lo: int, hi: int) -> list[str]:
         memory = _finished(batch, _MEMORY)
         if not memory:
             return []
-        return _pick(batch.prefixes, _from_processing(batch, memory))
+        return pick(batch.prefixes, _from_processing(batch, memory))
     finishes = batch.finishes[lo:hi]
     if finishes.count(_MEMORY) == hi - lo:  # all completions (between errors)
         starts = batch.starts[lo:hi]
@@ -183,7 +175,7 @@ def _completed(batch: Batch, lo: int, hi: int) -> list[str]:
             return batch.prefixes[lo:hi]
     memory = batch.where_finish(_MEMORY)
     rows = memory[bisect_left(memory, lo) : bisect_left(memory, hi)]
-    return _pick(batch.prefixes, _from_processing(batch, rows))
+    return pick(batch.prefixes, _from_processing(batch, rows))
 
 
 class _Sketches(Protocol):
@@ -696,11 +688,11 @@ class StragglerRule(AlertRule):
                 leave.sort()
         if not enter:
             if leave:
-                self._leave(_pick(keys, leave))
+                self._leave(pick(keys, leave))
             return
         if leave:
-            entering = _pick(keys, enter)
-            leaving = _pick(keys, leave)
+            entering = pick(keys, enter)
+            leaving = pick(keys, leave)
             first_in = dict(zip(entering, enter, strict=True))
             if len(self.inflight) + len(enter) > self.max_tasks or len(first_in) != len(
                 entering
@@ -718,13 +710,13 @@ class StragglerRule(AlertRule):
 
     def _enter(self, batch: Batch, rows: Sequence[int]) -> None:
         """Add the tasks of events ``rows``, entering ``processing``."""
-        keys = _pick(batch.keys, rows)
+        keys = pick(batch.keys, rows)
         times = batch.times
         entries = list(
             zip(
-                [batch.time] * len(keys) if times is None else _pick(times, rows),
-                _pick(batch.prefixes, rows),
-                _pick(batch.workers, rows),
+                [batch.time] * len(keys) if times is None else pick(times, rows),
+                pick(batch.prefixes, rows),
+                pick(batch.workers, rows),
                 strict=True,
             )
         )

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any, cast
 
-from dask_monitor.batch import Batch, as_batch, key_text
+from dask_monitor.batch import Batch, as_batch
 from dask_monitor.events import Event, TaskStatus, make_task_status
 from dask_monitor.observers._common import check_count
 from dask_monitor.observers.errors import truncate
@@ -39,42 +39,6 @@ def record(event: TaskStatus, max_text: int | None = None) -> EventRecord:
         if event.traceback is not None and len(event.traceback) > max_text:
             out["traceback"] = truncate(event.traceback, max_text, keep="tail")
     return cast(EventRecord, out)
-
-
-_NO_DETAILS = (None, None, None, None, None, None)
-
-
-def _row(batch: Batch, i: int) -> tuple[Any, ...]:
-    """Task event ``i`` as the arguments of ``make_task_status`` (cheaper)."""
-    times = batch.times
-    return (
-        key_text(batch.keys[i]),
-        batch.prefixes[i],
-        batch.groups[i],
-        batch.starts[i],
-        batch.finishes[i],
-        batch.time if times is None else times[i],
-        batch.workers[i],
-        *batch.details.get(i, _NO_DETAILS),
-        batch.spans[i],
-    )
-
-
-def _tail_of(batch: Batch, lo: int) -> Batch:
-    """The task events of ``batch`` from index ``lo`` on, as a new batch."""
-    times = batch.times
-    return Batch(
-        batch.keys[lo:],
-        batch.prefixes[lo:],
-        batch.groups[lo:],
-        batch.starts[lo:],
-        batch.finishes[lo:],
-        batch.workers[lo:],
-        batch.spans[lo:],
-        batch.time,
-        None if times is None else times[lo:],
-        {i - lo: d for i, d in batch.details.items() if i >= lo},
-    )
 
 
 class SamplingObserver:
@@ -154,7 +118,7 @@ class SamplingObserver:
         keep = self.recent_size
         lo = max(0, n - keep)
         if lo > keep:  # do not hold a much larger batch for its tail
-            batch = _tail_of(batch, lo)
+            batch = batch.take(range(lo, batch.tasks))
             lo = 0
         tail = self._tail
         tail.append((batch, lo))
@@ -187,7 +151,7 @@ class SamplingObserver:
         sample = self._reservoir
         if len(sample) < k:
             take = min(k - len(sample), n)
-            sample.extend([_row(batch, i) for i in range(take)])
+            sample.extend([batch.row(i) for i in range(take)])
             self._records.extend([None] * take)
             if len(sample) < k:
                 self.seen = base + n
@@ -211,7 +175,7 @@ class SamplingObserver:
         w = self._w
         while nxt < end:
             slot = randrange(k)
-            sample[slot] = _row(batch, nxt - base)
+            sample[slot] = batch.row(nxt - base)
             records[slot] = None
             w *= exp(log(1.0 - random_()) / k)
             if w >= 1.0:

@@ -16,9 +16,15 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import islice, repeat
 from operator import itemgetter
-from typing import TypeVar
 
-from dask_monitor.batch import Batch, Details, as_batch, positions, uniform
+from dask_monitor.batch import (
+    NO_DETAILS,
+    Batch,
+    as_batch,
+    pick,
+    positions,
+    uniform,
+)
 from dask_monitor.events import Event, WorkerStatus
 from dask_monitor.observers._common import (
     CHUNK,
@@ -35,20 +41,11 @@ __all__ = ["WorkersObserver"]
 RUNNING = "running"
 REMOVED = "removed"
 
-_T = TypeVar("_T")
 
-#: Details of an event without any, and the compute duration of details.
-_NO_DETAILS: Details = (None, None, None, None, None, None)
+#: The compute duration of details.
 _DURATION = itemgetter(0)
 #: ``details.get``'s default, for ``map``.
-_NONE = repeat(_NO_DETAILS)
-
-
-def _pick(column: list[_T], rows: Sequence[int]) -> list[_T]:
-    """The entries of ``column`` at ``rows`` (a new list)."""
-    if type(rows) is range:
-        return column[rows.start : rows.stop]
-    return [column[i] for i in rows]
+_NONE = repeat(NO_DETAILS)
 
 
 class _Worker:
@@ -240,8 +237,8 @@ class WorkersObserver:
         if not enter and not leave:
             return
         workers = batch.workers if whole else batch.workers[lo:hi]
-        entered = _pick(workers, enter)
-        ran = _pick(workers, leave)
+        entered = pick(workers, enter)
+        ran = pick(workers, leave)
         gained = Counter(entered)
         lost = Counter(ran)
         where = self._where
@@ -251,7 +248,7 @@ class WorkersObserver:
             where = self._where = {}
         if where is not None:
             keys = batch.keys if whole else batch.keys[lo:hi]
-            self._remember(where, _pick(keys, enter), entered, _pick(keys, leave), ran)
+            self._remember(where, pick(keys, enter), entered, pick(keys, leave), ran)
             lost = Counter(ran)
         if None in lost:
             self.unattributed += lost[None]
@@ -269,7 +266,7 @@ class WorkersObserver:
                 latest = {}
                 for w, t in zip(
                     entered + ran,
-                    _pick(times, enter) + _pick(times, leave),
+                    pick(times, enter) + pick(times, leave),
                     strict=True,
                 ):
                     if t > latest.get(w, -math.inf):
@@ -301,7 +298,7 @@ class WorkersObserver:
                 memory = batch.where_finish(MEMORY)
                 errors = batch.where_finish(ERRED)
         else:
-            left = _pick(finishes, leave)
+            left = pick(finishes, leave)
             if uniform(left):
                 memory = range(m) if left[0] == MEMORY else ()
                 errors = range(m) if left[0] == ERRED else ()
@@ -316,7 +313,7 @@ class WorkersObserver:
             done = ran
         else:
             completions = memory if m == n else [leave[p] for p in memory]
-            done = _pick(ran, memory)
+            done = pick(ran, memory)
         if lo:
             completions = [i + lo for i in completions]
         details = batch.details
@@ -340,7 +337,7 @@ class WorkersObserver:
             for w, d in zip(done, map(details.get, completions, _NONE), strict=True):
                 if d[0] is not None:
                     busy[w] = get(w, 0.0) + d[0]
-        erred = Counter(_pick(ran, errors)) if errors else None
+        erred = Counter(pick(ran, errors)) if errors else None
         if len(memory) == m:
             completed = lost
         elif erred is not None and len(memory) + len(errors) == m:

@@ -72,7 +72,7 @@ from typing import Any
 
 import msgpack
 
-from dask_monitor.batch import Batch, Details, key_texts
+from dask_monitor.batch import NO_DETAILS, Batch, Details, key_texts
 from dask_monitor.events import (
     Alert,
     Event,
@@ -187,7 +187,6 @@ def _lists(value: Any) -> Any:
 
 #: Length of a task event's row: ``"t"`` and the fields of ``TaskStatus``.
 _TASK_ROW = 1 + len(dataclasses.fields(TaskStatus))
-_NO_DETAILS = (None,) * 6
 
 
 def encode_batch(batch: Batch) -> list[Sequence[Any]]:
@@ -306,7 +305,7 @@ def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
         for i, d in enumerate(
             zip(durations, begins, ends, nbytes, exceptions, tracebacks, strict=True)
         )
-        if d != _NO_DETAILS
+        if d != NO_DETAILS
     }
     return Batch.from_columns(
         list(keys),
