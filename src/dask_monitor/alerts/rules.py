@@ -634,19 +634,21 @@ class StragglerRule(AlertRule):
 
     def reset(self) -> None:
         """Forget the in-flight tasks."""
-        #: key -> (start, prefix, worker) of the tasks processing, oldest first.
-        self.inflight: dict[str, tuple[float, str, str | None]] = {}
+        #: key (as Dask gives it) -> (start, prefix, worker) of the tasks
+        #: processing, oldest first.
+        self.inflight: dict[Any, tuple[float, str, str | None]] = {}
         #: The in-flight tasks already reported.
-        self._reported: set[str] = set()
+        self._reported: set[Any] = set()
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Track tasks entering and leaving ``processing``.
 
         Read as columns (see :func:`~dask_monitor.batch.as_batch`): the tasks
-        entering are added with one ``dict.update`` and those leaving popped
-        by a ``map``, unless the order of the batch matters (a task both
-        entering and leaving, a task entering twice, a full table): then the
-        batch is taken event by event.
+        leaving are popped by a ``map`` and those entering added with one
+        ``dict.update``; a task that enters and leaves in the same batch
+        stays if it entered after it last left. Only when the order matters
+        more (a task entering twice, no room for all) is the batch taken
+        event by event.
         """
         batch = as_batch(events)
         keys = batch.keys
