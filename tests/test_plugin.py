@@ -76,6 +76,8 @@ class TestCounts:
             assert totals["remaining"] == 0
             assert totals["done"] == totals["completed"] + totals["erred"]
             assert totals["completed"] >= 50 + 100 + 20 + 3
+            # Nothing is remembered as processing once all is done.
+            assert get_plugin(scheduler)._where == {}  # type: ignore[union-attr]
 
     def test_errors_carry_the_exception_text(self, client: Client) -> None:
         """Erred tasks are grouped by prefix and type with their text and traceback."""
@@ -345,6 +347,53 @@ class TestHook:
         err = events[2]
         assert err.key == str(key) and err.prefix == "sum-aggregate"
         assert err.exception_type == "ValueError"
+
+    def test_no_task_is_remembered_as_processing_once_it_left(self) -> None:
+        """Whatever the order of states in one flush, the workers of tasks
+        entering and leaving processing are right and none stays remembered."""
+        plugin = MonitorPlugin()
+        memory = {"worker": "tcp://w:1", "nbytes": 1, "startstops": ()}
+        plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
+        plugin._buffer[-1][4]["worker"] = "tcp://w:1"  # the hook reads ts
+        plugin._convert(plugin._buffer, 1.0)
+        plugin._buffer.clear()
+        # A flush where a completion comes before the next task enters
+        # processing, and that task completes and is forgotten in it too.
+        plugin.transition("a-1", "processing", "memory", stimulus_id="s", **memory)
+        plugin.transition("a-1", "memory", "forgotten", stimulus_id="s")
+        plugin.transition("a-2", "waiting", "processing", stimulus_id="s")
+        plugin._buffer[-1][4]["worker"] = "tcp://w:2"
+        plugin.transition("a-2", "processing", "released", stimulus_id="s")
+        plugin.transition("a-3", "waiting", "processing", stimulus_id="s")
+        plugin._buffer[-1][4]["worker"] = "tcp://w:3"
+        plugin.transition("a-3", "processing", "memory", stimulus_id="s", **memory)
+        plugin.transition("a-3", "memory", "forgotten", stimulus_id="s")
+        batch = plugin._convert(plugin._buffer, 2.0)
+        assert batch.workers == [
+            "tcp://w:1",  # completions say where they ran
+            None,
+            "tcp://w:2",
+            "tcp://w:2",  # a departure without a worker: where it entered
+            "tcp://w:3",
+            "tcp://w:1",
+            None,
+        ]
+        assert plugin._where == {}
+
+    def test_a_task_entering_again_in_one_flush_is_followed_in_order(self) -> None:
+        """Released from one worker and sent to another within one flush."""
+        plugin = MonitorPlugin()
+        plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
+        plugin._buffer[-1][4]["worker"] = "tcp://w:1"
+        plugin._convert(plugin._buffer, 1.0)
+        plugin._buffer.clear()
+        plugin.transition("a-1", "processing", "released", stimulus_id="s")
+        plugin.transition("a-1", "released", "waiting", stimulus_id="s")
+        plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
+        plugin._buffer[-1][4]["worker"] = "tcp://w:2"
+        batch = plugin._convert(plugin._buffer, 2.0)
+        assert batch.workers == ["tcp://w:1", None, "tcp://w:2"]
+        assert plugin._where == {"a-1": "tcp://w:2"}
 
     def test_worker_events(self) -> None:
         """Workers joining and leaving become WorkerStatus events."""

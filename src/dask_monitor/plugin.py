@@ -29,7 +29,7 @@ from distributed.protocol.pickle import loads
 from tornado.ioloop import PeriodicCallback
 
 from dask_monitor.alerts.rules import topics as alert_topics
-from dask_monitor.batch import Batch, Details
+from dask_monitor.batch import Batch, Details, pick
 from dask_monitor.config import MonitorConfig
 from dask_monitor.events import NEW, Alert, Event, WorkerStatus
 from dask_monitor.pipeline import Pipeline
@@ -63,6 +63,10 @@ SETTLE_SECONDS = 2.0
 
 # Marks a worker event in the buffer: (address, _WORKER, action, None, info).
 _WORKER = object()
+
+_PROCESSING = "processing"
+_MEMORY = "memory"
+_ERRED = "erred"
 
 _LEAVE_PROCESSING_FOR_LOSS = frozenset({"released", "no-worker", "waiting"})
 
@@ -125,7 +129,7 @@ class MonitorPlugin(SchedulerPlugin):
         self._dropped = 0
         self._marks = 0  # worker events in the buffer
         self._tasks: dict[Any, Any] = {}
-        self._where: dict[Any, str] = {}
+        self._where: dict[Any, str | None] = {}
         self._pc: PeriodicCallback | None = None
         self._closed = False
         self.recorder: EventLogWriter | None = None
@@ -334,6 +338,8 @@ class MonitorPlugin(SchedulerPlugin):
         self._buffer = []
         self._dropped = 0
         self._marks = 0
+        if dropped:
+            self._prune_where()
         try:
             batch = self._convert(items, time.time(), has_workers=marks > 0)
             self._name_spans(batch)
@@ -442,46 +448,101 @@ class MonitorPlugin(SchedulerPlugin):
             details,
             others,
         )
+        index = batch.finish_index()
+        enter = index.get(_PROCESSING, ())
+        if enter:
+            keys = pick(raw, enter)
+            if not self._where.keys().isdisjoint(keys) or len(set(keys)) < len(keys):
+                # A task entering twice, or again without having left: the
+                # order matters, follow the batch event by event.
+                self._follow(batch, kws, tss, index)
+                return batch
+        # Every task entering ``processing`` here was not there before and
+        # enters once: whatever leaves ``processing`` leaves after it entered,
+        # so the tasks entering are taken first, then those leaving.
         where = self._where
-        for state, rows in batch.finish_index().items():
-            if state == "processing":
-                for i in rows:
-                    kw = kws[i]
-                    if kw:
-                        worker = kw.get("worker")
-                        if worker is not None:
-                            where[raw[i]] = workers[i] = worker
-            elif state == "forgotten":
-                for i in rows:
-                    where.pop(raw[i], None)
-            elif state == "erred":
-                for i in rows:
-                    kw = kws[i]
-                    worker = where.pop(raw[i], None)
-                    if starts[i] == "processing":
-                        workers[i] = kw.get("worker") or worker
-                    exception, traceback = _error_texts(kw, tss[i])
-                    if exception is not None or traceback is not None:
-                        details[i] = (None, None, None, None, exception, traceback)
-            elif state == "memory":
-                for i in rows:
-                    if starts[i] != "processing":
-                        continue
+        for i in enter:
+            kw = kws[i]
+            where[raw[i]] = workers[i] = kw.get("worker") if kw else None
+        memory = index.get(_MEMORY, ())
+        for i in memory:
+            if starts[i] == _PROCESSING:
+                kw = kws[i]
+                worker = where.pop(raw[i], None)
+                workers[i] = kw.get("worker", worker)
+                details[i] = _completion(kw)
+        leaving = batch.where_start(_PROCESSING)
+        if len(leaving) != len(memory):  # not only completions
+            for i in leaving:
+                finish = finishes[i]
+                if finish == _ERRED:
                     kw = kws[i]
                     worker = where.pop(raw[i], None)
-                    workers[i] = kw.get("worker", worker)
-                    duration = begin = end = None
-                    for ss in kw.get("startstops", ()):
-                        if ss.get("action") == "compute":
-                            begin = ss["start"]
-                            end = ss["stop"]
-                            duration = end - begin
-                    details[i] = (duration, begin, end, kw.get("nbytes"), None, None)
-            else:
-                leaving = [i for i in rows if starts[i] == "processing"]
-                for i in leaving:
+                    workers[i] = (kw.get("worker") if kw else None) or worker
+                elif finish != _MEMORY and finish != _PROCESSING:
                     workers[i] = where.pop(raw[i], None)
+        if _ERRED in index:
+            _error_details(batch, kws, tss, index[_ERRED])
         return batch
+
+    def _follow(
+        self,
+        batch: Batch,
+        kws: list[Any],
+        tss: list[Any],
+        index: dict[str, list[int]],
+    ) -> None:
+        """Workers and details of the batch's events, taken in order."""
+        where = self._where
+        raw = batch.keys
+        workers = batch.workers
+        details = batch.details
+        for i, (start, finish) in enumerate(
+            zip(batch.starts, batch.finishes, strict=True)
+        ):
+            if finish == _PROCESSING:
+                kw = kws[i]
+                where[raw[i]] = workers[i] = kw.get("worker") if kw else None
+            elif start == _PROCESSING:
+                worker = where.pop(raw[i], None)
+                kw = kws[i]
+                if finish == _MEMORY:
+                    worker = kw.get("worker", worker)
+                    details[i] = _completion(kw)
+                elif finish == _ERRED:
+                    worker = (kw.get("worker") if kw else None) or worker
+                workers[i] = worker
+        if _ERRED in index:
+            _error_details(batch, kws, tss, index[_ERRED])
+
+    def _follow_workers(self, batch: Batch, kws: list[Any]) -> None:
+        """The workers of the events entering and leaving ``processing``, in order."""
+        where = self._where
+        raw = batch.keys
+        workers = batch.workers
+        for i, (start, finish) in enumerate(
+            zip(batch.starts, batch.finishes, strict=True)
+        ):
+            if finish == _PROCESSING:
+                kw = kws[i]
+                where[raw[i]] = workers[i] = kw.get("worker") if kw else None
+            elif start == _PROCESSING:
+                worker = where.pop(raw[i], None)
+                kw = kws[i]
+                if finish == _MEMORY:
+                    worker = kw.get("worker", worker)
+                elif finish == _ERRED:
+                    worker = (kw.get("worker") if kw else None) or worker
+                workers[i] = worker
+
+    def _prune_where(self) -> None:
+        """Forget tasks no longer processing (their departure may have been dropped)."""
+        tasks = self._tasks
+        self._where = {
+            key: worker
+            for key, worker in self._where.items()
+            if (ts := tasks.get(key)) is not None and ts.state == _PROCESSING
+        }
 
     def _worker_events(
         self, tasks: list[tuple[Any, ...]], marks: list[tuple[int, Any]], now: float
@@ -678,6 +739,32 @@ def _names(
             groups.append(name)
             spans.append(None)
     return prefixes, groups, spans
+
+
+def _completion(kw: dict[str, Any]) -> Details:
+    """Compute time, start and stop, and size of a completion, from its kwargs.
+
+    The compute interval is the last ``startstops`` entry whose action is
+    ``compute``.
+    """
+    duration = begin = end = None
+    for ss in kw.get("startstops") or ():
+        if ss.get("action") == "compute":
+            begin = ss["start"]
+            end = ss["stop"]
+            duration = end - begin
+    return (duration, begin, end, kw.get("nbytes"), None, None)
+
+
+def _error_details(
+    batch: Batch, kws: list[Any], tss: list[Any], rows: list[int]
+) -> None:
+    """The error texts of the events at ``rows`` (into ``erred``)."""
+    details = batch.details
+    for i in rows:
+        exception, traceback = _error_texts(kws[i], tss[i])
+        if exception is not None or traceback is not None:
+            details[i] = (None, None, None, None, exception, traceback)
 
 
 def _error_texts(kw: dict[str, Any] | None, ts: Any) -> tuple[str | None, str | None]:
