@@ -42,6 +42,42 @@ def _ts(
 
 
 class TestSpansObserver:
+    def test_shared_keys_give_the_views_of_own_keys(self) -> None:
+        """Sharing the progress observer's keys changes no view, duplicates
+        and recomputations included; the keys are taken once per batch."""
+        from dask_monitor.batch import Batch
+        from dask_monitor.observers.progress import ProgressObserver
+
+        t = 1_000.0
+        events = [
+            _ts("a-1", "a", "new", "waiting", t, "s1"),
+            _ts("b-1", "b", "new", "waiting", t, "s2"),
+            _ts("a-1", "a", "new", "waiting", t, "s1"),  # a duplicate report
+            _ts("a-1", "a", "waiting", "processing", t, "s1"),
+            _ts("b-1", "b", "waiting", "processing", t, "s2"),
+            _ts("a-1", "a", "processing", "memory", t, "s1", duration=1.0),
+            _ts("b-1", "b", "processing", "memory", t, "s2", duration=2.0),
+            _ts("a-1", "a", "memory", "released", t + 1, "s1"),  # data lost
+            _ts("a-1", "a", "released", "waiting", t + 1, "s1"),
+            _ts("a-1", "a", "waiting", "processing", t + 1, "s1"),
+            _ts("a-1", "a", "processing", "memory", t + 1, "s1", duration=1.0),
+        ]
+        progress = ProgressObserver()
+        shared = SpansObserver(keys=progress.keys)
+        own = SpansObserver()
+        for lo, hi in ((0, 2), (2, 3), (3, 7), (7, 11)):
+            batch = Batch.from_events(events[lo:hi])
+            progress.update_batch(batch)
+            shared.update_batch(batch)
+            own.update_batch(events[lo:hi])
+        assert shared.summary() == own.summary()
+        for span_id in ("s1", "s2"):
+            assert shared.view([span_id]) == own.view([span_id])
+        view = shared.view(["s1"])
+        assert view["totals"]["recomputed"] == 1
+        assert view["totals"]["total"] == 1
+        assert progress.snapshot()["totals"]["recomputed"] == 1
+
     def test_views_by_id_name_and_nesting(self) -> None:
         """A name selects its spans and the spans nested in them."""
         obs = SpansObserver()

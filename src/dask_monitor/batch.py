@@ -18,6 +18,7 @@ This module uses the standard library only.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import compress, repeat
@@ -30,6 +31,7 @@ __all__ = [
     "NO_DETAILS",
     "Batch",
     "Details",
+    "Latest",
     "as_batch",
     "key_text",
     "pick",
@@ -81,6 +83,7 @@ class Batch(Sequence[Event]):
     """
 
     __slots__ = (
+        "__weakref__",
         "_events",
         "_finish_index",
         "_start_rows",
@@ -463,6 +466,38 @@ class Batch(Sequence[Event]):
             f"<Batch tasks={len(self.keys)} others={len(self.others)} "
             f"time={self.time!r}>"
         )
+
+
+class Latest:
+    """Recognises the latest batch it was shown, without keeping it alive.
+
+    The same batch is recognised (held by a weak reference), and so is
+    another batch made from the same list of events (the list is held: a
+    list of events given to several observers becomes one batch in each).
+    """
+
+    __slots__ = ("_events", "_ref")
+
+    def __init__(self) -> None:
+        self._ref: weakref.ref[Batch] | None = None
+        self._events: list[Event] | None = None
+
+    def __contains__(self, batch: Batch) -> bool:
+        ref = self._ref
+        if ref is not None and ref() is batch:
+            return True
+        events = self._events
+        return events is not None and batch._events is events
+
+    def remember(self, batch: Batch) -> None:
+        """Make ``batch`` the latest one."""
+        self._ref = weakref.ref(batch)
+        self._events = batch._events
+
+    def clear(self) -> None:
+        """Forget the latest batch."""
+        self._ref = None
+        self._events = None
 
 
 def pick(column: list[_T], rows: Sequence[int]) -> list[_T]:

@@ -105,7 +105,9 @@ class Pipeline:
             recent=cfg.recent_events, reservoir=cfg.reservoir_size
         )
         self.eta = EtaObserver(self.progress, self.throughput, clock=clock)
-        self.spans = SpansObserver(relative_error=cfg.relative_error)
+        self.spans = SpansObserver(
+            relative_error=cfg.relative_error, keys=self.progress.keys
+        )
         # Alerts: rules are observers; what they emit goes to its own subject.
         self.alerts = Subject(name="dask-monitor-alerts", raise_errors=raise_errors)
         self.alert_log = AlertLog(recent=cfg.alerts.recent)

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import TypedDict
 
-from dask_monitor.batch import Batch, as_batch
+from dask_monitor.batch import Batch, Latest, as_batch
 from dask_monitor.events import NEW, Event
 from dask_monitor.observers._common import (
     CHUNK,
@@ -56,7 +56,7 @@ from dask_monitor.snapshot import (
     Totals,
 )
 
-__all__ = ["ProgressObserver", "ProgressSnapshot"]
+__all__ = ["Keys", "ProgressObserver", "ProgressSnapshot", "part_verdict"]
 
 _WAITING, _QUEUED, _NO_WORKER, _PROCESSING = ACTIVE_STATES
 _ORDER = {s: i for i, s in enumerate(STATES)}
@@ -298,6 +298,137 @@ def _empty_durations() -> DurationStats:
     }
 
 
+class Keys:
+    """The keys of live tasks: what it takes to ignore duplicate creations and
+    to recognise recomputations.
+
+    Holds the keys of the live tasks and of those that completed, removed when
+    a task is forgotten. :meth:`verdict` takes a batch and says which of its
+    events are duplicate creations and which are recomputations; its answer
+    for the latest batch is kept, so that several observers of one batch (the
+    progress observer and the per-span views) share one tracker and pay for it
+    once.
+    """
+
+    __slots__ = ("_latest", "_verdict", "done", "live")
+
+    def __init__(self) -> None:
+        self.live: set[object] = set()
+        self.done: set[object] = set()
+        self._latest = Latest()  # the batch of ``_verdict``
+        self._verdict: tuple[list[int], list[int]] = ([], [])
+
+    def clear(self) -> None:
+        """Forget every key."""
+        self.live.clear()
+        self.done.clear()
+        self._latest.clear()
+
+    def verdict(self, batch: Batch) -> tuple[list[int], list[int]]:
+        """Indices of the duplicate creations and of the recomputations of
+        ``batch`` (both empty in the common case), after taking its keys.
+
+        The common batch takes three set operations per task; anything
+        unusual (a duplicate creation, a key created again, a recomputation)
+        is followed event by event.
+        """
+        if batch in self._latest:
+            return self._verdict
+        keys = batch.keys
+        starts = batch.starts
+        live = self.live
+        done = self.done
+        new: list[object] = []
+        if NEW in starts:
+            counts = batch.counted()
+            if counts is None:
+                new = [k for k, s in zip(keys, starts, strict=True) if s == NEW]
+            else:
+                # Creations are among the events that finished where a
+                # creation did (the batch's shared index).
+                created = {f for _, _, s, f in counts if s == NEW}
+                new = [
+                    keys[i]
+                    for f in created
+                    for i in batch.where_finish(f)
+                    if starts[i] == NEW
+                ]
+        completed = [
+            keys[i] for i in batch.where_finish(MEMORY) if starts[i] == PROCESSING
+        ]
+        in_order = False
+        if new:
+            if live.isdisjoint(new):
+                before = len(live)
+                live.update(new)
+                if len(live) - before != len(new):  # created twice in the batch
+                    live.difference_update(new)
+                    in_order = True
+            else:
+                in_order = True
+        if completed and not in_order:
+            if done.isdisjoint(completed):
+                before = len(done)
+                done.update(completed)
+                if len(done) - before != len(completed):  # completed twice
+                    done.difference_update(completed)
+                    in_order = True
+            else:
+                in_order = True
+            if in_order:
+                live.difference_update(new)  # back to the state before the batch
+        verdict: tuple[list[int], list[int]] = ([], [])
+        if in_order:
+            verdict = self._in_order(batch)
+        else:
+            forgotten = batch.where_finish(FORGOTTEN)
+            if forgotten:
+                gone = list(map(keys.__getitem__, forgotten))
+                live.difference_update(gone)
+                done.difference_update(gone)
+        self._latest.remember(batch)
+        self._verdict = verdict
+        return verdict
+
+    def _in_order(self, batch: Batch) -> tuple[list[int], list[int]]:
+        """Follow keys event by event (rare: duplicates, recomputes, reused keys)."""
+        live = self.live
+        done = self.done
+        duplicates: list[int] = []
+        recomputed: list[int] = []
+        for i, (k, s, f) in enumerate(
+            zip(batch.keys, batch.starts, batch.finishes, strict=True)
+        ):
+            if s == NEW:
+                if k in live:
+                    duplicates.append(i)
+                    continue
+                live.add(k)
+            if f == FORGOTTEN:
+                live.discard(k)
+                done.discard(k)
+            elif f == MEMORY and s == PROCESSING:
+                if k in done:
+                    recomputed.append(i)
+                else:
+                    done.add(k)
+        return duplicates, recomputed
+
+
+def part_verdict(
+    verdict: tuple[list[int], list[int]], rows: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """:meth:`Keys.verdict` of a batch, for the batch of its events at ``rows``."""
+    duplicates, recomputed = verdict
+    if not duplicates and not recomputed:
+        return verdict
+    where = {i: j for j, i in enumerate(rows)}
+    return (
+        [where[i] for i in duplicates if i in where],
+        [where[i] for i in recomputed if i in where],
+    )
+
+
 class ProgressObserver:
     """Counts of tasks per state, per task prefix and per task group.
 
@@ -363,8 +494,12 @@ class ProgressObserver:
 
     def reset(self) -> None:
         """Forget everything (Dask's ``restart`` drops tasks without transitions)."""
-        self._live: set[str] = set()
-        self._done: set[str] = set()
+        keys = getattr(self, "keys", None)
+        if keys is None:
+            #: The keys of live tasks (shared with the per-span views).
+            self.keys = Keys()
+        else:
+            keys.clear()
         self._prefixes = _Table(self.max_prefixes, False, self.max_folded)
         self._groups = _Table(self.max_groups, True, self.max_folded)
         self._totals: defaultdict[str, int] = defaultdict(int)
@@ -391,16 +526,33 @@ class ProgressObserver:
         if not n:
             return
         if n > CHUNK:
-            # A few passes over each chunk while it is in the CPU cache beat
-            # the same passes over a batch too big for it; counts do not
-            # depend on how a stream is cut.
-            for part in batch.chunks(CHUNK):
-                self._take(part)
+            # The keys are taken for the whole batch (one verdict, shared
+            # with the per-span views), the counts chunk by chunk.
+            self.take(batch, self.keys.verdict(batch))
             return
         self._take(batch)
 
-    def _take(self, batch: Batch) -> None:
-        keys = batch.keys
+    def take(self, batch: Batch, verdict: tuple[list[int], list[int]]) -> None:
+        """Count ``batch``, whose keys another observer took already.
+
+        ``verdict`` is what :meth:`Keys.verdict` said of ``batch``: the
+        indices of its duplicate creations and of its recomputations. The
+        per-span views count their batches so, keeping no keys of their own.
+        """
+        n = len(batch.keys)
+        if n > CHUNK:
+            # A few passes over each chunk while it is in the CPU cache beat
+            # the same passes over a batch too big for it; counts do not
+            # depend on how a stream is cut.
+            for lo, part in zip(range(0, n, CHUNK), batch.chunks(CHUNK), strict=True):
+                self._take(part, part_verdict(verdict, range(lo, lo + len(part.keys))))
+        elif n:
+            self._take(batch, verdict)
+
+    def _take(
+        self, batch: Batch, verdict: tuple[list[int], list[int]] | None = None
+    ) -> None:
+        """Count ``batch``; ``verdict`` is :meth:`Keys.verdict` of it, if known."""
         groups = batch.groups
         prefixes = batch.prefixes
         starts = batch.starts
@@ -412,23 +564,11 @@ class ProgressObserver:
         sample = groups[:64]
         wide = len(set(sample)) * 4 > len(sample)
         counts: Counter[tuple[str, str, str, str]] | None = None
-        if wide:
-            new = (
-                [k for k, s in zip(keys, starts, strict=True) if s == NEW]
-                if NEW in starts
-                else []
-            )
-        else:
+        if not wide:
             counts = batch.transitions()  # shared with the span's observers
-            # Creations are among the events that finished where a creation
-            # did (the batch's shared index).
-            created = {f for _, _, s, f in counts if s == NEW}
-            new = [
-                keys[i]
-                for f in created
-                for i in batch.where_finish(f)
-                if starts[i] == NEW
-            ]
+        duplicates, recomputed = (
+            self.keys.verdict(batch) if verdict is None else verdict
+        )
         # Latest time per row: one time for the whole batch when the events
         # share it (the plugin stamps a flush's events with one time).
         times = batch.times
@@ -444,36 +584,6 @@ class ProgressObserver:
         if t_last > self._last_active:
             self._last_active = t_last
 
-        # Keys: creations, completions, forgets. The common batch takes three
-        # set operations per task; anything unusual (a duplicate creation, a
-        # key created again, a recomputation) is followed event by event.
-        live = self._live
-        done = self._done
-        gone = list(map(keys.__getitem__, batch.where_finish(FORGOTTEN)))
-        completed = [
-            keys[i] for i in batch.where_finish(MEMORY) if starts[i] == PROCESSING
-        ]
-        in_order = False
-        if new:
-            if live.isdisjoint(new):
-                before = len(live)
-                live.update(new)
-                if len(live) - before != len(new):  # created twice in the batch
-                    live.difference_update(new)
-                    in_order = True
-            else:
-                in_order = True
-        if completed and not in_order:
-            if done.isdisjoint(completed):
-                before = len(done)
-                done.update(completed)
-                if len(done) - before != len(completed):  # completed twice
-                    done.difference_update(completed)
-                    in_order = True
-            else:
-                in_order = True
-            if in_order:
-                live.difference_update(new)  # back to the state before the batch
         totals = self._totals
         if wide:
             # Totals from the columns, rather than two more updates per event.
@@ -483,19 +593,13 @@ class ProgressObserver:
             for f in set(fins):
                 if f != FORGOTTEN:
                     totals[f] += len(batch.where_finish(f))
-        recomputed: list[int] = []
-        if in_order:
-            duplicates, recomputed = self._in_order(batch)
-            if duplicates:
-                # A copy: the batch's counts are shared with other observers.
-                counts = Counter(batch.transitions() if counts is None else counts)
-                for i in duplicates:
-                    counts[groups[i], prefixes[i], starts[i], fins[i]] -= 1
-                    if wide and fins[i] != FORGOTTEN:
-                        totals[fins[i]] -= 1
-        elif gone:
-            live.difference_update(gone)
-            done.difference_update(gone)
+        if duplicates:
+            # A copy: the batch's counts are shared with other observers.
+            counts = Counter(batch.transitions() if counts is None else counts)
+            for i in duplicates:
+                counts[groups[i], prefixes[i], starts[i], fins[i]] -= 1
+                if wide and fins[i] != FORGOTTEN:
+                    totals[fins[i]] -= 1
 
         # States, completions and errors.
         ptable = self._prefixes
@@ -619,34 +723,6 @@ class ProgressObserver:
                     get(name, other).recomputed += c
         if emptied:
             gtable.drop_if_empty(emptied)
-
-    def _in_order(self, batch: Batch) -> tuple[list[int], list[int]]:
-        """Follow keys event by event (rare: duplicates, recomputes, reused keys).
-
-        Returns the indices of the duplicate creations (to be ignored) and of
-        the recomputations.
-        """
-        live = self._live
-        done = self._done
-        duplicates: list[int] = []
-        recomputed: list[int] = []
-        for i, (k, s, f) in enumerate(
-            zip(batch.keys, batch.starts, batch.finishes, strict=True)
-        ):
-            if s == NEW:
-                if k in live:
-                    duplicates.append(i)
-                    continue
-                live.add(k)
-            if f == FORGOTTEN:
-                live.discard(k)
-                done.discard(k)
-            elif f == MEMORY and s == PROCESSING:
-                if k in done:
-                    recomputed.append(i)
-                else:
-                    done.add(k)
-        return duplicates, recomputed
 
     # -- reading -----------------------------------------------------------
 

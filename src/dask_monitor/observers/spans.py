@@ -21,7 +21,12 @@ from typing import Any
 from dask_monitor.batch import Batch, as_batch
 from dask_monitor.events import Event
 from dask_monitor.observers.durations import DurationsObserver
-from dask_monitor.observers.progress import ProgressObserver, ProgressSnapshot
+from dask_monitor.observers.progress import (
+    Keys,
+    ProgressObserver,
+    ProgressSnapshot,
+    part_verdict,
+)
 from dask_monitor.observers.sketch import LogHistogram
 from dask_monitor.snapshot import DurationStats, PrefixRow
 
@@ -60,11 +65,17 @@ class SpansObserver:
         Prefixes with a row of their own within one span.
     relative_error
         Of the per-span duration quantiles.
+    keys
+        The keys of live tasks, to share with the pipeline's
+        :class:`ProgressObserver` (its ``keys``): the duplicate creations and
+        recomputations of a batch are then found once for both. By default
+        the observer keeps its own.
 
     Notes
     -----
-    Memory: ``max_spans`` small progress tables and sketches, and names of at
-    most ``10 * max_spans`` spans. Not thread-safe: fed and read by the pipeline.
+    Memory: ``max_spans`` small progress tables and sketches, names of at
+    most ``10 * max_spans`` spans, and (unless shared) the keys of the live
+    tasks. Not thread-safe: fed and read by the pipeline.
     """
 
     name = "spans"
@@ -75,6 +86,7 @@ class SpansObserver:
         max_spans: int = 20,
         max_prefixes: int = 200,
         relative_error: float = 0.01,
+        keys: Keys | None = None,
     ) -> None:
         if max_spans <= 0 or max_prefixes <= 0:
             raise ValueError("max_spans and max_prefixes must be positive")
@@ -82,12 +94,16 @@ class SpansObserver:
         self.max_prefixes = max_prefixes
         self.relative_error = relative_error
         self.names: OrderedDict[str, str] = OrderedDict()
+        self._own_keys = keys is None
+        self.keys = Keys() if keys is None else keys
         self.reset()
 
     def reset(self) -> None:
         """Forget the aggregates (span names are kept: spans outlive a restart)."""
         self._spans: OrderedDict[str, _Span] = OrderedDict()
         self.evicted = 0
+        if self._own_keys:  # shared keys are the progress observer's to reset
+            self.keys.clear()
 
     # -- events ------------------------------------------------------------
 
@@ -99,16 +115,19 @@ class SpansObserver:
         """Hand each span its events, in order.
 
         The common batch is all in one span: it goes to that span's observers
-        as it is. Otherwise each span gets the batch of its own events.
+        as it is. Otherwise each span gets the batch of its own events. The
+        keys are taken once for the whole batch (see :class:`Keys`): the
+        spans' progress observers keep none.
         """
         batch = as_batch(events)
         column = batch.spans
         if not column:
             return
+        verdict = self.keys.verdict(batch)
         first = column[0]
         if column.count(first) == len(column):
             if first is not None:
-                self._feed(first, batch, batch.timestamp(0), batch.time)
+                self._feed(first, batch, verdict, batch.timestamp(0), batch.time)
             return
         by_span: dict[str, list[int]] = {}
         for i, span_id in enumerate(column):
@@ -120,9 +139,22 @@ class SpansObserver:
                     rows.append(i)
         for span_id, rows in by_span.items():
             part = batch.take(rows)
-            self._feed(span_id, part, part.timestamp(0), max(part.timestamps()))
+            self._feed(
+                span_id,
+                part,
+                part_verdict(verdict, rows),
+                part.timestamp(0),
+                max(part.timestamps()),
+            )
 
-    def _feed(self, span_id: str, batch: Batch, first: float, last: float) -> None:
+    def _feed(
+        self,
+        span_id: str,
+        batch: Batch,
+        verdict: tuple[list[int], list[int]],
+        first: float,
+        last: float,
+    ) -> None:
         spans = self._spans
         span = spans.get(span_id)
         if span is None:
@@ -133,7 +165,7 @@ class SpansObserver:
         else:
             spans.move_to_end(span_id)
         span.last = max(span.last, last)
-        span.progress.update_batch(batch)
+        span.progress.take(batch, verdict)
         span.durations.update_batch(batch)
 
     def name_spans(self, names: Mapping[str, str]) -> None:
