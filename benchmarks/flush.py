@@ -36,6 +36,7 @@ from typing import Any
 from common import Report, fake_tasks, interleave, lifecycle_calls, parse_args
 from dask_monitor import MonitorPlugin, Pipeline
 from dask_monitor.batch import Batch
+from dask_monitor.plugin import FIELDS
 
 T0 = 1.7e9
 #: (prefixes, run): consecutive tasks cycle through the prefixes (run 1, the
@@ -57,13 +58,14 @@ class FakeClock:
 
 def make_items(
     n_events: int, n_prefixes: int, n_workers: int = 8, prefix_run: int = 1
-) -> list[tuple[Any, ...]]:
-    """The tuples the plugin's hook buffers for ``n_events`` transitions."""
+) -> list[Any]:
+    """The buffer the plugin's hook fills for ``n_events`` transitions (flat:
+    ``FIELDS`` entries per event)."""
     n_tasks = n_events // 6
     tasks = fake_tasks(n_tasks, n_prefixes, n_workers, prefix_run=prefix_run)
     plugin = MonitorPlugin()
     plugin._tasks = tasks
-    plugin._capacity = 2**62
+    plugin._capacity = plugin._limit = 2**62
     keys = list(tasks)
     block = 1000
     calls = lifecycle_calls(tasks, now=T0, error_every=1000, block=block)
@@ -76,16 +78,16 @@ def make_items(
     return plugin._buffer
 
 
-def make_batches(items: list[tuple[Any, ...]], size: int) -> list[Batch]:
-    """The batches the flush makes of ``items``, ``size`` tuples at a time.
+def make_batches(items: list[Any], size: int) -> list[Batch]:
+    """The batches the flush makes of ``items``, ``size`` events at a time.
 
     Timestamps advance by ``STEP`` every 1,000 events, as for a flush every
     100 ms at 10,000 transitions/s.
     """
     plugin = MonitorPlugin()
     return [
-        plugin._convert(items[i : i + size], T0 + STEP * (i // 1000), has_workers=False)
-        for i in range(0, len(items), size)
+        plugin._convert(part, T0 + STEP * (i * size // 1000), has_workers=False)
+        for i, part in enumerate(buffers(items, size))
     ]
 
 
@@ -98,8 +100,10 @@ def fresh(batches: list[Batch]) -> list[Batch]:
     return batches
 
 
-def chunks(seq: list[Any], size: int) -> list[list[Any]]:
-    return [seq[i : i + size] for i in range(0, len(seq), size)]
+def buffers(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` (a flat buffer) cut into buffers of ``size`` events."""
+    step = size * FIELDS
+    return [items[i : i + step] for i in range(0, len(items), step)]
 
 
 def time_process(batches: list[Batch]) -> float:
@@ -114,7 +118,7 @@ def time_process(batches: list[Batch]) -> float:
     return time.thread_time() - t0
 
 
-def time_convert(batches: list[list[tuple[Any, ...]]]) -> float:
+def time_convert(batches: list[list[Any]]) -> float:
     plugin = MonitorPlugin()
     convert = plugin._convert
     gc.collect()
@@ -124,7 +128,7 @@ def time_convert(batches: list[list[tuple[Any, ...]]]) -> float:
     return time.thread_time() - t0
 
 
-def time_flush(batches: list[list[tuple[Any, ...]]]) -> float:
+def time_flush(batches: list[list[Any]]) -> float:
     plugin = MonitorPlugin()
     plugin.pipeline = Pipeline(plugin.config)
     gc.collect()
@@ -133,7 +137,7 @@ def time_flush(batches: list[list[tuple[Any, ...]]]) -> float:
         plugin._buffer = batch
         plugin.flush()
     elapsed = time.thread_time() - t0
-    assert plugin.pipeline.events == sum(map(len, batches))
+    assert plugin.pipeline.events == sum(map(len, batches)) // FIELDS
     return elapsed
 
 
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> Report:
     for n_prefixes, run in CASES:
         t = time.thread_time()
         items = make_items(n_events, n_prefixes, prefix_run=run)
-        n = len(items)
+        n = len(items) // FIELDS
         case = f"{n_prefixes:,} prefixes" + (f" in runs of {run}" if run > 1 else "")
         print(
             f"[flush] {n} events over {case} "
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> Report:
         timers: dict[str, Callable[[], float]] = {}
         for size in (1_000, 10_000):
             ev = make_batches(items, size)
-            it = chunks(items, size)
+            it = buffers(items, size)
             timers[f"process, batches of {size:,}"] = lambda ev=ev: time_process(ev)
             timers[f"convert, batches of {size:,}"] = lambda it=it: time_convert(it)
             timers[f"flush, batches of {size:,}"] = lambda it=it: time_flush(it)

@@ -22,7 +22,7 @@ from typing import Any
 
 from common import fake_tasks, lifecycle_calls
 from dask_monitor import MonitorPlugin, Pipeline
-from flush import FakeClock, chunks, fresh, make_batches, make_items
+from flush import FakeClock, buffers, fresh, make_batches, make_items
 
 
 def profile(
@@ -65,7 +65,7 @@ def hook(n_tasks: int) -> Callable[[], None]:
 
 
 def convert(n_events: int, n_prefixes: int) -> Callable[[], None]:
-    items = chunks(make_items(n_events, n_prefixes), 1000)
+    items = buffers(make_items(n_events, n_prefixes), 1000)
 
     def run() -> None:
         plugin = MonitorPlugin()

@@ -15,7 +15,7 @@ from distributed import Client, wait
 
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
 from dask_monitor.events import TaskStatus, WorkerStatus
-from dask_monitor.plugin import HANDLERS
+from dask_monitor.plugin import FIELDS, HANDLERS
 from tests.workloads import fail_if_odd, inc, slow_inc
 
 from .conftest import make_cluster, prefix_states, snapshot_states
@@ -307,7 +307,7 @@ class TestHook:
         plugin = MonitorPlugin(buffer_size=3)
         for i in range(5):
             plugin.transition(f"x-{i}", "released", "waiting", stimulus_id="s")
-        assert len(plugin._buffer) == 3
+        assert len(plugin._buffer) == 3 * FIELDS
         assert plugin._dropped == 2
 
     def test_convert_makes_task_status_events(self) -> None:
@@ -354,7 +354,7 @@ class TestHook:
         plugin = MonitorPlugin()
         memory = {"worker": "tcp://w:1", "nbytes": 1, "startstops": ()}
         plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1][4]["worker"] = "tcp://w:1"  # the hook reads ts
+        plugin._buffer[-1]["worker"] = "tcp://w:1"  # the hook reads ts
         plugin._convert(plugin._buffer, 1.0)
         plugin._buffer.clear()
         # A flush where a completion comes before the next task enters
@@ -362,10 +362,10 @@ class TestHook:
         plugin.transition("a-1", "processing", "memory", stimulus_id="s", **memory)
         plugin.transition("a-1", "memory", "forgotten", stimulus_id="s")
         plugin.transition("a-2", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1][4]["worker"] = "tcp://w:2"
+        plugin._buffer[-1]["worker"] = "tcp://w:2"
         plugin.transition("a-2", "processing", "released", stimulus_id="s")
         plugin.transition("a-3", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1][4]["worker"] = "tcp://w:3"
+        plugin._buffer[-1]["worker"] = "tcp://w:3"
         plugin.transition("a-3", "processing", "memory", stimulus_id="s", **memory)
         plugin.transition("a-3", "memory", "forgotten", stimulus_id="s")
         batch = plugin._convert(plugin._buffer, 2.0)
@@ -384,13 +384,13 @@ class TestHook:
         """Released from one worker and sent to another within one flush."""
         plugin = MonitorPlugin()
         plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1][4]["worker"] = "tcp://w:1"
+        plugin._buffer[-1]["worker"] = "tcp://w:1"
         plugin._convert(plugin._buffer, 1.0)
         plugin._buffer.clear()
         plugin.transition("a-1", "processing", "released", stimulus_id="s")
         plugin.transition("a-1", "released", "waiting", stimulus_id="s")
         plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1][4]["worker"] = "tcp://w:2"
+        plugin._buffer[-1]["worker"] = "tcp://w:2"
         batch = plugin._convert(plugin._buffer, 2.0)
         assert batch.workers == ["tcp://w:1", None, "tcp://w:2"]
         assert plugin._where == {"a-1": "tcp://w:2"}
@@ -398,11 +398,9 @@ class TestHook:
     def test_worker_events(self) -> None:
         """Workers joining and leaving become WorkerStatus events."""
         plugin = MonitorPlugin()
-        plugin._buffer.append(("tcp://w:1", object(), "x", None, {}))
-        plugin._buffer.clear()
         from dask_monitor.plugin import _WORKER
 
-        plugin._buffer.append(("tcp://w:1", _WORKER, "added", None, {"nthreads": 2}))
+        plugin._buffer += ("tcp://w:1", _WORKER, "added", None, {"nthreads": 2})
         [event] = plugin._convert(plugin._buffer, 1.0)
         assert event == WorkerStatus("tcp://w:1", "added", 1.0, 2)
 

@@ -1,10 +1,12 @@
 """The scheduler plugin: a thin adapter from Dask's scheduler to the pipeline.
 
 The ``transition`` hook runs on the scheduler's event loop for every task
-transition, so it does O(1) work: one dict lookup and one tuple appended to a
-bounded buffer. A periodic callback on the same loop (the flush) turns the
-buffered tuples into one columnar :class:`~dask_monitor.batch.Batch` (lists of
-keys, prefixes, states ...; no event object per transition) and hands it to
+transition, so it does O(1) work: one dict lookup and five fields appended to
+a bounded flat buffer (``key, start, finish, task group, kwargs``: no object
+per transition). A periodic callback on the same loop (the flush) cuts the
+buffer into columns (strided slices: C speed), makes them one
+:class:`~dask_monitor.batch.Batch` (lists of keys, prefixes, states ...; no
+event object per transition) and hands it to
 the :class:`~dask_monitor.pipeline.Pipeline`, whose observers read the
 columns. :class:`~dask_monitor.events.TaskStatus` objects are made from the
 batch only for whoever asks for them (user observers, samples, errors).
@@ -63,6 +65,9 @@ SETTLE_SECONDS = 2.0
 
 # Marks a worker event in the buffer: (address, _WORKER, action, None, info).
 _WORKER = object()
+
+#: Fields of one buffered event: key, start, finish, task group, kwargs.
+FIELDS = 5
 
 _PROCESSING = "processing"
 _MEMORY = "memory"
@@ -124,8 +129,10 @@ class MonitorPlugin(SchedulerPlugin):
         self.scheduler: Scheduler | None = None
         self.pipeline: Pipeline | None = None
         self.attachments: dict[str, list[Any]] = {}
-        self._buffer: list[tuple[Any, ...]] = []
+        #: Buffered events, flat: ``FIELDS`` entries each (see ``transition``).
+        self._buffer: list[Any] = []
         self._capacity = config.buffer_size
+        self._limit = FIELDS * config.buffer_size
         self._dropped = 0
         self._marks = 0  # worker events in the buffer
         self._tasks: dict[Any, Any] = {}
@@ -232,7 +239,7 @@ class MonitorPlugin(SchedulerPlugin):
         """Report workers and tasks that exist already as first-seen events."""
         buf = self._buffer
         for ws in scheduler.workers.values():
-            buf.append((ws.address, _WORKER, "added", None, {"nthreads": ws.nthreads}))
+            buf += (ws.address, _WORKER, "added", None, {"nthreads": ws.nthreads})
             self._marks += 1
         for key, ts in scheduler.tasks.items():
             state = ts.state
@@ -241,7 +248,7 @@ class MonitorPlugin(SchedulerPlugin):
             kwargs = None
             if state == "processing" and ts.processing_on is not None:
                 kwargs = {"worker": ts.processing_on.address}
-            buf.append((key, NEW, state, ts, kwargs))
+            buf += (key, NEW, state, ts.group, kwargs)
 
     # -- hooks (scheduler event loop; keep them O(1)) ------------------------
 
@@ -250,13 +257,16 @@ class MonitorPlugin(SchedulerPlugin):
     ) -> None:
         """Buffer one transition; count it as dropped when the buffer is full."""
         buf = self._buffer
-        if len(buf) < self._capacity:
+        if len(buf) < self._limit:
             ts = self._tasks.get(key)
-            if finish == "processing" and ts is not None:
+            if ts is None:
+                buf += (key, start, finish, None, kwargs)
+                return
+            if finish == "processing":
                 ws = ts.processing_on
                 if ws is not None:
                     kwargs["worker"] = ws.address
-            buf.append((key, start, finish, ts, kwargs))
+            buf += (key, start, finish, ts.group, kwargs)
         else:
             self._dropped += 1
 
@@ -290,7 +300,7 @@ class MonitorPlugin(SchedulerPlugin):
                     "key": example,
                 }
             )
-        room = self._capacity - len(buf)
+        room = self._capacity - len(buf) // FIELDS
         for key in tasks:
             ts = get(key)
             if ts is not None and ts.state == "released":
@@ -298,26 +308,32 @@ class MonitorPlugin(SchedulerPlugin):
                     self._dropped += 1
                     continue
                 room -= 1
-                buf.append((key, NEW, "released", ts, None))
+                buf += (key, NEW, "released", ts.group, None)
 
     def add_worker(self, scheduler: Scheduler, worker: str) -> None:
         """Report a worker that joined."""
         ws = scheduler.workers.get(worker)
         nthreads = ws.nthreads if ws is not None else None
-        self._buffer.append((worker, _WORKER, "added", None, {"nthreads": nthreads}))
+        self._buffer += (worker, _WORKER, "added", None, {"nthreads": nthreads})
         self._marks += 1
 
     def remove_worker(
         self, scheduler: Scheduler, worker: str, *, stimulus_id: str, **kwargs: Any
     ) -> None:
         """Report a worker that left."""
-        self._buffer.append((worker, _WORKER, "removed", None, {}))
+        self._buffer += (worker, _WORKER, "removed", None, {})
         self._marks += 1
 
     def restart(self, scheduler: Scheduler) -> None:
         """Dask forgot every task without transitions: clear the aggregates."""
-        self._buffer = [item for item in self._buffer if item[1] is _WORKER]
-        self._marks = len(self._buffer)
+        buf = self._buffer
+        self._buffer = [
+            field
+            for i in range(0, len(buf), FIELDS)
+            if buf[i + 1] is _WORKER
+            for field in buf[i : i + FIELDS]
+        ]
+        self._marks = len(self._buffer) // FIELDS
         self._where.clear()
         if self.pipeline is not None:
             self.pipeline.reset()
@@ -345,8 +361,12 @@ class MonitorPlugin(SchedulerPlugin):
             self._name_spans(batch)
             pipeline.process(batch)
         except Exception:  # never raise into Dask's loop
-            logger.exception("dask-monitor: flush failed; %d events lost", len(items))
-        pipeline.account(events=len(items), dropped=dropped, seconds=thread_time() - t0)
+            logger.exception(
+                "dask-monitor: flush failed; %d events lost", len(items) // FIELDS
+            )
+        pipeline.account(
+            events=len(items) // FIELDS, dropped=dropped, seconds=thread_time() - t0
+        )
         pipeline.tick()
 
     def _name_spans(self, batch: Batch) -> None:
@@ -401,11 +421,11 @@ class MonitorPlugin(SchedulerPlugin):
             self.scheduler.log_event(alert_topics(alert.kind), alert.to_dict())
 
     def _convert(
-        self, items: list[tuple[Any, ...]], now: float, has_workers: bool | None = None
+        self, items: list[Any], now: float, has_workers: bool | None = None
     ) -> Batch:
-        """The buffered tuples as one :class:`~dask_monitor.batch.Batch`.
+        """The buffer (flat, see ``transition``) as one :class:`.Batch`.
 
-        The buffered tuples are transposed into columns at C speed; prefix,
+        The buffer is cut into columns by strided slices (C speed); prefix,
         group and span names are read off the task groups by comprehensions;
         the batch's index by finish state (shared by the observers) drives
         the rest: only the events that enter or leave ``processing``,
@@ -416,23 +436,31 @@ class MonitorPlugin(SchedulerPlugin):
         flush counts them); ``None``: look.
         """
         others: list[tuple[int, Event]] = []
-        if has_workers is None:
-            has_workers = any(item[1] is _WORKER for item in items)
-        if has_workers:  # rare: take them out
-            items, marks = _split_workers(items)
-            others = self._worker_events(items, marks, now)
-        if not items:
-            return Batch([], [], [], [], [], [], [], now, None, {}, others)
         # Keys stay as Dask gives them (tuples too): their text is made only
         # where one is shown or kept (str() of a tuple costs ~1 us).
-        raw, starts, finishes, tss, kws = map(list, zip(*items, strict=True))
+        raw = items[0::FIELDS]
+        starts = items[1::FIELDS]
+        finishes = items[2::FIELDS]
+        tgs = items[3::FIELDS]
+        kws = items[4::FIELDS]
+        if has_workers is None:
+            has_workers = any(s is _WORKER for s in starts)
+        if has_workers:  # rare: take them out
+            tasks, marks = _split_workers(
+                list(zip(raw, starts, finishes, tgs, kws, strict=True))
+            )
+            others = self._worker_events(tasks, marks, now)
+            if not tasks:
+                return Batch([], [], [], [], [], [], [], now, None, {}, others)
+            raw, starts, finishes, tgs, kws = map(list, zip(*tasks, strict=True))
+        if not raw:
+            return Batch([], [], [], [], [], [], [], now, None, {}, others)
         try:
-            tgs = [ts.group for ts in tss]
             prefixes = [tg.prefix.name for tg in tgs]
             groups = [tg.name for tg in tgs]
             spans = [tg.span_id for tg in tgs]
-        except AttributeError:  # a task the scheduler no longer knows
-            prefixes, groups, spans = _names(raw, tss)
+        except AttributeError:  # a task the scheduler did not know
+            prefixes, groups, spans = _names(raw, tgs)
         workers: list[str | None] = [None] * len(raw)
         details: dict[int, Details] = {}
         batch = Batch(
@@ -455,7 +483,7 @@ class MonitorPlugin(SchedulerPlugin):
             if not self._where.keys().isdisjoint(keys) or len(set(keys)) < len(keys):
                 # A task entering twice, or again without having left: the
                 # order matters, follow the batch event by event.
-                self._follow(batch, kws, tss, index)
+                self._follow(batch, kws, index)
                 return batch
         # Every task entering ``processing`` here was not there before and
         # enters once: whatever leaves ``processing`` leaves after it entered,
@@ -482,15 +510,11 @@ class MonitorPlugin(SchedulerPlugin):
                 elif finish != _MEMORY and finish != _PROCESSING:
                     workers[i] = where.pop(raw[i], None)
         if _ERRED in index:
-            _error_details(batch, kws, tss, index[_ERRED])
+            self._error_details(batch, kws, index[_ERRED])
         return batch
 
     def _follow(
-        self,
-        batch: Batch,
-        kws: list[Any],
-        tss: list[Any],
-        index: dict[str, list[int]],
+        self, batch: Batch, kws: list[Any], index: dict[str, list[int]]
     ) -> None:
         """Workers and details of the batch's events, taken in order."""
         where = self._where
@@ -513,7 +537,18 @@ class MonitorPlugin(SchedulerPlugin):
                     worker = (kw.get("worker") if kw else None) or worker
                 workers[i] = worker
         if _ERRED in index:
-            _error_details(batch, kws, tss, index[_ERRED])
+            self._error_details(batch, kws, index[_ERRED])
+
+    def _error_details(self, batch: Batch, kws: list[Any], rows: list[int]) -> None:
+        """The error texts of the events at ``rows`` (into ``erred``): from
+        the transition's kwargs, else from the task if the scheduler has it."""
+        details = batch.details
+        get = self._tasks.get
+        raw = batch.keys
+        for i in rows:
+            exception, traceback = _error_texts(kws[i], get(raw[i]))
+            if exception is not None or traceback is not None:
+                details[i] = (None, None, None, None, exception, traceback)
 
     def _follow_workers(self, batch: Batch, kws: list[Any]) -> None:
         """The workers of the events entering and leaving ``processing``, in order."""
@@ -721,15 +756,14 @@ def _split_workers(
 
 
 def _names(
-    keys: list[Any], tss: list[Any]
+    keys: list[Any], tgs: list[Any]
 ) -> tuple[list[str], list[str], list[str | None]]:
-    """Prefix, group and span columns when some tasks have no ``TaskState``."""
+    """Prefix, group and span columns when some tasks had no ``TaskState``."""
     prefixes: list[str] = []
     groups: list[str] = []
     spans: list[str | None] = []
-    for key, ts in zip(keys, tss, strict=True):
-        if ts is not None:
-            tg = ts.group
+    for key, tg in zip(keys, tgs, strict=True):
+        if tg is not None:
             prefixes.append(tg.prefix.name)
             groups.append(tg.name)
             spans.append(tg.span_id)
@@ -754,17 +788,6 @@ def _completion(kw: dict[str, Any]) -> Details:
             end = ss["stop"]
             duration = end - begin
     return (duration, begin, end, kw.get("nbytes"), None, None)
-
-
-def _error_details(
-    batch: Batch, kws: list[Any], tss: list[Any], rows: list[int]
-) -> None:
-    """The error texts of the events at ``rows`` (into ``erred``)."""
-    details = batch.details
-    for i in rows:
-        exception, traceback = _error_texts(kws[i], tss[i])
-        if exception is not None or traceback is not None:
-            details[i] = (None, None, None, None, exception, traceback)
 
 
 def _error_texts(kw: dict[str, Any] | None, ts: Any) -> tuple[str | None, str | None]:
