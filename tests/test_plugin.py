@@ -353,19 +353,22 @@ class TestHook:
         entering and leaving processing are right and none stays remembered."""
         plugin = MonitorPlugin()
         memory = {"worker": "tcp://w:1", "nbytes": 1, "startstops": ()}
-        plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1]["worker"] = "tcp://w:1"  # the hook reads ts
+        plugin.transition(
+            "a-1", "waiting", "processing", stimulus_id="s", worker="tcp://w:1"
+        )
         plugin._convert(plugin._buffer, 1.0)
         plugin._buffer.clear()
         # A flush where a completion comes before the next task enters
         # processing, and that task completes and is forgotten in it too.
         plugin.transition("a-1", "processing", "memory", stimulus_id="s", **memory)
         plugin.transition("a-1", "memory", "forgotten", stimulus_id="s")
-        plugin.transition("a-2", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1]["worker"] = "tcp://w:2"
+        plugin.transition(
+            "a-2", "waiting", "processing", stimulus_id="s", worker="tcp://w:2"
+        )
         plugin.transition("a-2", "processing", "released", stimulus_id="s")
-        plugin.transition("a-3", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1]["worker"] = "tcp://w:3"
+        plugin.transition(
+            "a-3", "waiting", "processing", stimulus_id="s", worker="tcp://w:3"
+        )
         plugin.transition("a-3", "processing", "memory", stimulus_id="s", **memory)
         plugin.transition("a-3", "memory", "forgotten", stimulus_id="s")
         batch = plugin._convert(plugin._buffer, 2.0)
@@ -383,14 +386,16 @@ class TestHook:
     def test_a_task_entering_again_in_one_flush_is_followed_in_order(self) -> None:
         """Released from one worker and sent to another within one flush."""
         plugin = MonitorPlugin()
-        plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1]["worker"] = "tcp://w:1"
+        plugin.transition(
+            "a-1", "waiting", "processing", stimulus_id="s", worker="tcp://w:1"
+        )
         plugin._convert(plugin._buffer, 1.0)
         plugin._buffer.clear()
         plugin.transition("a-1", "processing", "released", stimulus_id="s")
         plugin.transition("a-1", "released", "waiting", stimulus_id="s")
-        plugin.transition("a-1", "waiting", "processing", stimulus_id="s")
-        plugin._buffer[-1]["worker"] = "tcp://w:2"
+        plugin.transition(
+            "a-1", "waiting", "processing", stimulus_id="s", worker="tcp://w:2"
+        )
         batch = plugin._convert(plugin._buffer, 2.0)
         assert batch.workers == ["tcp://w:1", None, "tcp://w:2"]
         assert plugin._where == {"a-1": "tcp://w:2"}

@@ -66,7 +66,8 @@ SETTLE_SECONDS = 2.0
 # Marks a worker event in the buffer: (address, _WORKER, action, None, info).
 _WORKER = object()
 
-#: Fields of one buffered event: key, start, finish, task group, kwargs.
+#: Fields of one buffered event: key, start, finish, task group, and what the
+#: flush needs of the transition's kwargs (see ``MonitorPlugin.transition``).
 FIELDS = 5
 
 _PROCESSING = "processing"
@@ -245,28 +246,30 @@ class MonitorPlugin(SchedulerPlugin):
             state = ts.state
             if state == "forgotten":
                 continue
-            kwargs = None
+            info = None  # a task processing: its worker (see ``transition``)
             if state == "processing" and ts.processing_on is not None:
-                kwargs = {"worker": ts.processing_on.address}
-            buf += (key, NEW, state, ts.group, kwargs)
+                info = ts.processing_on.address
+            buf += (key, NEW, state, ts.group, info)
 
     # -- hooks (scheduler event loop; keep them O(1)) ------------------------
 
     def transition(
         self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any
     ) -> None:
-        """Buffer one transition; count it as dropped when the buffer is full."""
+        """Buffer one transition; count it as dropped when the buffer is full.
+
+        A task entering ``processing`` is buffered with its worker's address
+        (read off the task state); other transitions with their kwargs.
+        """
         buf = self._buffer
         if len(buf) < self._limit:
             ts = self._tasks.get(key)
-            if ts is None:
-                buf += (key, start, finish, None, kwargs)
-                return
             if finish == "processing":
-                ws = ts.processing_on
-                if ws is not None:
-                    kwargs["worker"] = ws.address
-            buf += (key, start, finish, ts.group, kwargs)
+                ws = None if ts is None else ts.processing_on
+                info: Any = kwargs.get("worker") if ws is None else ws.address
+            else:
+                info = kwargs
+            buf += (key, start, finish, None if ts is None else ts.group, info)
         else:
             self._dropped += 1
 
@@ -489,9 +492,10 @@ class MonitorPlugin(SchedulerPlugin):
         # enters once: whatever leaves ``processing`` leaves after it entered,
         # so the tasks entering are taken first, then those leaving.
         where = self._where
+        # The buffer holds the worker of a task entering processing (see
+        # ``transition``), the kwargs of other transitions.
         for i in enter:
-            kw = kws[i]
-            where[raw[i]] = workers[i] = kw.get("worker") if kw else None
+            where[raw[i]] = workers[i] = kws[i]
         memory = index.get(_MEMORY, ())
         for i in memory:
             if starts[i] == _PROCESSING:
@@ -525,8 +529,7 @@ class MonitorPlugin(SchedulerPlugin):
             zip(batch.starts, batch.finishes, strict=True)
         ):
             if finish == _PROCESSING:
-                kw = kws[i]
-                where[raw[i]] = workers[i] = kw.get("worker") if kw else None
+                where[raw[i]] = workers[i] = kws[i]
             elif start == _PROCESSING:
                 worker = where.pop(raw[i], None)
                 kw = kws[i]
@@ -596,7 +599,7 @@ class MonitorPlugin(SchedulerPlugin):
         for pos, (address, _, action, _, info) in marks:
             for key, start, finish, _, kw in tasks[done:pos]:
                 if finish == "processing":
-                    running[key] = kw.get("worker") if kw else None
+                    running[key] = kw  # the worker (see ``transition``)
                 elif start == "processing":
                     worker = running[key] if key in running else where.get(key)
                     running[key] = None
@@ -776,11 +779,9 @@ def _names(
 
 
 def _completion(kw: dict[str, Any]) -> Details:
-    """Compute time, start and stop, and size of a completion, from its kwargs.
-
-    The compute interval is the last ``startstops`` entry whose action is
-    ``compute``.
-    """
+    """Compute time, start and stop, and size of a completion, from its kwargs
+    (the compute interval is the last ``startstops`` entry whose action is
+    ``compute``)."""
     duration = begin = end = None
     for ss in kw.get("startstops") or ():
         if ss.get("action") == "compute":
