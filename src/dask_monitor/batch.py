@@ -19,7 +19,7 @@ This module uses the standard library only.
 from __future__ import annotations
 
 import weakref
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from itertools import compress, repeat
 from operator import eq
@@ -265,14 +265,10 @@ class Batch(Sequence[Event]):
         """
         index = self._finish_index
         if index is None:
-            index = {}
+            rows: defaultdict[str, list[int]] = defaultdict(list)
             for i, f in enumerate(self.finishes):
-                rows = index.get(f)
-                if rows is None:
-                    index[f] = [i]
-                else:
-                    rows.append(i)
-            self._finish_index = index
+                rows[f].append(i)
+            index = self._finish_index = dict(rows)
         return index
 
     def where_finish(self, state: str) -> list[int]:
@@ -297,9 +293,25 @@ class Batch(Sequence[Event]):
         """
         counts = self._transitions
         if counts is None:
-            counts = self._transitions = Counter(
-                zip(self.groups, self.prefixes, self.starts, self.finishes, strict=True)
-            )
+            groups = self.groups
+            prefixes = self.prefixes
+            if groups and uniform(groups) and uniform(prefixes):
+                # One group (a client.map): pairs of states are cheaper to count.
+                g = groups[0]
+                p = prefixes[0]
+                counts = Counter(
+                    {
+                        (g, p, s, f): c
+                        for (s, f), c in Counter(
+                            zip(self.starts, self.finishes, strict=True)
+                        ).items()
+                    }
+                )
+            else:
+                counts = Counter(
+                    zip(groups, prefixes, self.starts, self.finishes, strict=True)
+                )
+            self._transitions = counts
         return counts
 
     def counted(self) -> Counter[tuple[str, str, str, str]] | None:

@@ -458,12 +458,20 @@ class MonitorPlugin(SchedulerPlugin):
             raw, starts, finishes, tgs, kws = map(list, zip(*tasks, strict=True))
         if not raw:
             return Batch([], [], [], [], [], [], [], now, None, {}, others)
-        try:
-            prefixes = [tg.prefix.name for tg in tgs]
-            groups = [tg.name for tg in tgs]
-            spans = [tg.span_id for tg in tgs]
-        except AttributeError:  # a task the scheduler did not know
-            prefixes, groups, spans = _names(raw, tgs)
+        n = len(raw)
+        tg = tgs[0]
+        if tg is not None and tgs[-1] is tg and tgs.count(tg) == n:
+            # One task group (a client.map): its names, n times (C speed).
+            prefixes = [tg.prefix.name] * n
+            groups = [tg.name] * n
+            spans = [tg.span_id] * n
+        else:
+            try:
+                prefixes = [tg.prefix.name for tg in tgs]
+                groups = [tg.name for tg in tgs]
+                spans = [tg.span_id for tg in tgs]
+            except AttributeError:  # a task the scheduler did not know
+                prefixes, groups, spans = _names(raw, tgs)
         workers: list[str | None] = [None] * len(raw)
         details: dict[int, Details] = {}
         batch = Batch(

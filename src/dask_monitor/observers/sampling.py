@@ -165,7 +165,6 @@ class SamplingObserver:
             return
         # Algorithm L, with _u() and _skip() inlined (the same draws).
         rng = self._rng
-        randrange = rng.randrange
         random_ = rng.random
         log = math.log
         exp = math.exp
@@ -174,7 +173,7 @@ class SamplingObserver:
         records = self._records
         w = self._w
         while nxt < end:
-            slot = randrange(k)
+            slot = int(random_() * k)  # randrange(k), 3x cheaper
             sample[slot] = batch.row(nxt - base)
             records[slot] = None
             w *= exp(log(1.0 - random_()) / k)
