@@ -27,6 +27,14 @@ process, two worker processes with one thread each):
 3. Dashboard: the ``client.map`` workload with the ``/status`` page open in a
    Bokeh session (``bokeh.client.pull_session`` in a subprocess, like a browser
    tab) against ``/monitor`` open with dask-monitor attached.
+4. Costs (``--sections costs``): where dask-monitor's flush time goes, on the
+   batches of a recorded real run. The recorded calls go into a bare plugin's
+   hook, one flush interval's worth at a time, and each batch is converted and
+   handed to every default observer and rule in turn, each timed with the
+   thread's CPU clock (``time.thread_time``); then the same batches through
+   ``flush()`` untimed inside. Not a replay on the loop: it runs after the
+   recording, so Dask's objects the conversion reads are colder than in a
+   live flush (100 ms after the hook).
 
 Run: ``python benchmarks/scheduler_overhead.py [--quick]``.
 """
@@ -72,6 +80,7 @@ from common import (
     parse_args,
 )
 from dask_monitor import Monitor, MonitorPlugin
+from dask_monitor.plugin import FIELDS
 
 #: Seconds the loop idles after a replay so that periodic flushes run (> 2 x 100 ms).
 IDLE = 0.3
@@ -483,6 +492,69 @@ def bench_replay(
     return medians
 
 
+# -- costs ----------------------------------------------------------------------------
+
+
+def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
+    """The parts of the flush, timed on the batches of a recorded real run."""
+    from dask_monitor.pipeline import Pipeline
+
+    WORKLOADS[workload](bench.client, min(size, 100))  # warm up
+    bench.drained()
+    recording = bench.record(workload, size)
+    interval = MonitorPlugin().config.interval
+    batch = recording.batches(interval)
+    tasks: dict[Any, Any] = {}
+    hook = MonitorPlugin()
+    hook._tasks = tasks
+    hook._capacity = hook._limit = 2**62
+    buffers: list[list[Any]] = []
+    with recording.restored():
+        for i in range(0, len(recording.ops), batch):
+            _replay_ops(bench.scheduler, recording.ops[i : i + batch], [hook], tasks)
+            buffers.append(hook._buffer)
+            hook._buffer = []
+    events = sum(map(len, buffers)) // FIELDS
+    flushes = len(buffers)
+    print(
+        f"[costs {workload}] {events} events in {flushes} flushes "
+        f"({events / flushes:.0f} per flush)",
+        flush=True,
+    )
+    gc.collect()
+    gc.freeze()
+    rounds: dict[str, list[float]] = {}
+    clock = time.thread_time
+    try:
+        for _ in range(3):
+            plugin = MonitorPlugin()
+            pipeline = Pipeline(plugin.config)
+            pipeline._bind_rules()
+            parts = [(type(o).__name__, o.update_batch) for o in pipeline.builtin]
+            spent = dict.fromkeys(["conversion", *(name for name, _ in parts)], 0.0)
+            for i, items in enumerate(buffers):
+                t0 = clock()
+                converted = plugin._convert(list(items), 1e9 + i * interval)
+                spent["conversion"] += clock() - t0
+                for name, update in parts:
+                    t0 = clock()
+                    update(converted)
+                    spent[name] += clock() - t0
+            plugin = MonitorPlugin()
+            plugin.pipeline = Pipeline(plugin.config)
+            t0 = clock()
+            for items in buffers:
+                plugin._buffer = list(items)
+                plugin.flush()
+            spent["flush() (all of it, untimed inside)"] = clock() - t0
+            for name, seconds in spent.items():
+                rounds.setdefault(name, []).append(seconds / events * 1e9)
+    finally:
+        gc.unfreeze()
+    for name, values in rounds.items():
+        report.add(f"{workload}: flush part {name}", values, "ns/event")
+
+
 # -- end to end ------------------------------------------------------------------------
 
 
@@ -629,7 +701,9 @@ def bench_dashboard(
 
 def _extra(parser: Any) -> None:
     parser.add_argument(
-        "--sections", default="replay,e2e,dashboard", help="comma-separated sections"
+        "--sections",
+        default="replay,costs,e2e,dashboard",
+        help="comma-separated sections",
     )
     parser.add_argument(
         "--workloads", default="map,array,dataframe", help="comma-separated workloads"
@@ -697,6 +771,8 @@ def main(argv: list[str] | None = None) -> Report:
                     1.0,
                     "x",
                 )
+            if "costs" in sections:
+                bench_costs(bench, report, workload, size)
             if "e2e" in sections and workload in e2e_workloads:
                 size = e2e_sizes.get(workload, size)
                 bench_e2e(bench, report, workload, size, e2e_rounds)
