@@ -93,10 +93,11 @@ def _state_pairs(
     counts: Counter[tuple[str, str, str, str]],
 ) -> Counter[tuple[str, str]]:
     """Counts per ``(start, finish)`` of counts per (group, prefix, start, finish)."""
-    pairs: Counter[tuple[str, str]] = Counter()
+    pairs: dict[tuple[str, str], int] = {}
+    get = pairs.get
     for (_, _, s0, f), c in counts.items():
-        pairs[s0, f] += c
-    return pairs
+        pairs[s0, f] = get((s0, f), 0) + c
+    return Counter(pairs)
 
 
 def _follow(batch: Batch, active: int) -> tuple[int, int]:
@@ -132,11 +133,14 @@ def _from_processing(batch: Batch, rows: Sequence[int]) -> Sequence[int]:
     return [i for i, s in zip(rows, left, strict=True) if s == _PROCESSING]
 
 
-def _last_progress(starts: list[str], finishes: list[str], finish: str | None) -> int:
+def _last_progress(
+    starts: list[str], finishes: list[str], finish: str | None, erred: bool = True
+) -> int:
     """Index of the last completion (``memory``, or ``erred`` from ``processing``).
 
     ``-1`` if there is none; ``finish`` is the finish state of every event,
-    if they have one. Scans from the end, at C speed.
+    if they have one; ``erred``: whether any event erred (else errors are
+    not looked for). Scans from the end, at C speed.
     """
     n = len(finishes)
     if finish is not None:
@@ -149,6 +153,8 @@ def _last_progress(starts: list[str], finishes: list[str], finish: str | None) -
         last = n - 1 - finishes[::-1].index(_MEMORY)
     except ValueError:
         last = -1
+    if not erred:
+        return last
     i = last
     index = finishes.index
     progress = last
@@ -393,7 +399,7 @@ class StallRule(AlertRule):
             active = entering
         else:
             active, last = _follow(batch, active)
-        progress = _last_progress(starts, finishes, finish)
+        progress = _last_progress(starts, finishes, finish, batch.has_finish(_ERRED))
         if progress > last:
             last = progress
         if last >= 0:
@@ -670,35 +676,55 @@ class StragglerRule(AlertRule):
         # elsewhere, or forgotten.
         processing = _finished(batch, _PROCESSING)
         forgotten = _finished(batch, _FORGOTTEN)
+        left: Sequence[int] = ()  # leaving processing
+        gone: Sequence[int] = ()  # forgotten, from elsewhere than processing
         if start == _PROCESSING:
             enter: Sequence[int] = ()
-            leave: Sequence[int] = (
+            left = (
                 [i for i in range(n) if finishes[i] != _PROCESSING]
                 if processing
                 else range(n)
             )
         elif start is not None:
             enter = processing
-            leave = forgotten
+            gone = forgotten
         else:
             enter = [i for i in processing if starts[i] != _PROCESSING]
-            leave = [
+            left = [
                 i for i in batch.where_start(_PROCESSING) if finishes[i] != _PROCESSING
             ]
             if forgotten:
-                leave += [i for i in forgotten if starts[i] != _PROCESSING]
-                leave.sort()
+                gone = [i for i in forgotten if starts[i] != _PROCESSING]
         if not enter:
-            if leave:
-                self._leave(pick(keys, leave))
+            if left or gone:
+                self._leave(pick(keys, left) + pick(keys, gone))
             return
-        if leave:
+        if left or gone:
             entering = pick(keys, enter)
+            table = self.inflight
+            room = len(table) + len(enter) <= self.max_tasks
+            if (
+                room
+                and not self.untracked
+                and table.keys().isdisjoint(entering)
+                and len(set(entering)) == len(entering)
+            ):
+                # Each task entering was not processing before this batch (it
+                # would be in the table: none went untracked) and enters once:
+                # if it leaves, it leaves after entering. So: the forgotten
+                # first (one may be created again and enter), the entering,
+                # then the leaving: what following the batch in order does.
+                if gone:
+                    self._leave(pick(keys, gone))
+                self._enter(batch, enter)
+                if left:
+                    self._leave(pick(keys, left))
+                return
+            leave = sorted(chain(left, gone))
             leaving = pick(keys, leave)
             first_in = dict(zip(entering, enter, strict=True))
-            if len(self.inflight) + len(enter) > self.max_tasks or len(first_in) != len(
-                entering
-            ):  # no room for all, or a task entering twice: follow the order
+            if not room or len(first_in) != len(entering):
+                # No room for all, or a task entering twice: follow the order.
                 self._in_order(batch, sorted(chain(enter, leave)))
                 return
             # Each task enters at most once: it stays if it did not leave
