@@ -27,7 +27,10 @@ NAMES = (
     "flush",
     "hot_path",
     "panel_update",
+    "compare",
 )
+#: Arguments beyond ``--quick --json FILE``.
+ARGS = {"compare": ["HEAD", "--workloads", "map"]}
 TIMEOUT = 240
 
 
@@ -43,6 +46,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                 "--quick",
                 "--json",
                 str(out / f"{name}.json"),
+                *ARGS.get(name, []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -88,6 +92,21 @@ def test_quick_mode_reports_numbers(reports: dict[str, Any], name: str) -> None:
         assert figure["values"], figure["name"]
         assert all(math.isfinite(v) for v in figure["values"]), figure["name"]
     assert "| figure | median |" in result["output"]
+
+
+def test_compare_replays_a_revision_beside_the_working_tree(
+    reports: dict[str, Any],
+) -> None:
+    """``compare.py HEAD``: HEAD's package is one more variant of the replay."""
+    report = reports["compare"]["report"]
+    assert report is not None, reports["compare"]["output"][-3000:]
+    names = [figure["name"] for figure in report["figures"]]
+    assert "map: replay dask-monitor" in names
+    assert any(n.startswith("map: replay dask-monitor at HEAD (") for n in names)
+    assert any(
+        n.startswith("map: dask-monitor at HEAD (") and n.endswith("above harness only")
+        for n in names
+    )
 
 
 def test_run_combines_the_reports(

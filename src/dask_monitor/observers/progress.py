@@ -9,7 +9,9 @@ groups at once) counting would cost more than it saves: the tuples are then
 taken one by one, and the totals per state come from the columns. Keys are
 looked at only on the events that need them (creations, completions, forgets:
 half of the stream, picked from the key column by index), to ignore
-duplicate creations and to recognise recomputations. No event object is made.
+duplicate creations and to recognise recomputations; :class:`Keys` does it
+once per batch for the progress observer and the per-span views together.
+No event object is made.
 
 A task the monitor first sees in mid-life (it attached late, or a creation was
 dropped) leaves a state it was never counted in. Rather than look every key up
