@@ -561,26 +561,6 @@ class MonitorPlugin(SchedulerPlugin):
             if exception is not None or traceback is not None:
                 details[i] = (None, None, None, None, exception, traceback)
 
-    def _follow_workers(self, batch: Batch, kws: list[Any]) -> None:
-        """The workers of the events entering and leaving ``processing``, in order."""
-        where = self._where
-        raw = batch.keys
-        workers = batch.workers
-        for i, (start, finish) in enumerate(
-            zip(batch.starts, batch.finishes, strict=True)
-        ):
-            if finish == _PROCESSING:
-                kw = kws[i]
-                where[raw[i]] = workers[i] = kw.get("worker") if kw else None
-            elif start == _PROCESSING:
-                worker = where.pop(raw[i], None)
-                kw = kws[i]
-                if finish == _MEMORY:
-                    worker = kw.get("worker", worker)
-                elif finish == _ERRED:
-                    worker = (kw.get("worker") if kw else None) or worker
-                workers[i] = worker
-
     def _prune_where(self) -> None:
         """Forget tasks no longer processing (their departure may have been dropped)."""
         tasks = self._tasks
