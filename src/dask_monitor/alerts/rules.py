@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol
 
@@ -91,13 +91,13 @@ def _finished(batch: Batch, state: str) -> Sequence[int]:
 
 def _state_pairs(
     counts: Counter[tuple[str, str, str, str]],
-) -> Counter[tuple[str, str]]:
+) -> dict[tuple[str, str], int]:
     """Counts per ``(start, finish)`` of counts per (group, prefix, start, finish)."""
     pairs: dict[tuple[str, str], int] = {}
     get = pairs.get
     for (_, _, s0, f), c in counts.items():
         pairs[s0, f] = get((s0, f), 0) + c
-    return Counter(pairs)
+    return pairs
 
 
 def _follow(batch: Batch, active: int) -> tuple[int, int]:
@@ -363,7 +363,7 @@ class StallRule(AlertRule):
         else:  # from counts of (start, finish): a few keys
             leaving = entering = 0
             shared = batch.counted()
-            pairs = (
+            pairs: Mapping[tuple[str, str], int] = (
                 Counter(zip(starts, finishes, strict=True))
                 if shared is None
                 else _state_pairs(shared)

@@ -123,10 +123,10 @@ class SpansObserver:
         column = batch.spans
         if not column:
             return
-        verdict = self.keys.verdict(batch)
         first = column[0]
         if column.count(first) == len(column):
             if first is not None:
+                verdict = self.keys.verdict(batch)
                 self._feed(first, batch, verdict, batch.timestamp(0), batch.time)
             return
         by_span: dict[str, list[int]] = {}
@@ -137,6 +137,9 @@ class SpansObserver:
                     by_span[span_id] = [i]
                 else:
                     rows.append(i)
+        if not by_span:
+            return
+        verdict = self.keys.verdict(batch)
         for span_id, rows in by_span.items():
             part = batch.take(rows)
             self._feed(
