@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dask_monitor.batch import Batch
 from dask_monitor.events import Alert, TaskStatus, WorkerStatus
 from dask_monitor.observers import SamplingObserver
 
@@ -99,6 +100,38 @@ class TestSamplingObserver:
         assert snap["reservoir"] == [record]
         assert snap["seen"] == 1
         stream.assert_plain(snap)
+
+    def test_tuple_keys_become_text_when_read(self) -> None:
+        """Keys as Dask gives them (tuples of collections) come out as ``str``,
+        in the reservoir and in the recent events alike."""
+        keys: list[object] = [("getitem-a1", i) for i in range(5)] + ["x-1"]
+        n = len(keys)
+        batch = Batch(
+            keys,
+            ["getitem"] * (n - 1) + ["x"],
+            ["getitem-a1"] * (n - 1) + ["x-1"],
+            ["waiting"] * n,
+            ["processing"] * n,
+            ["tcp://w:1"] * n,
+            [None] * n,
+            7.0,
+            details={0: (1.5, 5.5, 7.0, 8, None, None)},
+        )
+        sampling = SamplingObserver(recent=n, reservoir=n, seed=0)
+        sampling.update_batch(batch)
+        texts = [str(k) for k in keys]
+        for events in (sampling.reservoir(), sampling.recent()):
+            assert sorted(e.key for e in events) == sorted(texts)
+            assert all(type(e.key) is str for e in events)
+        first = next(e for e in sampling.reservoir() if e.key == "('getitem-a1', 0)")
+        assert (first.duration, first.begin, first.end, first.nbytes) == (
+            1.5,
+            5.5,
+            7.0,
+            8,
+        )
+        assert first.worker == "tcp://w:1" and first.timestamp == 7.0
+        assert sampling.snapshot()["reservoir"][0]["key"] in texts
 
     def test_snapshot_follows_new_events(self, stream: Any) -> None:
         """A later snapshot shows the events that arrived since."""

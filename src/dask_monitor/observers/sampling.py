@@ -1,11 +1,12 @@
 """Sampling: the latest task events, and a uniform sample of the whole run.
 
 A batch is read as columns (:class:`~dask_monitor.batch.Batch`) and event
-objects are made only for the events kept: the reservoir's picks when they
-are picked, and the recent events when they are read. Until then the recent
-events are kept as the batches they came in (the last ``recent`` task events
-of each, a copy of those columns when a batch is much larger), at most
-``recent`` events in all.
+objects are made only for the events read. Until then the reservoir's picks
+are rows (:meth:`~dask_monitor.batch.Batch.row`, with the key as Dask gave
+it: the text of a tuple key costs more than the rest, and most picks are
+replaced before anyone reads them), and the recent events are kept as the
+batches they came in (the last ``recent`` task events of each, a copy of
+those columns when a batch is much larger), at most ``recent`` events in all.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any, cast
 
-from dask_monitor.batch import Batch, as_batch
-from dask_monitor.events import Event, TaskStatus, make_task_status
+from dask_monitor.batch import Batch, as_batch, row_event
+from dask_monitor.events import Event, TaskStatus
 from dask_monitor.observers._common import check_count
 from dask_monitor.observers.errors import truncate
 from dask_monitor.snapshot import EventRecord, Samples
@@ -87,7 +88,8 @@ class SamplingObserver:
         # Newer recent events not made yet: (batch, first task index kept).
         self._tail: deque[tuple[Batch, int]] = deque()
         self._tail_size = 0
-        # Picks are rows (the arguments of make_task_status) until read.
+        # Picks are rows (see Batch.row: keys as Dask gave them) until read:
+        # most picks are replaced before anyone reads them.
         self._reservoir: list[TaskStatus | tuple[Any, ...]] = []
         self._records: list[EventRecord | None] = []
         self._cache: dict[int, tuple[TaskStatus, EventRecord]] = {}
@@ -201,7 +203,7 @@ class SamplingObserver:
         sample = self._reservoir
         for i, pick in enumerate(sample):
             if type(pick) is tuple:
-                sample[i] = make_task_status(*pick)
+                sample[i] = row_event(pick)
         return cast("list[TaskStatus]", sample)
 
     # -- reading -----------------------------------------------------------
