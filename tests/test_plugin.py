@@ -11,7 +11,7 @@ from typing import Any
 import dask
 import dask.array as da
 import pytest
-from distributed import Client, wait
+from distributed import Client, SchedulerPlugin, wait
 
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
 from dask_monitor.events import TaskStatus, WorkerStatus
@@ -148,6 +148,63 @@ class TestCounts:
             assert snap["prefixes"]["slow_inc"]["done"] == 60
             removed = [w for w in snap["workers"].values() if w["status"] == "removed"]
             assert len(removed) >= 1
+
+    def test_queued_tasks_make_no_waiting_to_waiting_events(
+        self, client: Client
+    ) -> None:
+        """Dask calls plugins with ``waiting -> waiting`` when it queues a
+        task; the monitor's observers never see such a call, and its counts
+        still equal the scheduler's."""
+        seen: list[tuple[str, str]] = []
+
+        class Calls(SchedulerPlugin):
+            """What Dask calls plugins with."""
+
+            name = "test-calls"
+
+            def transition(
+                self, key: Any, start: str, finish: str, *args: Any, **kw: Any
+            ) -> None:
+                seen.append((start, finish))
+
+        class Pairs:
+            """What the monitor's observers get."""
+
+            def __init__(self) -> None:
+                self.pairs: set[tuple[str, str]] = set()
+
+            def update(self, event: Any) -> None:
+                self.update_batch([event])
+
+            def update_batch(self, events: Any) -> None:
+                self.pairs.update(
+                    (e.start, e.finish) for e in events if isinstance(e, TaskStatus)
+                )
+
+        async def add_calls() -> None:  # on the scheduler's loop
+            scheduler.add_plugin(Calls())
+
+        async def remove_calls() -> None:
+            scheduler.remove_plugin("test-calls")
+
+        pairs = Pairs()
+        scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+        with Monitor.attach(client) as monitor:
+            plugin = get_plugin(scheduler)
+            assert plugin is not None and plugin.pipeline is not None
+            plugin.pipeline.add_observer(pairs)
+            client.sync(add_calls)
+            # Far more tasks than threads: Dask queues most of them.
+            futures = client.map(inc, range(3000, 3400))
+            client.gather(futures)
+            snap = monitor.snapshot(flush=True)
+            client.sync(remove_calls)
+            assert ("waiting", "waiting") in seen  # Dask made such calls
+            assert ("waiting", "queued") in pairs.pairs
+            assert {(s, f) for s, f in pairs.pairs if s == f} == set()
+            assert snapshot_states(snap) == prefix_states(scheduler)
+            assert snap["prefixes"]["inc"]["states"] == {"memory": 400}
+            del futures
 
 
 class TestAttach:
@@ -309,6 +366,19 @@ class TestHook:
             plugin.transition(f"x-{i}", "released", "waiting", stimulus_id="s")
         assert len(plugin._buffer) == 3 * FIELDS
         assert plugin._dropped == 2
+
+    def test_a_call_that_changes_no_state_is_no_event(self) -> None:
+        """``waiting -> waiting`` (Dask queuing a task) is not buffered;
+        ``erred -> erred`` is (the task erred again)."""
+        plugin = MonitorPlugin()
+        plugin.transition("x-1", "waiting", "waiting", stimulus_id="s")
+        plugin.transition("x-1", "waiting", "queued", stimulus_id="s")
+        plugin.transition("x-2", "erred", "erred", stimulus_id="s")
+        events = plugin._convert(plugin._buffer, 100.0)
+        assert [(e.key, e.start, e.finish) for e in events] == [
+            ("x-1", "waiting", "queued"),
+            ("x-2", "erred", "erred"),
+        ]
 
     def test_convert_makes_task_status_events(self) -> None:
         """Buffered tuples become TaskStatus events with compute times."""
