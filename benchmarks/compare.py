@@ -9,25 +9,36 @@ the working tree's package, the harness alone, an empty plugin and Dask's
 ``TaskStreamPlugin`` + ``AllProgress``. Every variant replays the same
 recorded run, in interleaved rounds.
 
+A second section, ``flush``, is steadier: each version's hook takes the
+recorded calls of one real run (off the loop), and then only its flushes are
+timed, on the buffers its own hook filled, in interleaved rounds in this
+process (no cluster busy meanwhile): what a change did to the flush, per task
+of the run, without the replay's noise.
+
 Run: ``python benchmarks/compare.py REV [REV ...] [--workloads map,array]
-[--rounds 5] [--quick] [--json FILE]``, e.g. ``python benchmarks/compare.py
-HEAD~3``. Figures: µs per task above the harness alone, as in the replay.
+[--sections replay,flush] [--rounds 5] [--quick] [--json FILE]``, e.g.
+``python benchmarks/compare.py HEAD~3``. Figures: µs per task (above the
+harness alone for the replay, as in ``scheduler_overhead.py``).
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
 import re
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import scheduler_overhead as so
-from common import Report, parse_args
+from common import Report, interleave, parse_args
+from dask_monitor.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +76,82 @@ def _extra(parser: Any) -> None:
     parser.add_argument(
         "--workloads", default="map,array,dataframe", help="comma-separated workloads"
     )
+    parser.add_argument(
+        "--sections", default="replay,flush", help="replay, flush, or both"
+    )
+
+
+def capture(bench: Any, recording: Any, plugin_class: Any) -> list[list[Any]]:
+    """What a plugin of ``plugin_class`` buffers between the flushes of
+    ``recording`` (its own hook's output; nothing is dropped)."""
+    tasks: dict[Any, Any] = {}
+    plugin = plugin_class()
+    plugin._tasks = tasks
+    plugin._capacity = plugin._limit = 2**62
+    step = recording.batches(plugin.config.interval)
+    buffers: list[list[Any]] = []
+    with recording.restored():
+        for i in range(0, len(recording.ops), step):
+            so._replay_ops(
+                bench.scheduler, recording.ops[i : i + step], [plugin], tasks
+            )
+            buffers.append(plugin._buffer)
+            plugin._buffer = []
+    return buffers
+
+
+def flush_seconds(
+    plugin_class: Any, pipeline_class: Any, buffers: Any
+) -> tuple[float, int]:
+    """Thread CPU time of a fresh plugin's flushes of ``buffers``, and the
+    number of events they made."""
+    plugin = plugin_class()
+    plugin.pipeline = pipeline_class(plugin.config)
+    t0 = time.thread_time()
+    for items in buffers:
+        plugin._buffer = list(items)
+        plugin.flush()
+    return time.thread_time() - t0, plugin.pipeline.events
+
+
+def bench_flush(
+    bench: Any,
+    report: Report,
+    workload: str,
+    size: int,
+    rounds: int,
+    versions: dict[str, tuple[Any, Any]],
+) -> None:
+    """Each version's flushes of one recorded run, timed in interleaved rounds."""
+    so.WORKLOADS[workload](bench.client, min(size, 100))  # warm up
+    bench.drained()
+    recording = bench.record(workload, size)
+    n = recording.tasks
+    buffers = {name: capture(bench, recording, v[0]) for name, v in versions.items()}
+    gc.collect()
+    gc.freeze()
+    try:
+        results = interleave(
+            {
+                name: (lambda name=name, v=v: flush_seconds(v[0], v[1], buffers[name]))
+                for name, v in versions.items()
+            },
+            rounds,
+        )
+    finally:
+        gc.unfreeze()
+    base = statistics.median(t for t, _ in results["dask-monitor"])
+    for name, runs in results.items():
+        seconds = [t for t, _ in runs]
+        events = runs[0][1]
+        change = statistics.median(seconds) / base - 1 if base else 0.0
+        report.add(
+            f"{workload}: flush {name}",
+            [t / n * 1e6 for t in seconds],
+            "µs/task",
+            note=f"{events} events for {n} tasks; {100 * change:+.0f}% "
+            "against the working tree",
+        )
 
 
 def main(argv: list[str] | None = None) -> Report:
@@ -75,10 +162,14 @@ def main(argv: list[str] | None = None) -> Report:
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
         versions: dict[str, Any] = {}
+        pipelines: dict[str, Any] = {}
         for rev in args.revisions:
             name = materialise(rev, Path(tmp))
             plugin = importlib.import_module(f"{name}.plugin").MonitorPlugin
-            versions[f"dask-monitor at {rev} ({name[13:]})"] = plugin
+            label = f"dask-monitor at {rev} ({name[13:]})"
+            versions[label] = plugin
+            pipelines[label] = importlib.import_module(f"{name}.pipeline").Pipeline
+        sections = set(args.sections.split(","))
         so.REPLAY_VARIANTS = (
             "harness only",
             "empty plugin",
@@ -101,10 +192,17 @@ def main(argv: list[str] | None = None) -> Report:
                 so.MonitorPlugin = current
 
         so.replay = replay_version
+        flushed = {"dask-monitor": (current, Pipeline)} | {
+            label: (plugin, pipelines[label]) for label, plugin in versions.items()
+        }
         bench = so.Bench()
         try:
             for workload in args.workloads.split(","):
-                so.bench_replay(bench, report, workload, sizes[workload], args.rounds)
+                size = sizes[workload]
+                if "replay" in sections:
+                    so.bench_replay(bench, report, workload, size, args.rounds)
+                if "flush" in sections:
+                    bench_flush(bench, report, workload, size, args.rounds, flushed)
         finally:
             bench.close()
             so.replay = replay

@@ -97,7 +97,8 @@ def test_quick_mode_reports_numbers(reports: dict[str, Any], name: str) -> None:
 def test_compare_replays_a_revision_beside_the_working_tree(
     reports: dict[str, Any],
 ) -> None:
-    """``compare.py HEAD``: HEAD's package is one more variant of the replay."""
+    """``compare.py HEAD``: HEAD's package is one more variant of the replay,
+    and of the flushes timed on one recorded run."""
     report = reports["compare"]["report"]
     assert report is not None, reports["compare"]["output"][-3000:]
     names = [figure["name"] for figure in report["figures"]]
@@ -107,6 +108,14 @@ def test_compare_replays_a_revision_beside_the_working_tree(
         n.startswith("map: dask-monitor at HEAD (") and n.endswith("above harness only")
         for n in names
     )
+    flushes = {
+        f["name"]: f for f in report["figures"] if f["name"].startswith("map: flush ")
+    }
+    assert "map: flush dask-monitor" in flushes
+    assert any(n.startswith("map: flush dask-monitor at HEAD (") for n in flushes)
+    # Both versions' hooks took the same recorded run: the same events.
+    notes = {f["note"].split(";")[0] for f in flushes.values()}
+    assert len(notes) == 1 and " events for " in notes.pop()
 
 
 def test_run_combines_the_reports(
