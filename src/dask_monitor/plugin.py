@@ -263,8 +263,8 @@ class MonitorPlugin(SchedulerPlugin):
 
         A call that leaves the task where it was is no event: Dask reports
         ``waiting -> waiting`` for every task it queues instead of sending it
-        to a worker (then ``waiting -> queued``): 6% of the events of an
-        array run here. ``erred -> erred`` is kept (the task erred again).
+        to a worker (then ``waiting -> queued``): 3-14% of the events of
+        the benchmarks' real runs. ``erred -> erred`` is kept (the task erred again).
         """
         if start == finish and finish != _ERRED:
             return
