@@ -716,7 +716,7 @@ class StragglerRule(AlertRule):
                 # then the leaving: what following the batch in order does.
                 if gone:
                     self._leave(pick(keys, gone))
-                self._enter(batch, enter)
+                self._enter(batch, enter, entering)
                 if left:
                     self._leave(pick(keys, left))
                 return
@@ -736,9 +736,15 @@ class StragglerRule(AlertRule):
                 enter = [i for k, i in first_in.items() if last_out.get(k, -1) < i]
         self._enter(batch, enter)
 
-    def _enter(self, batch: Batch, rows: Sequence[int]) -> None:
-        """Add the tasks of events ``rows``, entering ``processing``."""
-        keys = pick(batch.keys, rows)
+    def _enter(
+        self, batch: Batch, rows: Sequence[int], new: list[Any] | None = None
+    ) -> None:
+        """Add the tasks of events ``rows``, entering ``processing``.
+
+        ``new``: their keys, when the caller checked already that each is
+        new to the table, enters once, and that there is room for all.
+        """
+        keys = pick(batch.keys, rows) if new is None else new
         times = batch.times
         entries = list(
             zip(
@@ -749,13 +755,16 @@ class StragglerRule(AlertRule):
             )
         )
         table = self.inflight
-        new = dict(zip(keys, entries, strict=True))
-        if len(new) == len(keys) and len(table) + len(new) <= self.max_tasks:
+        if new is not None:
+            table.update(zip(keys, entries, strict=True))
+            return
+        added = dict(zip(keys, entries, strict=True))
+        if len(added) == len(keys) and len(table) + len(added) <= self.max_tasks:
             if not table:
-                self.inflight = new
+                self.inflight = added
                 return
-            if table.keys().isdisjoint(new):
-                table.update(new)
+            if table.keys().isdisjoint(added):
+                table.update(added)
                 return
         # A task entering twice, or already in the table, or no room for all:
         # one by one, in order.
