@@ -88,15 +88,13 @@ def capture(bench: Any, recording: Any, plugin_class: Any) -> list[list[Any]]:
     plugin = plugin_class()
     plugin._tasks = tasks
     plugin._capacity = plugin._limit = 2**62
-    step = recording.batches(plugin.config.interval)
     buffers: list[list[Any]] = []
     with recording.restored():
-        for i in range(0, len(recording.ops), step):
-            so._replay_ops(
-                bench.scheduler, recording.ops[i : i + step], [plugin], tasks
-            )
+        for chunk in recording.chunks():
+            so._replay_ops(bench.scheduler, chunk, [plugin], tasks)
             buffers.append(plugin._buffer)
             plugin._buffer = []
+            getattr(plugin, "_created", {}).clear()  # positions in that buffer
     return buffers
 
 
@@ -180,14 +178,14 @@ def main(argv: list[str] | None = None) -> Report:
         replay = so.replay
 
         def replay_version(
-            bench: Any, recording: Any, variant: str, batch: int, profiler: Any = None
+            bench: Any, recording: Any, variant: str, profiler: Any = None
         ) -> Any:
             plugin = versions.get(variant)
             if plugin is None:
-                return replay(bench, recording, variant, batch, profiler)
+                return replay(bench, recording, variant, profiler)
             so.MonitorPlugin = plugin
             try:
-                return replay(bench, recording, "dask-monitor", batch, profiler)
+                return replay(bench, recording, "dask-monitor", profiler)
             finally:
                 so.MonitorPlugin = current
 

@@ -9,9 +9,11 @@ process, two worker processes with one thread each):
    Then, on the scheduler's event-loop thread, the recorded calls are replayed
    into the plugin under test, with the recorded ``TaskState`` objects in the
    task table the plugin reads (forgotten tasks are put back as the scheduler
-   does around its plugins). The replay runs in batches of the size one flush
-   interval sees in the real run; a plugin with a ``flush`` is flushed after
-   each batch (what its periodic callback does in the real run), and the loop
+   does around its plugins). The replay is cut where a flush ran in the real
+   run: a periodic callback at the monitor's flush interval marks its place
+   among the recorded calls, between two ticks of the loop, as the monitor's
+   own callback would. A plugin with a ``flush`` is flushed at each mark (what
+   its periodic callback does in the real run), and the loop
    idles for ``IDLE`` seconds (more than two flush intervals) afterwards. The
    cost is the loop thread's CPU time over that window minus the CPU time of an
    idle window of the same length, right after. Variants, interleaved: the
@@ -29,7 +31,7 @@ process, two worker processes with one thread each):
    tab) against ``/monitor`` open with dask-monitor attached.
 4. Costs (``--sections costs``): where dask-monitor's flush time goes, on the
    batches of a recorded real run. The recorded calls go into a bare plugin's
-   hook, one flush interval's worth at a time, and each batch is converted and
+   hook, cut where the real run's flushes fell, and each batch is converted and
    handed to every default observer and rule in turn, each timed with the
    thread's CPU clock (``time.thread_time``); then the same batches through
    ``flush()`` untimed inside. Not a replay on the loop: it runs after the
@@ -46,6 +48,7 @@ import contextlib
 import cProfile
 import gc
 import io
+import itertools
 import logging
 import math
 import pstats
@@ -69,6 +72,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.diagnostics.progress import AllProgress
 from distributed.diagnostics.task_stream import TaskStreamPlugin
 from distributed.utils import sync
+from tornado.ioloop import PeriodicCallback
 
 import dask_monitor  # noqa: F401  (registers /monitor before the scheduler starts)
 from common import (
@@ -86,6 +90,7 @@ from dask_monitor.plugin import FIELDS
 IDLE = 0.3
 
 GRAPH = object()  # marks a recorded update_graph call
+FLUSH = object()  # marks where a periodic flush ran in the recorded run
 
 
 def inc(x: int) -> int:
@@ -129,13 +134,17 @@ QUICK_SIZES = {"map": 300, "array": 300, "dataframe": 60}
 
 
 class Recorder(SchedulerPlugin):
-    """Keeps every ``transition`` and ``update_graph`` call with its task state."""
+    """Keeps every ``transition`` and ``update_graph`` call with its task state,
+    and (``mark``, from a periodic callback) where a flush would run."""
 
     name = "benchmark-recorder"
 
     def __init__(self, tasks: dict[Any, Any]) -> None:
         self.tasks = tasks
-        self.ops: list[tuple[Any, ...]] = []
+        self.ops: list[Any] = []
+
+    def mark(self) -> None:
+        self.ops.append(FLUSH)
 
     def update_graph(self, scheduler: Any, *, tasks: Any = (), **kwargs: Any) -> None:
         get = self.tasks.get
@@ -155,16 +164,24 @@ class Recorder(SchedulerPlugin):
 
 
 class Recording:
-    """The calls of one real run, and what the run cost."""
+    """The calls of one real run, where its flushes ran, and what the run cost."""
 
-    def __init__(self, ops: list[tuple[Any, ...]], seconds: float, cpu: float) -> None:
-        self.ops = ops
+    def __init__(self, ops: list[Any], seconds: float, cpu: float) -> None:
+        #: The calls, in order; ``cuts``: the number of calls before each flush.
+        self.ops: list[tuple[Any, ...]] = []
+        self.cuts: list[int] = []
+        for op in ops:
+            if op is FLUSH:
+                if not self.cuts or self.cuts[-1] != len(self.ops):
+                    self.cuts.append(len(self.ops))
+            else:
+                self.ops.append(op)
         self.seconds = seconds
         self.cpu = cpu
         keys: set[Any] = set()
         self.transitions = 0
         self.graph_tasks = 0
-        for op in ops:
+        for op in self.ops:
             if op[0] is GRAPH:
                 self.graph_tasks += len(op[2])
                 keys.update(ts.key for ts, _ in op[2])
@@ -177,9 +194,10 @@ class Recording:
     def cpu_per_task(self) -> float:
         return self.cpu / self.tasks
 
-    def batches(self, interval: float) -> int:
-        """Transitions one flush interval saw in the real run."""
-        return max(100, round(self.transitions / self.seconds * interval))
+    def chunks(self) -> list[list[tuple[Any, ...]]]:
+        """The calls between two flushes of the real run (none empty)."""
+        bounds = [0, *(c for c in self.cuts if 0 < c < len(self.ops)), len(self.ops)]
+        return [self.ops[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
     @contextlib.contextmanager
     def restored(self) -> Iterator[None]:
@@ -277,11 +295,15 @@ class Bench:
 
     def record(self, workload: str, size: int) -> Recording:
         recorder = Recorder(self.scheduler.tasks)
+        interval = MonitorPlugin().config.interval
+        pc = PeriodicCallback(recorder.mark, interval * 1000)
 
         async def add() -> None:
             self.scheduler.add_plugin(recorder)
+            pc.start()
 
         async def remove() -> None:
+            pc.stop()
             self.scheduler.remove_plugin(recorder.name)
 
         self.on_loop(add)
@@ -352,7 +374,6 @@ def replay(
     bench: Bench,
     recording: Recording,
     variant: str,
-    batch: int,
     profiler: cProfile.Profile | None = None,
 ) -> dict[str, Any]:
     """One replay of ``recording`` into ``variant`` on the loop thread.
@@ -372,15 +393,15 @@ def replay(
         else:
             plugins, _ = _variant_plugins(variant, tasks)
         flushers = [p.flush for p in plugins if callable(getattr(p, "flush", None))]
-        ops = recording.ops
+        chunks = recording.chunks()
         with recording.restored():
             await asyncio.sleep(0.05)
             t0 = time.perf_counter()
             c0 = time.thread_time()
             if profiler is not None:
                 profiler.enable()
-            for i in range(0, len(ops), batch):
-                _replay_ops(scheduler, ops[i : i + batch], plugins, tasks)
+            for chunk in chunks:
+                _replay_ops(scheduler, chunk, plugins, tasks)
                 for flush in flushers:
                     flush()
                 await asyncio.sleep(0)
@@ -421,27 +442,25 @@ def bench_replay(
     bench.drained()
     recording = bench.record(workload, size)
     n = recording.tasks
-    batch = recording.batches(MonitorPlugin().config.interval)
+    flushes = len(recording.chunks())
     print(
         f"[replay {workload}] {n} tasks, {recording.transitions} transitions "
         f"({recording.transitions / n:.1f}/task), real run "
         f"{n / recording.seconds:.0f} tasks/s, loop CPU "
-        f"{recording.cpu_per_task * 1e6:.0f} us/task; replay batches of {batch}",
+        f"{recording.cpu_per_task * 1e6:.0f} us/task; replayed in {flushes} "
+        "flushes, cut where the real run's flushes fell",
         flush=True,
     )
     gc.collect()
     gc.freeze()  # the recording is not the plugins' garbage to scan
     try:
         results = interleave(
-            {
-                v: (lambda v=v: replay(bench, recording, v, batch))
-                for v in REPLAY_VARIANTS
-            },
+            {v: (lambda v=v: replay(bench, recording, v)) for v in REPLAY_VARIANTS},
             rounds,
         )
         if profile:
             profiler = cProfile.Profile()
-            replay(bench, recording, profile, batch, profiler)
+            replay(bench, recording, profile, profiler)
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
             print(f"[profile of the {profile} replay, {workload}]\n{out.getvalue()}")
@@ -503,17 +522,17 @@ def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
     bench.drained()
     recording = bench.record(workload, size)
     interval = MonitorPlugin().config.interval
-    batch = recording.batches(interval)
     tasks: dict[Any, Any] = {}
     hook = MonitorPlugin()
     hook._tasks = tasks
     hook._capacity = hook._limit = 2**62
     buffers: list[list[Any]] = []
     with recording.restored():
-        for i in range(0, len(recording.ops), batch):
-            _replay_ops(bench.scheduler, recording.ops[i : i + batch], [hook], tasks)
+        for chunk in recording.chunks():
+            _replay_ops(bench.scheduler, chunk, [hook], tasks)
             buffers.append(hook._buffer)
             hook._buffer = []
+            getattr(hook, "_created", {}).clear()  # positions in that buffer
     events = sum(map(len, buffers)) // FIELDS
     flushes = len(buffers)
     print(
