@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import time
+from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import dask
@@ -14,7 +16,8 @@ import pytest
 from distributed import Client, SchedulerPlugin, wait
 
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
-from dask_monitor.events import TaskStatus, WorkerStatus
+from dask_monitor.events import NEW, TaskStatus, WorkerStatus
+from dask_monitor.pipeline import Pipeline
 from dask_monitor.plugin import FIELDS, HANDLERS
 from tests.workloads import fail_if_odd, inc, slow_inc
 
@@ -34,6 +37,23 @@ def run_mixed_workload(client: Client) -> None:
     bad = client.map(fail_if_odd, range(6))
     wait(bad)
     del futures, bad
+
+
+class _Pairs:
+    """An observer: how many task events of each ``(start, finish)`` it got,
+    and how many others (worker events)."""
+
+    def __init__(self) -> None:
+        self.count: Counter[tuple[str, str]] = Counter()
+        self.others = 0
+
+    def update(self, event: Any) -> None:
+        self.update_batch([event])
+
+    def update_batch(self, events: Any) -> None:
+        tasks = [(e.start, e.finish) for e in events if isinstance(e, TaskStatus)]
+        self.count.update(tasks)
+        self.others += len(events) - len(tasks)
 
 
 class TestCounts:
@@ -205,6 +225,71 @@ class TestCounts:
             assert snapshot_states(snap) == prefix_states(scheduler)
             assert snap["prefixes"]["inc"]["states"] == {"memory": 400}
             del futures
+
+    def test_a_tasks_creation_and_first_move_are_one_event(
+        self, client: Client
+    ) -> None:
+        """Dask creates a task in ``released`` (``update_graph``) and moves it
+        to ``waiting`` in the same tick: observers get one ``new -> waiting``
+        event, the monitor counts both calls, and the counts still equal the
+        scheduler's."""
+        pairs = _Pairs()
+        scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+        with Monitor.attach(client) as monitor:
+            plugin = get_plugin(scheduler)
+            assert plugin is not None and plugin.pipeline is not None
+            plugin.pipeline.add_observer(pairs)
+            futures = client.map(inc, range(4000, 4100))
+            client.gather(futures)
+            snap = monitor.snapshot(flush=True)
+            assert pairs.count[NEW, "waiting"] == 100
+            assert pairs.count[NEW, "released"] == 0
+            assert pairs.count["released", "waiting"] == 0
+            m = snap["monitor"]
+            assert m["merged"] == 100
+            events = sum(pairs.count.values()) + pairs.others
+            assert m["events"] == events
+            assert snapshot_states(snap) == prefix_states(scheduler)
+            assert snap["prefixes"]["inc"]["states"] == {"memory": 100}
+            assert snap["totals"]["total"] == 100
+            del futures
+
+    def test_a_task_listed_again_by_a_new_graph_is_counted_once(
+        self, client: Client
+    ) -> None:
+        """A graph that uses a task which exists already in ``released`` (its
+        data released, a dependent keeps it) lists it again; its report is
+        folded with its move to ``waiting``, and it is counted as moved (and
+        recomputed), not created twice."""
+        scheduler = client.cluster.scheduler  # type: ignore[union-attr]
+        with Monitor.attach(client) as monitor:
+            x = client.submit(inc, 1, key="relist-1")
+            y = client.submit(inc, x, key="relist-2")
+            y.result()
+            del x  # x's data goes; y depends on it: x stays, released
+            deadline = time.monotonic() + 10
+            while scheduler.tasks["relist-1"].state != "released":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            first = monitor.snapshot(flush=True)
+            assert first["prefixes"]["relist"]["states"] == {
+                "released": 1,
+                "memory": 1,
+            }
+            graph = dask.delayed(inc)(
+                dask.delayed(inc)(1, dask_key_name="relist-1"),
+                dask_key_name="relist-3",
+            )
+            z = client.compute(graph)
+            assert z.result() == 3
+            snap = monitor.snapshot(flush=True)
+            assert snapshot_states(snap) == prefix_states(scheduler)
+            row = snap["prefixes"]["relist"]
+            # x ran again, and is released again: z has its result.
+            assert row["states"] == {"memory": 2, "released": 1}
+            assert (row["completed"], row["recomputed"]) == (4, 1)
+            assert snap["monitor"]["merged"] >= 3
+            del y, z
 
 
 class TestAttach:
@@ -379,6 +464,48 @@ class TestHook:
             ("x-1", "waiting", "queued"),
             ("x-2", "erred", "erred"),
         ]
+
+    def test_a_creation_is_folded_only_with_a_first_move_before_the_flush(
+        self,
+    ) -> None:
+        """A creation and its ``released -> waiting`` in one flush make one
+        event; a move to another state, or after the flush (or after a
+        restart), is an event of its own."""
+        group = SimpleNamespace(
+            name="inc-g", prefix=SimpleNamespace(name="inc"), span_id=None
+        )
+        keys = [f"inc-{i}" for i in range(5)]
+        plugin = MonitorPlugin()
+        plugin.pipeline = Pipeline(plugin.config)
+        seen: list[tuple[str, str, str]] = []
+        plugin.pipeline.add_observer(lambda e: seen.append((e.key, e.start, e.finish)))
+        plugin._tasks = {
+            k: SimpleNamespace(state="released", group=group, processing_on=None)
+            for k in keys
+        }
+        tr = plugin.transition
+        plugin.update_graph(None, tasks=keys[:3], keys=set(keys[:3]))  # type: ignore[arg-type]
+        tr("inc-0", "released", "waiting", stimulus_id="s")
+        tr("inc-1", "released", "forgotten", stimulus_id="s")
+        plugin.flush()
+        tr("inc-2", "released", "waiting", stimulus_id="s")
+        plugin.flush()
+        plugin.update_graph(None, tasks=keys[3:], keys=set(keys[3:]))  # type: ignore[arg-type]
+        plugin.restart(None)  # type: ignore[arg-type]
+        tr("inc-3", "released", "waiting", stimulus_id="s")
+        plugin.flush()
+        assert seen == [
+            ("inc-0", NEW, "waiting"),
+            ("inc-1", NEW, "released"),
+            ("inc-2", NEW, "released"),
+            ("inc-1", "released", "forgotten"),
+            ("inc-2", "released", "waiting"),
+            ("inc-3", "released", "waiting"),
+        ]
+        # Nine calls, less the two creations a restart discards (Dask forgot
+        # those tasks): six events, one call folded into one of them.
+        m = plugin.snapshot()["monitor"]
+        assert (m["events"], m["merged"], m["dropped"]) == (6, 1, 0)
 
     def test_convert_makes_task_status_events(self) -> None:
         """Buffered tuples become TaskStatus events with compute times."""

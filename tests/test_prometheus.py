@@ -64,6 +64,7 @@ def test_metrics_on_the_schedulers_endpoint() -> None:
     for name in (
         "dask_monitor_events",
         "dask_monitor_events_dropped",
+        "dask_monitor_events_merged",
         "dask_monitor_flush_seconds",
         "dask_monitor_tasks_completed",
         "dask_monitor_tasks_erred",
@@ -94,6 +95,8 @@ def test_metrics_on_the_schedulers_endpoint() -> None:
     assert {s.labels["prefix"] for s in summary.samples} <= set(completed)
     events = families["dask_monitor_events"].samples[0].value
     assert events > 0
+    # Each task's creation took its first move with it.
+    assert families["dask_monitor_events_merged"].samples[0].value >= 10
     # Nothing duplicates distributed's per-prefix state totals.
     assert "dask_scheduler_prefix_state_totals" in families
     assert not any("state" in name for name in families if "monitor" in name)

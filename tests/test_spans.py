@@ -52,7 +52,7 @@ class TestSpansObserver:
         events = [
             _ts("a-1", "a", "new", "waiting", t, "s1"),
             _ts("b-1", "b", "new", "waiting", t, "s2"),
-            _ts("a-1", "a", "new", "waiting", t, "s1"),  # a duplicate report
+            _ts("a-1", "a", "new", "released", t, "s1"),  # a duplicate report
             _ts("a-1", "a", "waiting", "processing", t, "s1"),
             _ts("b-1", "b", "waiting", "processing", t, "s2"),
             _ts("a-1", "a", "processing", "memory", t, "s1", duration=1.0),

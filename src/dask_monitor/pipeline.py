@@ -135,6 +135,7 @@ class Pipeline:
         self.started = clock()
         self.events = 0
         self.dropped = 0
+        self.merged = 0
         self.flushes = 0
         self.flush_seconds = 0.0
         self.flush_last = 0.0
@@ -266,20 +267,27 @@ class Pipeline:
                 exc_info=exc,
             )
 
-    def account(self, *, events: int, dropped: int, seconds: float) -> None:
+    def account(
+        self, *, events: int, dropped: int, seconds: float, merged: int = 0
+    ) -> None:
         """Record the cost of one flush (called by the plugin after each flush).
 
         Parameters
         ----------
         events
-            Transitions taken out of the buffer by this flush.
+            Events taken out of the buffer by this flush.
         dropped
             Transitions dropped since the previous flush (buffer full).
         seconds
             Time the flush took, conversion and observers included.
+        merged
+            Transitions folded into an event already buffered (a task's first
+            move into its creation, see ``MonitorPlugin.transition``): they
+            are in no count of ``events``.
         """
         self.events += events + dropped
         self.dropped += dropped
+        self.merged += merged
         self.flushes += 1
         self.flush_seconds += seconds
         self.flush_last = seconds
@@ -390,6 +398,7 @@ class Pipeline:
         monitor: MonitorStats = {
             "events": self.events,
             "dropped": self.dropped,
+            "merged": self.merged,
             "flushes": self.flushes,
             "flush_seconds": self.flush_seconds,
             "flush_last": self.flush_last,

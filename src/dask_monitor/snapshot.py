@@ -183,8 +183,9 @@ class Samples(TypedDict):
 class MonitorStats(TypedDict):
     """The monitor accounting for itself."""
 
-    events: int  # transitions seen by the hook (buffered + dropped)
+    events: int  # events made by the hook (delivered + dropped)
     dropped: int  # transitions dropped because the buffer was full
+    merged: int  # transitions folded into an event (a task's creation), not in events
     flushes: int  # flushes that handled at least one event
     flush_seconds: float  # CPU time (of the loop thread) spent flushing
     flush_last: float  # CPU time of the last flush

@@ -356,6 +356,7 @@ def make_snapshot(
     monitor: MonitorStats = {
         "events": done_all * 6,
         "dropped": 0,
+        "merged": done_all,
         "flushes": int(elapsed * 10),
         "flush_seconds": elapsed * 0.002,
         "flush_last": 0.0012,

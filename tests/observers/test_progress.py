@@ -238,6 +238,35 @@ class TestProgressObserver:
             assert sum(totals["states"].values()) == 1
             assert totals["total"] == (1 if waiting in batches[0] else 0)
 
+    def test_a_live_task_reported_again_and_moved_on_counts_as_moved(
+        self, stream: Any
+    ) -> None:
+        """The plugin folds a task's report from ``update_graph`` (Dask lists
+        a graph's tasks that exist already in ``released`` too) with its next
+        move: ``new -> waiting`` of a live task is ``released -> waiting``."""
+        created = stream.task("inc-1", NEW, "released")
+        folded = stream.task("inc-1", NEW, "waiting")
+        other = stream.task("inc-2", NEW, "waiting")  # a new task, folded too
+        for batches in (
+            [[created], [folded, other]],
+            [[created, folded, other]],
+            [[other, created], [folded]],
+        ):
+            for wide in (False, True):
+                progress = ProgressObserver()
+                for batch in batches:
+                    if wide:  # a group per task: batches taken event by event
+                        batch = [
+                            stream.task(e.key, e.start, e.finish, group=e.key)
+                            for e in batch
+                        ]
+                    progress.update_batch(batch)
+                snap = progress.snapshot()
+                assert snap["totals"]["states"] == {"waiting": 2}
+                assert snap["totals"]["total"] == 2
+                assert progress.unknown == 0
+                assert snap["prefixes"]["inc"]["states"] == {"waiting": 2}
+
     def test_unknown_key_counts_as_created_where_first_seen(self, stream: Any) -> None:
         """A task first seen in mid-life is counted from there, never below zero."""
         progress = ProgressObserver()

@@ -12,6 +12,7 @@ __all__ = [
     "FORGOTTEN",
     "MEMORY",
     "PROCESSING",
+    "RELEASED",
     "Clock",
     "check_count",
     "check_positive",
@@ -30,6 +31,7 @@ MEMORY = "memory"
 ERRED = "erred"
 PROCESSING = "processing"
 FORGOTTEN = "forgotten"
+RELEASED = "released"
 
 
 def task_events(events: Sequence[Event]) -> list[TaskStatus]:

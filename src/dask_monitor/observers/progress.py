@@ -47,6 +47,7 @@ from dask_monitor.observers._common import (
     FORGOTTEN,
     MEMORY,
     PROCESSING,
+    RELEASED,
     check_count,
 )
 from dask_monitor.snapshot import (
@@ -404,8 +405,10 @@ class Keys:
             if s == NEW:
                 if k in live:
                     duplicates.append(i)
-                    continue
-                live.add(k)
+                    if f != FORGOTTEN:
+                        continue
+                else:
+                    live.add(k)
             if f == FORGOTTEN:
                 live.discard(k)
                 done.discard(k)
@@ -460,9 +463,13 @@ class ProgressObserver:
 
     Counting rules:
 
-    * ``new -> s`` creates a task in ``s``; a ``new`` for a task that is live
-      already (a duplicate report) is ignored. ``new`` and ``forgotten`` are
-      no states.
+    * ``new -> s`` creates a task in ``s``. ``new -> released`` for a task
+      that is live already is ignored: Dask lists the tasks of a graph that
+      exist already in ``released`` with its new ones (``update_graph``), and
+      the plugin reports them all. ``new -> s`` for a live task is such a
+      report folded with the task's next move (see
+      :meth:`~dask_monitor.plugin.MonitorPlugin.transition`): it counts as
+      ``released -> s``. ``new`` and ``forgotten`` are no states.
     * A task first seen in mid-life counts as created in the state it left
       (see the module docstring: :attr:`unknown` counts them).
     * ``completed`` counts ``processing -> memory`` (a task reported in memory
@@ -599,9 +606,15 @@ class ProgressObserver:
             # A copy: the batch's counts are shared with other observers.
             counts = Counter(batch.transitions() if counts is None else counts)
             for i in duplicates:
-                counts[groups[i], prefixes[i], starts[i], fins[i]] -= 1
-                if wide and fins[i] != FORGOTTEN:
-                    totals[fins[i]] -= 1
+                g, p, f = groups[i], prefixes[i], fins[i]
+                counts[g, p, NEW, f] -= 1
+                if f == RELEASED:  # reported again: no move
+                    if wide:
+                        totals[f] -= 1
+                else:  # reported again in released, then moved on
+                    counts[g, p, RELEASED, f] += 1
+                    if wide:
+                        totals[RELEASED] -= 1
 
         # States, completions and errors.
         ptable = self._prefixes

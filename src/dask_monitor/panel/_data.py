@@ -144,6 +144,7 @@ def empty_snapshot(now: float | None = None) -> Snapshot:
             "monitor": {
                 "events": 0,
                 "dropped": 0,
+                "merged": 0,
                 "flushes": 0,
                 "flush_seconds": 0.0,
                 "flush_last": 0.0,

@@ -128,9 +128,16 @@ class MonitorCollector:
             family.add_metric([], value)
             return family
 
-        yield counter("events", "Task transitions seen by the monitor.", m["events"])
+        yield counter(
+            "events", "Events made of task transitions (dropped too).", m["events"]
+        )
         yield counter(
             "events_dropped", "Transitions dropped (buffer full).", m["dropped"]
+        )
+        yield counter(
+            "events_merged",
+            "Transitions folded into an event (a task's creation and first move).",
+            m["merged"],
         )
         yield counter("flushes", "Flushes of the monitor's buffer.", m["flushes"])
         yield counter(
