@@ -14,7 +14,7 @@ process, two worker processes with one thread each):
    among the recorded calls, between two ticks of the loop, as the monitor's
    own callback would. A plugin with a ``flush`` is flushed at each mark (what
    its periodic callback does in the real run), and the loop
-   idles for ``IDLE`` seconds (more than two flush intervals) afterwards. The
+   idles for three flush intervals (at least ``IDLE`` seconds) afterwards. The
    cost is the loop thread's CPU time over that window minus the CPU time of an
    idle window of the same length, right after. Variants, interleaved: the
    replay harness alone, an empty plugin, dask-monitor (a real
@@ -86,8 +86,15 @@ from common import (
 from dask_monitor import Monitor, MonitorPlugin
 from dask_monitor.plugin import FIELDS
 
-#: Seconds the loop idles after a replay so that periodic flushes run (> 2 x 100 ms).
+#: Seconds the loop idles after a replay so that periodic flushes run: more
+#: than two flush intervals (``idle_seconds()``).
 IDLE = 0.3
+
+
+def idle_seconds() -> float:
+    """Seconds to idle after a replay: ``IDLE``, or three flush intervals."""
+    return max(IDLE, 3 * MonitorPlugin().config.interval)
+
 
 GRAPH = object()  # marks a recorded update_graph call
 FLUSH = object()  # marks where a periodic flush ran in the recorded run
@@ -408,7 +415,7 @@ def replay(
             if profiler is not None:
                 profiler.disable()
             replay_cpu = time.thread_time() - c0
-            await asyncio.sleep(IDLE)
+            await asyncio.sleep(idle_seconds())
             cpu = time.thread_time() - c0
             wall = time.perf_counter() - t0
         # The same window without a replay, right after.
@@ -803,7 +810,8 @@ def main(argv: list[str] | None = None) -> Report:
         bench.close()
     report.note(
         "replay: loop-thread CPU (time.thread_time on the scheduler's loop) of the "
-        f"replay plus {IDLE}s idle, minus an idle window of the same length; "
+        f"replay plus {idle_seconds():.2f}s idle, minus an idle window of the same "
+        "length; "
         "µs per task of the recorded run"
     )
     return report.finish(args)

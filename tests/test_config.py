@@ -16,7 +16,7 @@ class TestMonitorConfig:
     def test_defaults_come_from_the_yaml(self) -> None:
         """Without overrides the shipped defaults apply."""
         config = MonitorConfig.from_config()
-        assert config.interval == pytest.approx(0.1)
+        assert config.interval == pytest.approx(0.25)
         assert config.buffer_size == 100_000
 
     def test_dask_config_and_keywords(self) -> None:

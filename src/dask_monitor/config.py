@@ -73,7 +73,7 @@ class MonitorConfig:
     Build it with :meth:`from_config`; the constructor does not validate.
     """
 
-    interval: float = 0.1
+    interval: float = 0.25
     buffer_size: int = 100_000
     max_prefixes: int = 10_000
     max_groups: int = 1_000

@@ -363,7 +363,7 @@ def make_snapshot(
         "flush_max": 0.0093,
         "overhead": 0.002,
         "buffer_capacity": 100_000,
-        "interval": 0.1,
+        "interval": 0.25,
         "observer_errors": {},
         "observers": [
             "progress",
