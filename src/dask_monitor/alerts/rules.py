@@ -368,13 +368,17 @@ class StallRule(AlertRule):
                 if shared is None
                 else _state_pairs(shared)
             )
+            # A move from an active state to another (``waiting ->
+            # processing``) changes no count of active tasks: not counted.
             for (s0, f), c in pairs.items():
                 if s0 in _ACTIVE:
-                    leaving += c
+                    if f not in _ACTIVE:
+                        leaving += c
                     if s0 == _PROCESSING:
                         processing -= c
                 if f in _ACTIVE:
-                    entering += c
+                    if s0 not in _ACTIVE:
+                        entering += c
                     if f == _PROCESSING:
                         processing += c
         # Tasks becoming active, and no longer: known for one kind of
@@ -392,10 +396,14 @@ class StallRule(AlertRule):
             active += entering
             last = 0
         elif not leaving:
-            # Nothing leaves an active state (a graph arriving): work appears
+            # Nothing leaves the active states (a graph arriving): work appears
             # with the first task that becomes active, none pending before.
             contains = _ACTIVE.__contains__
-            last = next(i for i, f in enumerate(finishes) if contains(f))
+            last = next(
+                i
+                for i, (s0, f) in enumerate(zip(starts, finishes, strict=True))
+                if contains(f) and not contains(s0)
+            )
             active = entering
         else:
             active, last = _follow(batch, active)
