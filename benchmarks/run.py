@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "hot_path",
     "flush",
+    "flush_interval",
     "panel_update",
     "memory",
     "client_side",

@@ -25,6 +25,7 @@ NAMES = (
     "client_side",
     "memory",
     "flush",
+    "flush_interval",
     "hot_path",
     "panel_update",
     "compare",
@@ -92,6 +93,20 @@ def test_quick_mode_reports_numbers(reports: dict[str, Any], name: str) -> None:
         assert figure["values"], figure["name"]
         assert all(math.isfinite(v) for v in figure["values"]), figure["name"]
     assert "| figure | median |" in result["output"]
+
+
+def test_flush_interval_times_every_interval_of_each_workload(
+    reports: dict[str, Any],
+) -> None:
+    """One figure per workload and interval, in the order of the intervals."""
+    report = reports["flush_interval"]["report"]
+    assert report is not None
+    names = [figure["name"] for figure in report["figures"]]
+    assert names == [
+        f"{workload}: flush every {ms} ms"
+        for workload in ("map", "array", "dataframe")
+        for ms in (50, 100, 250, 500)
+    ]
 
 
 def test_compare_replays_a_revision_beside_the_working_tree(
