@@ -81,23 +81,6 @@ def _extra(parser: Any) -> None:
     )
 
 
-def capture(bench: Any, recording: Any, plugin_class: Any) -> list[list[Any]]:
-    """What a plugin of ``plugin_class`` buffers between the flushes of
-    ``recording`` (its own hook's output; nothing is dropped)."""
-    tasks: dict[Any, Any] = {}
-    plugin = plugin_class()
-    plugin._tasks = tasks
-    plugin._capacity = plugin._limit = 2**62
-    buffers: list[list[Any]] = []
-    with recording.restored():
-        for chunk in recording.chunks():
-            so._replay_ops(bench.scheduler, chunk, [plugin], tasks)
-            buffers.append(plugin._buffer)
-            plugin._buffer = []
-            getattr(plugin, "_created", {}).clear()  # positions in that buffer
-    return buffers
-
-
 def flush_seconds(
     plugin_class: Any, pipeline_class: Any, buffers: Any
 ) -> tuple[float, int]:
@@ -125,7 +108,9 @@ def bench_flush(
     bench.drained()
     recording = bench.record(workload, size)
     n = recording.tasks
-    buffers = {name: capture(bench, recording, v[0]) for name, v in versions.items()}
+    buffers = {
+        name: so.hook_buffers(bench, recording, v[0]) for name, v in versions.items()
+    }
     gc.collect()
     gc.freeze()
     try:

@@ -18,7 +18,6 @@ run.
 from __future__ import annotations
 
 import gc
-import itertools
 import statistics
 from typing import Any
 
@@ -34,25 +33,6 @@ BASE_MS = 50
 INTERVALS_MS = (50, 100, 250, 500)
 
 
-def buffers(bench: Any, recording: Any, cuts: list[int]) -> list[list[Any]]:
-    """What the hook buffers between flushes made at ``cuts`` (calls before each)."""
-    tasks: dict[Any, Any] = {}
-    plugin = so.MonitorPlugin()
-    plugin._tasks = tasks
-    plugin._capacity = plugin._limit = 2**62
-    ops = recording.ops
-    bounds = [0, *(c for c in cuts if 0 < c < len(ops)), len(ops)]
-    out: list[list[Any]] = []
-    with recording.restored():
-        for lo, hi in itertools.pairwise(bounds):
-            if hi > lo:
-                so._replay_ops(bench.scheduler, ops[lo:hi], [plugin], tasks)
-                out.append(plugin._buffer)
-                plugin._buffer = []
-                plugin._created.clear()  # positions in that buffer
-    return out
-
-
 def bench_intervals(
     bench: Any, report: Report, workload: str, size: int, rounds: int
 ) -> None:
@@ -63,8 +43,8 @@ def bench_intervals(
         recording = bench.record(workload, size)
     n = recording.tasks
     filled = {
-        ms: buffers(
-            bench, recording, recording.cuts[ms // BASE_MS - 1 :: ms // BASE_MS]
+        ms: so.hook_buffers(
+            bench, recording, cuts=recording.cuts[ms // BASE_MS - 1 :: ms // BASE_MS]
         )
         for ms in INTERVALS_MS
     }

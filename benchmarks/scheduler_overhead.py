@@ -201,9 +201,13 @@ class Recording:
     def cpu_per_task(self) -> float:
         return self.cpu / self.tasks
 
-    def chunks(self) -> list[list[tuple[Any, ...]]]:
-        """The calls between two flushes of the real run (none empty)."""
-        bounds = [0, *(c for c in self.cuts if 0 < c < len(self.ops)), len(self.ops)]
+    def chunks(self, cuts: list[int] | None = None) -> list[list[tuple[Any, ...]]]:
+        """The calls between two flushes of the real run (none empty).
+
+        ``cuts``: the number of calls before each flush, if not the run's.
+        """
+        cuts = self.cuts if cuts is None else cuts
+        bounds = [0, *(c for c in cuts if 0 < c < len(self.ops)), len(self.ops)]
         return [self.ops[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
     @contextlib.contextmanager
@@ -518,6 +522,29 @@ def bench_replay(
     return medians
 
 
+def hook_buffers(
+    bench: Bench,
+    recording: Recording,
+    plugin_class: Any = None,
+    cuts: list[int] | None = None,
+) -> list[list[Any]]:
+    """What the hook of a fresh ``plugin_class`` (``MonitorPlugin``) buffers
+    between the flushes of ``recording`` (at ``cuts``, if given), off the
+    loop; nothing is dropped."""
+    tasks: dict[Any, Any] = {}
+    hook = (MonitorPlugin if plugin_class is None else plugin_class)()
+    hook._tasks = tasks
+    hook._capacity = hook._limit = 2**62
+    buffers: list[list[Any]] = []
+    with recording.restored():
+        for chunk in recording.chunks(cuts):
+            _replay_ops(bench.scheduler, chunk, [hook], tasks)
+            buffers.append(hook._buffer)
+            hook._buffer = []
+            getattr(hook, "_created", {}).clear()  # positions in that buffer
+    return buffers
+
+
 # -- costs ----------------------------------------------------------------------------
 
 
@@ -529,17 +556,7 @@ def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
     bench.drained()
     recording = bench.record(workload, size)
     interval = MonitorPlugin().config.interval
-    tasks: dict[Any, Any] = {}
-    hook = MonitorPlugin()
-    hook._tasks = tasks
-    hook._capacity = hook._limit = 2**62
-    buffers: list[list[Any]] = []
-    with recording.restored():
-        for chunk in recording.chunks():
-            _replay_ops(bench.scheduler, chunk, [hook], tasks)
-            buffers.append(hook._buffer)
-            hook._buffer = []
-            getattr(hook, "_created", {}).clear()  # positions in that buffer
+    buffers = hook_buffers(bench, recording)
     events = sum(map(len, buffers)) // FIELDS
     flushes = len(buffers)
     print(
