@@ -18,7 +18,9 @@ process, two worker processes with one thread each):
    cost is the loop thread's CPU time over that window minus the CPU time of an
    idle window of the same length, right after. Variants, interleaved: the
    replay harness alone, an empty plugin, dask-monitor (a real
-   ``MonitorPlugin`` started on the scheduler, all default observers), Dask's
+   ``MonitorPlugin`` started on the scheduler, all default observers),
+   dask-monitor with its core aggregates only (no per-span views, samples or
+   alert rules: what those features cost), Dask's
    ``TaskStreamPlugin`` + ``AllProgress`` (what the dashboard installs) and a
    naive monitor (a frozen dataclass per transition in the hook, counts per
    event). Reported per task and as a share of the loop CPU per task of the
@@ -344,13 +346,33 @@ def _variant_plugins(
     raise KeyError(name)
 
 
+#: dask-monitor with only the aggregates Dask's pair also keeps, in kind:
+#: progress, throughput, durations, workers, errors and ETA; no per-span views,
+#: no samples, no alert rules. What the features beyond those cost.
+CORE = "dask-monitor, core"
+
 REPLAY_VARIANTS = (
     "harness only",
     "empty plugin",
     "dask-monitor",
+    CORE,
     "TaskStream+AllProgress",
     "naive monitor",
 )
+
+
+def core_monitor() -> MonitorPlugin:
+    """A ``MonitorPlugin`` whose pipeline keeps the core aggregates only
+    (see ``CORE``); call :meth:`core_only` on it once it started."""
+    return MonitorPlugin(alerts={"enabled": False})
+
+
+def core_only(monitor: MonitorPlugin) -> None:
+    """Unsubscribe the per-span views and the samples of a started monitor."""
+    pipeline = monitor.pipeline
+    assert pipeline is not None
+    for observer in (pipeline.spans, pipeline.sampling):
+        pipeline.subject.unsubscribe(observer)
 
 
 def _replay_ops(
@@ -396,9 +418,11 @@ def replay(
     async def run() -> dict[str, Any]:
         tasks: dict[Any, Any] = {}
         monitor = None
-        if variant == "dask-monitor":
-            monitor = MonitorPlugin()
+        if variant in ("dask-monitor", CORE):
+            monitor = MonitorPlugin() if variant == "dask-monitor" else core_monitor()
             await monitor.start(scheduler)
+            if variant == CORE:
+                core_only(monitor)
             monitor._tasks = tasks
             plugins: list[Any] = [monitor]
         else:
@@ -507,10 +531,11 @@ def bench_replay(
     dm = results["dask-monitor"]
     if any(r["dropped"] for r in dm):
         report.note(f"{workload}: dask-monitor dropped events in the replay")
-    flush = [r["flush_seconds"] / n * 1e6 for r in dm]
-    report.add(
-        f"{workload}: dask-monitor flush time (pipeline.account)", flush, "µs/task"
-    )
+    for variant in ("dask-monitor", CORE):
+        flush = [r["flush_seconds"] / n * 1e6 for r in results[variant]]
+        report.add(
+            f"{workload}: {variant} flush time (pipeline.account)", flush, "µs/task"
+        )
     expected = recording.transitions + recording.graph_tasks
     events = dm[0]["events"]
     if events < recording.transitions:
@@ -813,6 +838,14 @@ def main(argv: list[str] | None = None) -> Report:
                     / m["TaskStream+AllProgress above harness only"],
                     1.0,
                     "x",
+                )
+                core = m[f"{CORE} above harness only"]
+                report.note(
+                    f"{workload}: {CORE} (not a goal: what the features beyond "
+                    f"the core cost): {100 * core / m['real']:.2f}% of real loop "
+                    "CPU/task, x"
+                    f"{core / m['TaskStream+AllProgress above harness only']:.2f} "
+                    "of TaskStream+AllProgress (above harness only)"
                 )
             if "costs" in sections:
                 bench_costs(bench, report, workload, size)

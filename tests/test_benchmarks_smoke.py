@@ -146,3 +146,44 @@ def test_run_combines_the_reports(
         assert f"### {name} (quick)" in text
     assert "### Goals" in text
     assert "cores" in text
+
+
+def test_the_core_variant_keeps_only_the_core_aggregates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The replay's ``dask-monitor, core`` variant: progress and the other core
+    aggregates count; no alert rule, per-span view or sample sees an event."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import scheduler_overhead
+    from dask_monitor import TaskStatus
+    from dask_monitor.pipeline import Pipeline
+
+    monitor = scheduler_overhead.core_monitor()
+    monitor.pipeline = Pipeline(monitor.config)
+    scheduler_overhead.core_only(monitor)
+    w = "tcp://127.0.0.1:1"
+    monitor.pipeline.process(
+        [
+            TaskStatus("inc-1", "inc", "inc-0", "new", "waiting", 1.0, span="s"),
+            TaskStatus("inc-1", "inc", "inc-0", "waiting", "processing", 2.0, w),
+            TaskStatus(
+                "inc-1",
+                "inc",
+                "inc-0",
+                "processing",
+                "memory",
+                3.0,
+                w,
+                duration=0.5,
+                span="s",
+            ),
+        ]
+    )
+    snap = monitor.pipeline.snapshot()
+    assert snap["totals"]["completed"] == 1
+    assert snap["workers"] and snap["throughput"]["total"] == 1
+    assert monitor.pipeline.rules == []
+    assert snap["spans"] == {}
+    assert snap["samples"]["recent"] == [] and snap["samples"]["reservoir"] == []
+    full = Pipeline(scheduler_overhead.MonitorPlugin().config)
+    assert full.rules, "the default monitor has alert rules"
