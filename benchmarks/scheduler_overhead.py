@@ -532,6 +532,8 @@ def bench_replay(
     if any(r["dropped"] for r in dm):
         report.note(f"{workload}: dask-monitor dropped events in the replay")
     for variant in ("dask-monitor", CORE):
+        if variant not in results:  # compare.py replays variants of its own
+            continue
         flush = [r["flush_seconds"] / n * 1e6 for r in results[variant]]
         report.add(
             f"{workload}: {variant} flush time (pipeline.account)", flush, "µs/task"
