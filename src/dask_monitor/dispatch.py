@@ -22,6 +22,11 @@ Policy, in one place:
   the observer stays subscribed.
 * Order: batches, ``reset()`` and ``name_spans()`` reach the observer in the
   order the pipeline issued them.
+* Reports: an observer with a ``snapshot()`` method is asked for it on its
+  own thread after each batch and reset it takes; the latest answer, made
+  plain data (:func:`~dask_monitor.snapshot.observer_report`), is what the
+  pipeline's snapshot shows under ``observers``. The scheduler never calls
+  user code.
 * Closing (detach, plugin stop): what is still queued is dropped and counted;
   the thread ends after the call in progress, if any.
 
@@ -42,6 +47,7 @@ from typing import Any
 
 from dask_monitor.batch import Batch
 from dask_monitor.events import Event
+from dask_monitor.snapshot import observer_report
 from dask_monitor.subject import Subject
 
 __all__ = ["DispatchStats", "Dispatched", "dispatch_stats", "wait_idle"]
@@ -96,7 +102,11 @@ class Dispatched:
         self.queued = 0
         self.batches = 0
         self.max_call = 0.0
-        self.version = 0  # bumped whenever the stats change
+        self.version = 0  # bumped whenever the stats or the report change
+        #: The observer's latest ``snapshot()`` as plain data (``None`` until
+        #: it has one; an observer without the method never has).
+        self.report: Any = None
+        self._report_failed = False
 
     def __repr__(self) -> str:
         return f"<Dispatched {self.name!r} queued={self.queued} dropped={self.dropped}>"
@@ -213,8 +223,10 @@ class Dispatched:
                 kind, payload, n = self._queue.popleft()
                 self._busy = True
             t0 = time.perf_counter()
+            report = None
             try:
                 self._call(kind, payload)
+                report = self._report(kind)
             finally:
                 seconds = time.perf_counter() - t0
                 with cond:
@@ -224,8 +236,25 @@ class Dispatched:
                         self.queued -= n
                         self.delivered += n
                         self.batches += 1
+                    if report is not None:
+                        self.report = report
                     self.version += 1
                     cond.notify_all()
+
+    def _report(self, kind: str) -> Any:
+        """The observer's ``snapshot()`` after a batch or a reset, as plain data."""
+        snapshot = getattr(self.observer, "snapshot", None)
+        if kind == _SPANS or not callable(snapshot):
+            return None
+        try:
+            return observer_report(snapshot())
+        except Exception as e:
+            if not self._report_failed:
+                self._report_failed = True
+                logger.exception(
+                    "dask-monitor: observer %s failed in snapshot", self.name
+                )
+            return {"error": f"snapshot() raised {type(e).__name__}"}
 
     def _call(self, kind: str, payload: Any) -> None:
         if kind == _BATCH:

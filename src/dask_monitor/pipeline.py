@@ -32,7 +32,12 @@ from dask_monitor.observers import (
 )
 from dask_monitor.observers._common import CHUNK
 from dask_monitor.observers.spans import SpansObserver
-from dask_monitor.snapshot import SNAPSHOT_VERSION, MonitorStats, Snapshot
+from dask_monitor.snapshot import (
+    SNAPSHOT_VERSION,
+    MonitorStats,
+    Snapshot,
+    observer_report,
+)
 from dask_monitor.subject import Subject
 
 __all__ = ["Pipeline"]
@@ -438,8 +443,36 @@ class Pipeline:
                     "subscriber_errors": self.alerts.errors,
                 },
                 "monitor": monitor,
+                "observers": self._observer_reports(),
             },
         )
+
+    def _observer_reports(self) -> dict[str, Any]:
+        """What the extra observers with a ``snapshot()`` method report, by name.
+
+        A dispatched observer is asked on its own thread (see
+        :mod:`dask_monitor.dispatch`); one called inline (a replay), here.
+        """
+        reports: dict[str, Any] = {}
+        builtin = {id(o) for o in self.builtin}
+        for observer in self.subject.observers:
+            if id(observer) in builtin or isinstance(observer, AlertRule):
+                continue
+            if isinstance(observer, Dispatched):
+                if observer.report is not None:
+                    reports[observer.name] = observer.report
+                continue
+            snapshot = getattr(observer, "snapshot", None)
+            if getattr(observer, "is_sink", False) or not callable(snapshot):
+                continue
+            try:
+                report = observer_report(snapshot())
+            except Exception as e:  # user code: isolate it, as the subject does
+                if self._raise_errors:
+                    raise
+                report = {"error": f"snapshot() raised {type(e).__name__}"}
+            reports[_name(observer)] = report
+        return reports
 
 
 def _span_view(pipeline: Pipeline, selector: str) -> Snapshot:

@@ -12,6 +12,8 @@ rates are in seconds and tasks per second.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, NotRequired, TypedDict
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "Throughput",
     "Totals",
     "WorkerRow",
+    "observer_report",
 ]
 
 #: Scheduler task states, in the order the panel shows them.
@@ -45,6 +48,11 @@ STATES: tuple[str, ...] = (
 ACTIVE_STATES: tuple[str, ...] = ("waiting", "queued", "no-worker", "processing")
 
 SNAPSHOT_VERSION = 1
+
+#: Most bytes (as JSON) an observer's own ``snapshot()`` may put in a snapshot.
+MAX_OBSERVER_REPORT = 64 * 1024
+#: Deepest nesting accepted in an observer's ``snapshot()``.
+_MAX_DEPTH = 32
 
 
 class DurationStats(TypedDict):
@@ -224,6 +232,50 @@ class Snapshot(TypedDict):
     monitor: MonitorStats
     spans: NotRequired[dict[str, dict[str, Any]]]  # recent Dask spans: id -> row
     span: NotRequired[dict[str, Any]]  # with snapshot(span=...): the selection
+    # What user observers with a ``snapshot()`` method report, by observer
+    # name: their plain data, or {"error": reason} (see observer_report).
+    observers: NotRequired[dict[str, Any]]
     # Recent graph submissions, newest last: time, client, keys (count),
     # tasks (count), span (id: pass it to snapshot(span=...)), key (example).
     submissions: NotRequired[list[dict[str, Any]]]
+
+
+def observer_report(value: Any, max_bytes: int = MAX_OBSERVER_REPORT) -> Any:
+    """What an observer's ``snapshot()`` returned, made fit for a snapshot.
+
+    Plain data (``None``, ``bool``, ``int``, ``float``, ``str``, lists, and
+    dicts with ``str`` keys; tuples become lists) of at most ``max_bytes``
+    bytes as JSON is returned as such. Anything else is replaced by
+    ``{"error": reason}``, so that one observer's report can neither break
+    the snapshot's encoding nor bloat every copy of it sent to clients.
+    """
+    try:
+        plain = _plain(value, 0)
+    except (TypeError, ValueError) as e:
+        return {"error": f"snapshot() returned no plain data: {e}"}
+    size = len(json.dumps(plain, separators=(",", ":")))
+    if size > max_bytes:
+        return {
+            "error": f"snapshot() returned {size:,} bytes as JSON, "
+            f"more than the {max_bytes:,} allowed"
+        }
+    return plain
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list | tuple):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"a dict key is a {type(k).__name__}, not a str")
+            out[k] = _plain(v, depth + 1)
+        return out
+    raise TypeError(f"a value is a {type(value).__name__}")
