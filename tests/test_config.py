@@ -75,3 +75,73 @@ class TestMonitorConfig:
     def test_config_error_is_a_value_error(self) -> None:
         """ConfigError can be caught as ValueError."""
         assert issubclass(ConfigError, ValueError)
+
+
+class TestBounds:
+    """Every setting has bounds; a value outside them names the setting."""
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"throughput_bin": "1ns"}, r"monitor\.throughput-bin must be between"),
+            ({"throughput_bins": 10**12}, r"monitor\.throughput-bins must be between"),
+            ({"relative_error": 1e-17}, r"monitor\.relative-error must be between"),
+            ({"interval": "1ns"}, r"monitor\.interval must be between 0.01 and 60"),
+            ({"interval": "3650 days"}, r"monitor\.interval must be between"),
+            ({"panel_interval": "1ns"}, r"monitor\.panel-interval must be between"),
+            ({"buffer_size": 10**12}, r"monitor\.buffer-size must be between"),
+            ({"max_error_text": 1}, r"monitor\.max-error-text must be between"),
+            (
+                {"alerts": {"straggler": {"check_interval": "1ns"}}},
+                r"monitor\.alerts\.straggler\.check-interval must be between",
+            ),
+            (
+                {"alerts": {"stall": {"seconds": "3650 days"}}},
+                r"monitor\.alerts\.stall\.seconds must be between",
+            ),
+            ({"nats": {"backlog": 10**9}}, r"monitor\.nats\.backlog must be between"),
+        ],
+    )
+    def test_out_of_bounds_values_are_refused(
+        self, options: dict[str, Any], message: str
+    ) -> None:
+        """Values that would exhaust memory, spin the loop or divide by zero fail."""
+        with pytest.raises(ConfigError, match=message):
+            MonitorConfig.from_config(**options)
+
+    def test_the_bounds_admit_the_defaults_and_the_edges(self) -> None:
+        """The shipped defaults and the bounds themselves are accepted."""
+        from dask_monitor.config import BOUNDS
+
+        MonitorConfig.from_config()
+        low = {n: lo for n, (lo, _) in BOUNDS.items() if n != "relative_error"}
+        MonitorConfig.from_config(**low, relative_error=1e-4)
+        high = {n: hi for n, (_, hi) in BOUNDS.items()}
+        MonitorConfig.from_config(**high)
+
+    def test_every_numeric_setting_has_bounds(self) -> None:
+        """A setting added without bounds fails here, not in a user's cluster."""
+        import dataclasses
+
+        from dask_monitor.config import BOUNDS, SECTION_BOUNDS, _Section
+
+        def numeric(cls: type[Any]) -> set[str]:
+            names = set()
+            for f in dataclasses.fields(cls):
+                default = f.default
+                if f.default_factory is not dataclasses.MISSING:
+                    default = f.default_factory()
+                if isinstance(default, _Section):
+                    names |= numeric(type(default))
+                elif isinstance(default, int | float) and not isinstance(default, bool):
+                    names.add(f.name)
+            return names
+
+        top = {f.name for f in dataclasses.fields(MonitorConfig)}
+        missing = {
+            n
+            for n in numeric(MonitorConfig)
+            if n not in (BOUNDS if n in top else SECTION_BOUNDS)
+        }
+        # Checked by rules of their own: (0, 1) and (0, 1].
+        assert missing == {"quantile", "rate"}

@@ -19,7 +19,14 @@ import dask.config
 import yaml
 from dask.utils import parse_timedelta
 
-__all__ = ["AlertsConfig", "ConfigError", "MonitorConfig", "NatsConfig"]
+__all__ = [
+    "AlertsConfig",
+    "ConfigError",
+    "MonitorConfig",
+    "NatsConfig",
+    "check_count",
+    "check_duration",
+]
 
 _DEFAULTS_FILE = os.path.join(os.path.dirname(__file__), "monitor.yaml")
 
@@ -64,6 +71,26 @@ def _fraction(name: str, value: Any, high: float) -> float:
     if not 0 < value <= high:
         raise ConfigError(f"monitor.{name} must be in (0, {high}], got {value!r}")
     return float(value)
+
+
+def check_count(label: str, value: Any, *, high: int) -> int:
+    """``value`` if an integer from 1 to ``high``, else a ConfigError naming
+    ``label`` (the setting's full dotted name)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{label} must be a positive integer, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    result: int = _bounded(label, value, (1, high))
+    return result
+
+
+def check_duration(label: str, value: Any, *, low: float, high: float) -> float:
+    """``value`` in seconds if a duration from ``low`` to ``high`` seconds,
+    else a ConfigError naming ``label`` (the setting's full dotted name)."""
+    seconds = _duration(label.removeprefix("monitor."), value)
+    result: float = _bounded(label, seconds, (low, high))
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +195,77 @@ def _hyphen(name: str) -> str:
     return name.replace("_", "-")
 
 
+#: Bounds ``(low, high)`` of the top-level settings, in their unit (seconds,
+#: items). A value outside would exhaust memory (a ring of 10**12 bins), spin
+#: the scheduler's loop (a flush every nanosecond) or divide by zero, or is
+#: a mistake (a flush every ten years); each bound leaves room for any real use.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "interval": (0.01, 60.0),
+    "panel_interval": (0.05, 60.0),
+    "throughput_bin": (0.1, 3600.0),
+    "throughput_bins": (1, 100_000),
+    "throughput_prefixes": (1, 1_000),
+    "relative_error": (1e-4, 0.02),
+    "buffer_size": (1, 100_000_000),
+    "max_prefixes": (1, 1_000_000),
+    "max_groups": (1, 1_000_000),
+    "snapshot_prefixes": (1, 100_000),
+    "snapshot_groups": (1, 100_000),
+    "max_workers": (1, 1_000_000),
+    "max_errors": (1, 100_000),
+    "max_error_text": (10, 1_000_000),
+    "recent_events": (1, 1_000_000),
+    "reservoir_size": (1, 1_000_000),
+    "panel_prefixes": (1, 10_000),
+    "panel_workers": (1, 100_000),
+    "panel_errors": (1, 10_000),
+    "panel_tasks": (1, 1_000_000),
+}
+
+#: Bounds of the fields of the nested sections, by field name.
+SECTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "recent": (1, 100_000),
+    "seconds": (0.01, 30 * 86400.0),
+    "window": (0.01, 30 * 86400.0),
+    "cooldown": (0.0, 30 * 86400.0),
+    "min_seconds": (0.0, 30 * 86400.0),
+    "check_interval": (0.01, 3600.0),
+    "count": (1, 10_000_000),
+    "min_tasks": (1, 10_000_000),
+    "min_samples": (1, 10_000_000),
+    "max_tasks": (1, 10_000_000),
+    "min_processing": (1, 10_000_000),
+    "factor": (1.0, 1_000_000.0),
+    "backlog": (1, 1_000_000),
+    "connect_timeout": (0.1, 300.0),
+}
+
+
+def _bounded(label: str, value: float, bounds: tuple[float, float] | None) -> Any:
+    """``value`` if within ``bounds``, else a ConfigError naming ``label``."""
+    if bounds is not None:
+        low, high = bounds
+        if not low <= value <= high:
+            raise ConfigError(
+                f"{label} must be between {_show(low)} and {_show(high)}, "
+                f"got {_show(value)}"
+            )
+    return value
+
+
+def _show(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
 def _check(name: str, value: Any) -> Any:
     label = _hyphen(name)
     if name in _DURATIONS:
-        return _duration(label, value)
-    if name == "relative_error":
-        return _fraction(label, value, 0.02)
-    return _count(label, value)
+        checked: float = _duration(label, value)
+    elif name == "relative_error":
+        checked = _fraction(label, value, 0.02)
+    else:
+        checked = _count(label, value)
+    return _bounded(f"monitor.{label}", checked, BOUNDS.get(name))
 
 
 # -- nested sections: monitor.alerts.*, monitor.nats.* -------------------------
@@ -189,7 +280,15 @@ _MAY_BE_ZERO = frozenset({"cooldown", "min_seconds"})
 
 
 def _section_value(label: str, name: str, default: Any, value: Any) -> Any:
-    """Validate one field of a section; ``label`` is its full dotted name."""
+    """Validate one field of a section (type, then bounds); ``label`` is its
+    full dotted name."""
+    checked = _section_type(label, name, default, value)
+    if isinstance(checked, int | float) and not isinstance(checked, bool):
+        return _bounded(label, checked, SECTION_BOUNDS.get(name))
+    return checked
+
+
+def _section_type(label: str, name: str, default: Any, value: Any) -> Any:
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{label} must be true or false, got {value!r}")
