@@ -185,8 +185,8 @@ class TestWriter:
         assert record_settings("/tmp/x") == {"path": "/tmp/x"}
         assert record_settings({"path": None}) is None
         assert record_settings(
-            {"path": "/x", "max-bytes": "1 kiB", "flush-interval": "50ms"}
-        ) == {"path": "/x", "max_bytes": 1024, "flush_interval": 0.05}
+            {"path": "/x", "max-bytes": "2 MiB", "flush-interval": "50ms"}
+        ) == {"path": "/x", "max_bytes": 2 * 2**20, "flush_interval": 0.05}
         with pytest.raises(ValueError, match="unknown"):
             record_settings({"path": "/x", "size": 3})
 

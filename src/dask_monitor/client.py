@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -14,7 +15,7 @@ from distributed import Client, default_client
 from distributed.protocol.pickle import dumps
 
 from dask_monitor.alerts.client import AlertCallback, AlertHub, AlertStream
-from dask_monitor.config import MonitorConfig
+from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.plugin import MonitorPlugin
 from dask_monitor.snapshot import Snapshot
 
@@ -45,6 +46,8 @@ class Monitor:
         self.token = token
         self.attached = False
         self.preloaded = False
+        #: Settings this handle asked for by keyword (see :meth:`attach`).
+        self._asked: frozenset[str] = frozenset()
 
     @property
     def _scheduler(self) -> Any:
@@ -76,7 +79,9 @@ class Monitor:
         **options
             Settings by name (``interval="50ms"``, ``buffer_size=10_000``),
             overriding Dask config ``monitor.*``. They apply when this call
-            installs the plugin; a plugin already running keeps its settings.
+            installs the plugin; a plugin already running (or preloaded)
+            keeps its settings, and a ``UserWarning`` names each one asked
+            for here that it does not have.
             Alert rules and the NATS publisher take nested mappings merged over
             ``monitor.alerts`` / ``monitor.nats``:
             ``alerts={"stall": {"seconds": 30}}``, ``nats={"url": "nats://..."}``.
@@ -103,6 +108,7 @@ class Monitor:
                     f"observer {observer!r} has no update() method and is not callable"
                 )
         monitor = cls(client, config, uuid.uuid4().hex)
+        monitor._asked = frozenset(k for k, v in options.items() if v is not None)
         return client.sync(monitor._attach, observers)  # type: ignore[no-any-return]
 
     async def _attach(self, observers: tuple[Any, ...]) -> Monitor:
@@ -114,6 +120,18 @@ class Monitor:
         self.preloaded = bool(info["preloaded"])
         running = MonitorConfig(**info["config"])
         if running != self.config:
+            ignored = _differences(
+                {k: v for k, v in self.config.to_dict().items() if k in self._asked},
+                running.to_dict(),
+            )
+            if ignored:
+                warnings.warn(
+                    "dask-monitor is already running on the scheduler and keeps "
+                    "its settings; these asked for here do not apply: "
+                    + "; ".join(ignored),
+                    UserWarning,
+                    stacklevel=2,
+                )
             logger.info(
                 "dask-monitor was already running on the scheduler with other "
                 "settings; it keeps them: %s",
@@ -269,18 +287,30 @@ class Monitor:
             How often the file is flushed.
 
         Returns the writer's counters (an awaitable with an asynchronous client).
-        """
-        from dask.utils import parse_bytes, parse_timedelta
 
-        options: dict[str, Any] = {}
-        if max_bytes is not None:
-            options["max_bytes"] = int(parse_bytes(max_bytes))
-        if queue_size is not None:
-            options["queue_size"] = int(queue_size)
-        if flush_interval is not None:
-            options["flush_interval"] = float(
-                parse_timedelta(flush_interval, default="seconds")
-            )
+        Raises
+        ------
+        ConfigError
+            For an invalid option (``max_bytes`` below 1 MiB ...), naming it;
+            the recording in progress, if any, goes on.
+        """
+        from dask_monitor.sinks.eventlog import record_settings
+
+        given = {
+            "max_bytes": max_bytes,
+            "queue_size": queue_size,
+            "flush_interval": flush_interval,
+        }
+        # Checked here too, so that a bad value fails before any call.
+        settings = record_settings(
+            {
+                "path": os.fspath(path),
+                **{k: v for k, v in given.items() if v is not None},
+            }
+        )
+        if settings is None:
+            raise ConfigError("monitor.record.path must be a non-empty path")
+        options = {k: v for k, v in settings.items() if k != "path"}
         return self.client.sync(
             self._scheduler.dask_monitor_record,
             path=os.fspath(Path(path).absolute()),
@@ -339,3 +369,18 @@ class Monitor:
 
         snapshot = self.snapshot(flush=True)
         return write_report(snapshot, path, title=title, config=self.config)
+
+
+def _differences(
+    asked: Mapping[str, Any], running: Mapping[str, Any], prefix: str = "monitor"
+) -> list[str]:
+    """``"monitor.name: asked A, running B"`` for each setting that differs."""
+    out: list[str] = []
+    for name, value in asked.items():
+        label = f"{prefix}.{name.replace('_', '-')}"
+        have = running.get(name)
+        if isinstance(value, Mapping) and isinstance(have, Mapping):
+            out += _differences(value, have, label)
+        elif value != have:
+            out.append(f"{label}: asked {value!r}, running {have!r}")
+    return out

@@ -32,7 +32,7 @@ from tornado.ioloop import PeriodicCallback
 
 from dask_monitor.alerts.rules import topics as alert_topics
 from dask_monitor.batch import Batch, Details, pick
-from dask_monitor.config import MonitorConfig
+from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.events import NEW, Alert, Event, WorkerStatus
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLogWriter, record_settings
@@ -173,9 +173,26 @@ class MonitorPlugin(SchedulerPlugin):
         previous = get_plugin(scheduler)
         if previous is not None and previous is not self:
             previous._stop()
+        # Every setting is checked before anything is set up, and what was
+        # set up is undone if a later step fails: a failed start leaves no
+        # handler, thread or collector behind.
+        record = record_settings(dask.config.get("monitor.record", None))
+        metrics = prometheus_settings()
         self.scheduler = scheduler
         self._tasks = scheduler.tasks
         self._closed = False
+        try:
+            self._start(scheduler, record, metrics)
+        except BaseException:
+            self._stop()
+            raise
+
+    def _start(
+        self,
+        scheduler: Scheduler,
+        record: dict[str, Any] | None,
+        metrics: dict[str, Any],
+    ) -> None:
         self.pipeline = Pipeline(
             self.config, observers=self._initial_observers, dispatch=True
         )
@@ -186,10 +203,9 @@ class MonitorPlugin(SchedulerPlugin):
         scheduler.handlers["dask_monitor_detach"] = self._rpc_detach
         scheduler.handlers["dask_monitor_record"] = self._rpc_record
         scheduler.handlers["dask_monitor_stop_recording"] = self._rpc_stop_recording
-        settings = record_settings(dask.config.get("monitor.record", None))
-        if settings is not None:
-            self.start_recording(**settings)
-        self._start_metrics()
+        if record is not None:
+            self.start_recording(**record)
+        self._start_metrics(metrics)
         pc = PeriodicCallback(self.flush, self.config.interval * 1000)
         self._pc = pc
         scheduler.periodic_callbacks[_FLUSH] = pc
@@ -636,9 +652,8 @@ class MonitorPlugin(SchedulerPlugin):
 
     # -- Prometheus ----------------------------------------------------------------
 
-    def _start_metrics(self) -> None:
+    def _start_metrics(self, settings: dict[str, Any]) -> None:
         """Export ``dask_monitor_*`` metrics on the scheduler's ``/metrics``."""
-        settings = prometheus_settings()
         if not settings["enabled"] or self._unregister_metrics is not None:
             return
         try:
@@ -697,8 +712,13 @@ class MonitorPlugin(SchedulerPlugin):
         return writer.stats()
 
     def _rpc_record(self, path: str, options: dict[str, Any] | None = None) -> Any:
+        # Validated before the recording in progress is stopped: a bad call
+        # must not end a good recording.
+        settings = record_settings({**(options or {}), "path": path})
+        if settings is None:
+            raise ConfigError("monitor.record.path must be a non-empty path")
         self.flush()  # what is buffered happened before the call
-        return self.start_recording(path, **(options or {}))
+        return self.start_recording(**settings)
 
     def _rpc_stop_recording(self) -> Any:
         return self.stop_recording()

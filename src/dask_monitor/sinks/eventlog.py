@@ -99,6 +99,11 @@ __all__ = [
     "segments",
 ]
 
+#: Bounds of a segment's size from settings (``monitor.record.max-bytes``):
+#: below 1 MiB a busy run would open a new file every few batches.
+MIN_SEGMENT_BYTES = 2**20
+MAX_SEGMENT_BYTES = 2**40
+
 logger = logging.getLogger(__name__)
 
 MAGIC = b"DMONLOG"
@@ -732,36 +737,63 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     """Writer keyword arguments from Dask config ``monitor.record``, or ``None``.
 
     ``monitor.record`` is a path (record from the plugin's start), or a mapping
-    with ``path`` and optionally ``max-bytes`` (a size: ``"256 MiB"``),
-    ``queue-size`` and ``flush-interval`` (a duration); ``None`` or an empty
-    ``path`` records nothing.
+    with ``path`` and optionally ``max-bytes`` (a size: ``"256 MiB"``, at
+    least 1 MiB), ``queue-size`` (an integer) and ``flush-interval`` (a
+    duration, 10 ms to 1 h); ``None`` or an empty ``path`` records nothing.
 
     Raises
     ------
-    ValueError
-        For a value of another shape or an invalid setting.
+    ConfigError
+        For a value of another shape or an invalid setting, naming it.
     """
-    from dask.utils import parse_bytes, parse_timedelta
+    from dask.utils import parse_bytes
+
+    from dask_monitor.config import ConfigError, check_count, check_duration
 
     if value is None or value == "" or value is False:
         return None
     if isinstance(value, str | os.PathLike):
         return {"path": os.fspath(value)}
     if not isinstance(value, Mapping):
-        raise ValueError(f"monitor.record must be a path or a mapping, got {value!r}")
+        raise ConfigError(f"monitor.record must be a path or a mapping, got {value!r}")
     options = {str(k).replace("-", "_"): v for k, v in value.items()}
     unknown = set(options) - {"path", "max_bytes", "queue_size", "flush_interval"}
     if unknown:
-        raise ValueError(f"unknown monitor.record settings: {sorted(unknown)}")
-    if not options.get("path"):
+        raise ConfigError(
+            f"unknown monitor.record settings: {sorted(unknown)}; known: path, "
+            "max-bytes, queue-size, flush-interval"
+        )
+    path = options.get("path")
+    if not path:
         return None
-    out: dict[str, Any] = {"path": os.fspath(options["path"])}
-    if options.get("max_bytes") is not None:
-        out["max_bytes"] = int(parse_bytes(options["max_bytes"]))
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(f"monitor.record.path must be a path, got {path!r}")
+    out: dict[str, Any] = {"path": os.fspath(path)}
+    size = options.get("max_bytes")
+    if size is not None:
+        try:
+            if isinstance(size, bool) or not isinstance(size, int | str):
+                raise TypeError(type(size).__name__)
+            out["max_bytes"] = int(parse_bytes(size))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(
+                f"monitor.record.max-bytes must be a size such as '256 MiB', "
+                f"got {size!r}"
+            ) from e
+        if not MIN_SEGMENT_BYTES <= out["max_bytes"] <= MAX_SEGMENT_BYTES:
+            raise ConfigError(
+                "monitor.record.max-bytes must be between 1 MiB and 1 TiB, "
+                f"got {size!r}"
+            )
     if options.get("queue_size") is not None:
-        out["queue_size"] = int(options["queue_size"])
+        out["queue_size"] = check_count(
+            "monitor.record.queue-size", options["queue_size"], high=100_000_000
+        )
     if options.get("flush_interval") is not None:
-        out["flush_interval"] = float(
-            parse_timedelta(options["flush_interval"], default="seconds")
+        out["flush_interval"] = check_duration(
+            "monitor.record.flush-interval",
+            options["flush_interval"],
+            low=0.01,
+            high=3600.0,
         )
     return out

@@ -49,8 +49,11 @@ _QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
 def prometheus_settings(value: Any = None) -> dict[str, Any]:
     """Settings from Dask config ``monitor.prometheus`` (``enabled``, ``top-prefixes``).
 
-    Raises ``ValueError`` for an invalid value.
+    Raises :class:`~dask_monitor.config.ConfigError`, naming the setting, for
+    an invalid value.
     """
+    from dask_monitor.config import ConfigError, check_count
+
     if value is None:
         import dask.config
 
@@ -62,21 +65,24 @@ def prometheus_settings(value: Any = None) -> dict[str, Any]:
         out["enabled"] = value
         return out
     if not isinstance(value, dict):
-        raise ValueError(f"monitor.prometheus must be a mapping, got {value!r}")
+        raise ConfigError(f"monitor.prometheus must be a mapping, got {value!r}")
     for key, item in value.items():
         name = str(key).replace("-", "_")
         if name == "enabled":
             if not isinstance(item, bool):
-                raise ValueError("monitor.prometheus.enabled must be true or false")
-            out[name] = item
-        elif name == "top_prefixes":
-            if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
-                raise ValueError(
-                    "monitor.prometheus.top-prefixes must be a positive integer"
+                raise ConfigError(
+                    f"monitor.prometheus.enabled must be true or false, got {item!r}"
                 )
             out[name] = item
+        elif name == "top_prefixes":
+            out[name] = check_count(
+                "monitor.prometheus.top-prefixes", item, high=10_000
+            )
         else:
-            raise ValueError(f"unknown setting monitor.prometheus.{key}")
+            raise ConfigError(
+                f"unknown setting monitor.prometheus.{key}; known settings: "
+                "enabled, top-prefixes"
+            )
     return out
 
 

@@ -1,0 +1,128 @@
+"""Settings of the scheduler's sinks are checked before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dask
+import pytest
+from distributed import Client
+
+from dask_monitor import Monitor
+from dask_monitor.config import ConfigError
+from dask_monitor.plugin import HANDLERS, MonitorPlugin, get_plugin
+from dask_monitor.sinks.eventlog import record_settings
+from dask_monitor.sinks.prometheus import prometheus_settings
+from tests.conftest import make_cluster
+from tests.workloads import inc
+
+
+class TestRecordSettings:
+    """monitor.record: every field has a type and bounds, named when wrong."""
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ({"path": "/x", "max-bytes": 1}, r"monitor\.record\.max-bytes"),
+            ({"path": "/x", "max-bytes": -5}, r"monitor\.record\.max-bytes"),
+            ({"path": "/x", "max-bytes": "lots"}, r"monitor\.record\.max-bytes"),
+            ({"path": "/x", "queue-size": 1.9}, r"monitor\.record\.queue-size"),
+            ({"path": "/x", "queue-size": True}, r"monitor\.record\.queue-size"),
+            ({"path": "/x", "queue-size": 0}, r"monitor\.record\.queue-size"),
+            ({"path": "/x", "flush-interval": "1ns"}, r"monitor\.record\.flush"),
+            ({"path": 3}, r"monitor\.record\.path"),
+            (["/x"], r"monitor\.record must be"),
+            ({"path": "/x", "size": 3}, r"unknown monitor\.record"),
+        ],
+    )
+    def test_bad_values_raise_config_error_naming_them(
+        self, value: Any, message: str
+    ) -> None:
+        """A bad field raises ConfigError with the setting's name."""
+        with pytest.raises(ConfigError, match=message):
+            record_settings(value)
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ({"top-prefixes": 0}, r"monitor\.prometheus\.top-prefixes"),
+            ({"top-prefixes": 1.5}, r"monitor\.prometheus\.top-prefixes"),
+            ({"enabled": "yes"}, r"monitor\.prometheus\.enabled"),
+            ({"port": 1}, r"monitor\.prometheus\.port"),
+        ],
+    )
+    def test_prometheus_settings_name_themselves(
+        self, value: Any, message: str
+    ) -> None:
+        """monitor.prometheus fields raise ConfigError with their name."""
+        with pytest.raises(ConfigError, match=message):
+            prometheus_settings(value)
+
+
+class TestStart:
+    """A start that fails leaves nothing behind."""
+
+    def test_failed_starts_leave_no_handlers(self) -> None:
+        """Three starts with a bad monitor.record leave no dask_monitor_* handler."""
+        with make_cluster(n_workers=1) as cluster, Client(cluster) as client:
+            scheduler = cluster.scheduler
+            with dask.config.set({"monitor.record": {"path": "/x", "queue-size": -5}}):
+                for _ in range(3):
+                    with pytest.raises(ConfigError, match="queue-size"):
+                        Monitor.attach(client)
+            assert not [h for h in scheduler.handlers if h in HANDLERS]
+            assert get_plugin(scheduler) is None or not get_plugin(scheduler).pipeline
+            # ... and a good attach afterwards works.
+            with Monitor.attach(client) as monitor:
+                client.gather(client.map(inc, range(5)))
+                assert monitor.snapshot(flush=True)["totals"]["completed"] == 5
+
+    def test_a_step_failing_after_setup_undoes_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failure after the handlers were added removes them and the flush."""
+        with make_cluster(n_workers=1) as cluster, Client(cluster):
+            scheduler = cluster.scheduler
+
+            def fail(self: MonitorPlugin, settings: Any) -> None:
+                raise RuntimeError("metrics broke")
+
+            monkeypatch.setattr(MonitorPlugin, "_start_metrics", fail)
+            plugin = MonitorPlugin()
+            with pytest.raises(RuntimeError, match="metrics broke"):
+                cluster.sync(plugin.start, scheduler)
+            assert not [h for h in scheduler.handlers if h in HANDLERS]
+            assert "dask-monitor-flush" not in scheduler.periodic_callbacks
+
+
+class TestRecordRpc:
+    """A bad record call does not end the recording in progress."""
+
+    def test_bad_options_keep_the_running_recording(
+        self, tmp_path: Path, client: Client
+    ) -> None:
+        """record() with bad options raises and the first log keeps growing."""
+        with Monitor.attach(client) as monitor:
+            good = tmp_path / "good.dmlog"
+            monitor.record(str(good))
+            with pytest.raises(Exception, match="max-bytes"):
+                monitor.record(str(tmp_path / "bad.dmlog"), max_bytes=1)
+            client.gather(client.map(inc, range(20)))
+            stats = monitor.stop_recording()
+        assert stats is not None and stats["events"] >= 20
+        assert not (tmp_path / "bad.dmlog").exists()
+
+
+class TestAttachSettings:
+    """Settings asked for at attach are not silently ignored."""
+
+    def test_settings_a_running_plugin_lacks_are_named(self, client: Client) -> None:
+        """A second attach asking for other settings warns, naming each one."""
+        with Monitor.attach(client, interval="100ms"):
+            with pytest.warns(UserWarning, match=r"monitor\.interval: asked 0\.05"):
+                second = Monitor.attach(client, interval="50ms")
+            second.detach()
+            # Asking for nothing (or for what runs) is no warning.
+            Monitor.attach(client).detach()
+            Monitor.attach(client, interval="100ms").detach()
