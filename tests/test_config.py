@@ -145,3 +145,37 @@ class TestBounds:
         }
         # Checked by rules of their own: (0, 1) and (0, 1].
         assert missing == {"quantile", "rate"}
+
+
+class TestSecrets:
+    """Credentials in settings never leave the process that was given them."""
+
+    URL = "nats://alice:s3cret@127.0.0.1:4222"
+
+    def test_to_dict_and_repr_redact_the_nats_password(self) -> None:
+        """What travels to clients, headers and logs has no password."""
+        config = MonitorConfig.from_config(nats={"url": self.URL})
+        assert config.nats.url == self.URL  # the publisher needs it
+        assert config.to_dict()["nats"]["url"] == "nats://***@127.0.0.1:4222"
+        assert config.to_dict(secrets=True)["nats"]["url"] == self.URL
+        assert "s3cret" not in repr(config)
+        assert "alice" not in str(config)
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("nats://u:p@h:4222", "nats://***@h:4222"),
+            ("nats://h:4222", "nats://h:4222"),
+            ("nats://u:p@h:notaport", "nats://***@h:notaport"),
+            ("nats://u:p@a:1,nats://v:q@b:2", "nats://***@a:1,nats://***@b:2"),
+            ("tok@h", "***@h"),
+            ("nats://h/with@inpath", "nats://h/with@inpath"),
+        ],
+    )
+    def test_redact_url_takes_any_string_and_never_raises(
+        self, url: str, expected: str
+    ) -> None:
+        """Bad ports and server lists are redacted, not errors."""
+        from dask_monitor.config import redact_url
+
+        assert redact_url(url) == expected

@@ -126,3 +126,25 @@ class TestAttachSettings:
             # Asking for nothing (or for what runs) is no warning.
             Monitor.attach(client).detach()
             Monitor.attach(client, interval="100ms").detach()
+
+
+class TestSecretsLeaveNothing:
+    """A NATS password given to the scheduler reaches no client, header or log."""
+
+    def test_attach_info_and_event_log_header_are_redacted(
+        self, tmp_path: Path, client: Client, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The config a client sees and the one recorded in a log hide the password."""
+        from dask_monitor.sinks.eventlog import read_header
+
+        url = "nats://alice:s3cret@127.0.0.1:1"
+        with Monitor.attach(client, nats={"url": url}) as monitor:
+            assert "s3cret" not in repr(monitor.config.to_dict(secrets=True))
+            path = tmp_path / "run.dmlog"
+            monitor.record(str(path))
+            client.gather(client.map(inc, range(3)))
+            monitor.stop_recording()
+            snap = monitor.snapshot(flush=True)
+        assert "s3cret" not in repr(read_header(str(path)))
+        assert "s3cret" not in repr(snap)
+        assert "s3cret" not in caplog.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -26,6 +27,7 @@ __all__ = [
     "NatsConfig",
     "check_count",
     "check_duration",
+    "redact_url",
 ]
 
 _DEFAULTS_FILE = os.path.join(os.path.dirname(__file__), "monitor.yaml")
@@ -180,9 +182,18 @@ class MonitorConfig:
             checked[name] = section.from_config(raw.get(name), sections[name])
         return cls(**checked)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain data."""
-        return dataclasses.asdict(self)
+    def to_dict(self, *, secrets: bool = False) -> dict[str, Any]:
+        """The settings as plain data.
+
+        Credentials in URLs (``nats://user:password@host``) are replaced by
+        ``***`` unless ``secrets`` is true: this is what travels to clients,
+        into event-log headers and into logs.
+        """
+        out = dataclasses.asdict(self)
+        url = out["nats"]["url"]
+        if url and not secrets:
+            out["nats"]["url"] = redact_url(url)
+        return out
 
 
 #: Sections of ``monitor.*`` that belong to other parts (alerts, sinks).
@@ -266,6 +277,20 @@ def _check(name: str, value: Any) -> Any:
     else:
         checked = _count(label, value)
     return _bounded(f"monitor.{label}", checked, BOUNDS.get(name))
+
+
+#: The user-information part of a URL (``scheme://user:password@``).
+_USERINFO = re.compile(r"^([A-Za-z][\w+.-]*://)?[^/@]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any user and password replaced by ``***``; never raises.
+
+    Takes comma-separated server lists (``nats://a:1,nats://u:p@b:2``) and
+    URLs that :func:`urllib.parse.urlsplit` refuses (a port that is no
+    number): it looks only for an ``...@`` before the first ``/`` of each.
+    """
+    return ",".join(_USERINFO.sub(r"\1***@", part) for part in str(url).split(","))
 
 
 # -- nested sections: monitor.alerts.*, monitor.nats.* -------------------------
@@ -460,6 +485,14 @@ class NatsConfig(_Section):
     cluster: str | None = None  # subject token; the scheduler id when unset
     backlog: int = 1_000  # alerts kept while NATS is unreachable; more are dropped
     connect_timeout: float = 2.0
+
+    def __repr__(self) -> str:
+        # Settings get logged: never with the URL's credentials.
+        url = None if self.url is None else redact_url(self.url)
+        return (
+            f"NatsConfig(url={url!r}, cluster={self.cluster!r}, "
+            f"backlog={self.backlog!r}, connect_timeout={self.connect_timeout!r})"
+        )
 
     @classmethod
     def from_config(cls, raw: Any = None, override: Any = None) -> NatsConfig:

@@ -24,8 +24,8 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from dask_monitor.config import redact_url
 from dask_monitor.events import Alert, Event
 
 __all__ = [
@@ -83,17 +83,8 @@ def decode_alert(data: bytes) -> Alert:
 
 
 def redact(url: str) -> str:
-    """``url`` without user and password, for logs and snapshots."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
+    """``url`` without user and password, for logs and snapshots (never raises)."""
+    return redact_url(url)
 
 
 async def _quiet_error(exc: Exception) -> None:
