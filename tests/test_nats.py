@@ -157,6 +157,47 @@ class TestNatsPublisher:
             publisher.close(timeout=10)
             subscriber.close()
 
+    def test_an_alert_nats_refuses_does_not_block_the_rest(
+        self, nats_server: NatsServer
+    ) -> None:
+        """An alert over the server's payload limit is dropped; the next arrive."""
+        subscriber = Subscriber(nats_server.url)
+        publisher = NatsPublisher(nats_server.url, cluster="c")
+        publisher.start()
+        try:
+            until(lambda: publisher.connected)
+            huge = Alert("custom", "info", "big", 1.0, details={"x": "a" * 2**21})
+            publisher.publish(huge)
+            for i in range(3):
+                publisher.publish(Alert("stall", "warning", f"after {i}", 2.0))
+            until(lambda: len(subscriber.messages) >= 3)
+            assert [a.message for a in subscriber.alerts()] == [
+                "after 0",
+                "after 1",
+                "after 2",
+            ]
+            stats = publisher.stats()
+            assert stats["failed"] == 1 and stats["dropped"] == 1
+            assert stats["sent"] == 3 and stats["backlog"] == 0
+        finally:
+            publisher.close(timeout=10)
+            subscriber.close()
+
+    def test_a_url_urlsplit_refuses_does_not_break_stats(self) -> None:
+        """stats() works with a non-numeric port or a list of servers."""
+        for url in ("nats://u:p@127.0.0.1:abc", "nats://u:p@a:1,nats://b:2"):
+            publisher = NatsPublisher(url, cluster="c")
+            assert "p@" not in publisher.stats()["url"]
+
+    def test_long_alert_texts_are_clipped(self) -> None:
+        """An alert quoting a 2 MB key keeps 1,000 characters of it."""
+        from dask_monitor.events import MAX_ALERT_TEXT
+
+        alert = Alert("straggler", "warning", "m" * 10**6, 1.0, key="k" * 2 * 10**6)
+        assert alert.key is not None and len(alert.key) == MAX_ALERT_TEXT
+        assert len(alert.message) == MAX_ALERT_TEXT
+        assert alert.key.endswith("\u2026")
+
     def test_unreachable_server_bounded_backlog(self) -> None:
         """No server: publish never blocks or raises; the backlog is bounded."""
         publisher = NatsPublisher(

@@ -106,6 +106,17 @@ class WorkerStatus:
     processing: int = 0
 
 
+#: Characters kept of an alert's text fields (message, key ...); see :func:`clip`.
+MAX_ALERT_TEXT = 1_000
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, marked with ``…`` when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)] + "\u2026"
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """Something went wrong, or is about to: a stall, an error burst, ...
@@ -134,6 +145,14 @@ class Alert:
     key: str | None = None
     worker: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Alerts quote task keys and exception text, which can be megabytes:
+        # one such alert would hold up every sink (NATS, logs, terminals).
+        for name in ("kind", "message", "prefix", "key", "worker"):
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > MAX_ALERT_TEXT:
+                object.__setattr__(self, name, clip(value, MAX_ALERT_TEXT))
 
     def to_dict(self) -> dict[str, Any]:
         """The alert as a plain dict (JSON- and msgpack-safe)."""

@@ -87,6 +87,15 @@ def redact(url: str) -> str:
     return redact_url(url)
 
 
+def _refused(exc: Exception) -> bool:
+    """Whether NATS refused one message for what it is (not for the connection)."""
+    from nats.errors import BadHeaderError, BadSubjectError, MaxPayloadError
+
+    return isinstance(
+        exc, MaxPayloadError | BadSubjectError | BadHeaderError | TypeError | ValueError
+    )
+
+
 async def _quiet_error(exc: Exception) -> None:
     """nats-py error callback: its default logs tracebacks; ours counts elsewhere."""
     logger.debug("nats: %r", exc)
@@ -158,7 +167,10 @@ class NatsPublisher:
     -----
     ``publish`` is thread-safe and O(1). Nothing raises out of the publisher:
     connection and publish errors are counted, logged at debug level (the
-    first one as a warning), and retried with a backoff of up to 5 s.
+    first one as a warning), and retried with a backoff of up to 5 s. An
+    alert that NATS refuses for what it is (larger than the server's
+    payload limit, a bad subject) is dropped and counted in ``failed`` and
+    ``dropped`` rather than retried, so it cannot hold up the ones behind it.
     """
 
     name = "nats"
@@ -179,6 +191,7 @@ class NatsPublisher:
         self.connect_timeout = connect_timeout
         self.sent = 0
         self.dropped = 0
+        self.failed = 0  # dropped because NATS refused them (counted in dropped)
         self.errors = 0
         self.connects = 0
         self.last_error: str | None = None
@@ -245,6 +258,7 @@ class NatsPublisher:
             "connected": self.connected,
             "sent": self.sent,
             "dropped": self.dropped,
+            "failed": self.failed,
             "backlog": backlog,
             "backlog_capacity": self.capacity,
             "errors": self.errors,
@@ -349,13 +363,19 @@ class NatsPublisher:
                 await nc.publish(subject, payload)
             except Exception as exc:
                 self._error(exc)
-                break
+                if not _refused(exc):
+                    break  # the connection's trouble: keep the alert, retry
+                # This alert's own trouble (too large, a bad subject): it
+                # would fail forever and hold up all behind it.
+                self.failed += 1
+                self.dropped += 1
+            else:
+                self.sent += 1
+                sent += 1
             with self._lock:
                 # The head may have been dropped meanwhile (backlog full).
                 if self._backlog and self._backlog[0][0] == seq:
                     self._backlog.popleft()
-            self.sent += 1
-            sent += 1
         if sent and nc is not None and nc.is_connected:
             try:
                 await nc.flush(timeout=2)
