@@ -175,6 +175,31 @@ class TestWriter:
             warnings.simplefilter("error")
             assert list(read_events(path)) == []
 
+    def test_an_unencodable_event_costs_only_itself(self, tmp_path: Path) -> None:
+        """A lone surrogate in a key or a non-msgpack detail drops that event only."""
+
+        class Number:  # not msgpack-safe, like numpy's int64
+            pass
+
+        bad_key = TaskStatus(
+            "inc-\udc80", "inc", "inc-g", "processing", "memory", 1.0, "tcp://w:1"
+        )
+        bad_alert = Alert("custom", "info", "m", 2.0, details={"n": Number()})
+        batches: list[list[object]] = [
+            _events(2),
+            [*_events(2, t0=2000.0), bad_key],
+            [bad_alert],
+            _events(3, t0=3000.0),
+        ]
+        path = tmp_path / "run.dmlog"
+        writer = _write(path, batches)
+        stats = writer.stats()
+        assert stats["unencodable"] == 2 and stats["dropped"] == 2
+        assert stats["errors"] == 0
+        events = [e for r in EventLog.open(path).records() for e in r.events]
+        assert len(events) == 7 == writer.events
+        assert [e.timestamp for e in events][-3:] == [3000.0, 3001.0, 3002.0]
+
     def test_writer_is_a_sink(self) -> None:
         """The pipeline lists the writer's counters in the monitor section."""
         assert EventLogWriter.is_sink

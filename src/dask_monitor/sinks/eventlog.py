@@ -424,6 +424,7 @@ class EventLogWriter:
         self.events = 0  # events written
         self.dropped = 0  # events dropped (queue full, or writer broken)
         self.errors = 0
+        self.unencodable = 0  # events msgpack could not take (also in dropped)
         self.bytes = 0
         self.segment = 0
         self._queued = 0  # events on the queue
@@ -484,6 +485,7 @@ class EventLogWriter:
             "dropped": self.dropped,
             "queued": self._queued,
             "errors": self.errors,
+            "unencodable": self.unencodable,
             "bytes": self.bytes,
             "segments": self.segment + 1,
         }
@@ -508,7 +510,14 @@ class EventLogWriter:
         self.bytes = _PREAMBLE + _LEN.size + len(payload)
         return f
 
-    def _write(self, item: tuple[Any, ...]) -> None:
+    def _encode(self, item: tuple[Any, ...]) -> tuple[bytes | None, int]:
+        """The record of ``item`` packed (``None`` if nothing of it can be),
+        and how many events it holds.
+
+        A value msgpack cannot take (a lone surrogate in a key, a numpy
+        number in an alert's details) costs only the events that hold one:
+        they are dropped and counted in ``unencodable``, the rest is written.
+        """
         kind = item[0]
         if kind == "b":
             events = item[1]
@@ -520,7 +529,44 @@ class EventLogWriter:
             record: list[Any] = ["b", rows]
         else:
             record = list(item)
-        payload = msgpack.packb(record, use_bin_type=True)
+        try:
+            packed = bytes(msgpack.packb(record, use_bin_type=True))
+            return packed, len(item[1]) if kind == "b" else 0
+        except (TypeError, ValueError, OverflowError) as e:
+            self._unencodable(e)
+            if kind != "b":
+                self.unencodable += 1
+                return None, 0
+        kept = []
+        for row in rows:
+            try:
+                msgpack.packb(row, use_bin_type=True)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            kept.append(row)
+        lost = len(rows) - len(kept)
+        self.unencodable += lost
+        with self._lock:
+            self.dropped += lost
+        if not kept:
+            return None, 0
+        return bytes(msgpack.packb(["b", kept], use_bin_type=True)), len(kept)
+
+    def _unencodable(self, exc: Exception) -> None:
+        if not self.unencodable:
+            logger.warning(
+                "dask-monitor: event log %s: events msgpack cannot encode are "
+                "dropped and counted (%s: %s)",
+                self.path,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+
+    def _write(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        payload, n = self._encode(item)
+        if payload is None:
+            return
         if self.bytes >= self.max_bytes:
             self._file.close()
             self._file = self._open(self.segment + 1)
@@ -528,7 +574,7 @@ class EventLogWriter:
         self._file.write(payload)
         self.bytes += _LEN.size + len(payload)
         if kind == "b":
-            self.events += len(item[1])
+            self.events += n
 
     def _run(self) -> None:
         last_flush = time.monotonic()
