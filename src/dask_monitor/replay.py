@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from dask_monitor.batch import Batch
-from dask_monitor.config import MonitorConfig
+from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.events import Alert, Event, TaskStatus, WorkerStatus
 from dask_monitor.pipeline import Pipeline
-from dask_monitor.sinks.eventlog import EventLog
+from dask_monitor.sinks.eventlog import EventLog, EventLogError
 from dask_monitor.snapshot import Snapshot
 
 __all__ = ["config_from_header", "replay", "replay_pipeline", "replay_snapshots"]
@@ -40,12 +40,22 @@ def config_from_header(header: dict[str, Any]) -> MonitorConfig:
 
     Settings unknown to this version are ignored; missing ones take Dask
     config's values.
+
+    Raises
+    ------
+    EventLogError
+        If a recorded setting is invalid (a log is untrusted input).
     """
     recorded = header.get("config") or {}
+    if not isinstance(recorded, dict):
+        raise EventLogError(f"the log's settings are a {type(recorded).__name__}")
     names = {f.name for f in dataclasses.fields(MonitorConfig)}
-    base = MonitorConfig.from_config()
     known = {k: v for k, v in recorded.items() if k in names}
-    return dataclasses.replace(base, **known)
+    # Checked like live settings: a file may say throughput_bins: 10**12.
+    try:
+        return MonitorConfig.from_config(**known)
+    except ConfigError as e:
+        raise EventLogError(f"the log's settings are invalid: {e}") from e
 
 
 def _discard(alert: Alert) -> None:

@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import platform
 import queue
@@ -68,7 +69,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
@@ -167,8 +168,22 @@ def decode_event(item: Sequence[Any]) -> Event:
     """The event :func:`encode_event` encoded; ``ValueError`` for anything else."""
     kind = item[0]
     if kind == "t":
+        if not 7 <= len(item) <= _TASK_ROW:  # trailing defaults may be left out
+            raise ValueError(f"a task event of {len(item)} fields")
+        given: list[tuple[Any, ...]] = [(v,) for v in item[1:]]
+        given += [()] * (_TASK_ROW - len(item))
+        _check_columns(given[:7], given[7:])
         return make_task_status(*item[1:])
     if kind == "w":
+        if not (
+            5 <= len(item) <= 6
+            and isinstance(item[1], str)
+            and item[2] in ("added", "removed")
+            and type(item[3]) in (int, float)
+            and type(item[4]) in (int, type(None))
+            and (len(item) == 5 or type(item[5]) is int)
+        ):
+            raise ValueError(f"a malformed worker event {str(item)[:200]}")
         return WorkerStatus(*item[1:])
     if kind == "a":
         return Alert.from_dict(_lists(item[1]))
@@ -257,6 +272,50 @@ def encode_batch(batch: Batch) -> list[Sequence[Any]]:
     return out
 
 
+_STR = frozenset({str})
+_NUMBER = frozenset({int, float})
+_STR_OR_NONE = frozenset({str, type(None)})
+_NUMBER_OR_NONE = frozenset({int, float, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
+#: Types allowed in each column of task rows after ``"t"``: key, prefix,
+#: group, start, finish, timestamp, worker; then duration, begin, end,
+#: nbytes, exception, traceback, span.
+_COLUMN_TYPES = (
+    (_STR, _STR, _STR, _STR, _STR, _NUMBER, _STR_OR_NONE),
+    (
+        _NUMBER_OR_NONE,
+        _NUMBER_OR_NONE,
+        _NUMBER_OR_NONE,
+        _INT_OR_NONE,
+        _STR_OR_NONE,
+        _STR_OR_NONE,
+        _STR_OR_NONE,
+    ),
+)
+_COLUMN_NAMES = (
+    ("key", "prefix", "group", "start", "finish", "timestamp", "worker"),
+    ("duration", "begin", "end", "nbytes", "exception", "traceback", "span"),
+)
+
+
+def _check_columns(
+    first: Sequence[Sequence[Any]], second: Sequence[Sequence[Any]]
+) -> None:
+    """``ValueError`` naming the field if a column holds a value of a wrong type.
+
+    A log is read from a file anyone may have written: a row of the wrong
+    shape must be refused here, not raise deep inside an observer.
+    """
+    for columns, types, names in zip(
+        (first, second), _COLUMN_TYPES, _COLUMN_NAMES, strict=True
+    ):
+        for column, allowed, name in zip(columns, types, names, strict=True):
+            found = set(map(type, column))
+            if not found <= allowed:
+                bad = sorted(t.__name__ for t in found - allowed)
+                raise ValueError(f"a task event's {name} is a {', '.join(bad)}")
+
+
 def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
     """The :class:`~dask_monitor.batch.Batch` of a batch record's encoded events.
 
@@ -312,6 +371,10 @@ def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
         )
         if d != NO_DETAILS
     }
+    _check_columns(
+        (keys, prefixes, groups, starts, finishes, stamps, workers),
+        (durations, begins, ends, nbytes, exceptions, tracebacks, spans),
+    )
     return Batch.from_columns(
         list(keys),
         list(prefixes),
@@ -645,23 +708,37 @@ class Record:
     batch: Batch | None = None
 
 
-def _read_preamble(path: Path, data: bytes) -> dict[str, Any]:
-    if not data:
+#: Largest record (or header) a reader accepts. The writer's records are a
+#: flush's batch (about 100 bytes an event): far below it. A length prefix
+#: above it is a corrupt or hostile file, not a reason to allocate.
+MAX_RECORD_BYTES = 256 * 2**20
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a reason: its text, or its type when it has none."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _read_preamble(path: Path, f: BinaryIO) -> dict[str, Any]:
+    """The header of the segment ``f`` (at its start); leaves ``f`` after it."""
+    head = f.read(_PREAMBLE)
+    if not head:
         raise EventLogError(f"{path}: empty file, not a dask-monitor event log")
-    if not data.startswith(MAGIC) or len(data) < _PREAMBLE:
+    if not head.startswith(MAGIC) or len(head) < _PREAMBLE:
         raise EventLogError(f"{path}: not a dask-monitor event log (bad magic bytes)")
-    version = data[len(MAGIC)]
+    version = head[len(MAGIC)]
     if version != FORMAT_VERSION:
         raise EventLogVersionError(
             f"{path}: event log format version {version}; this dask-monitor reads "
             f"version {FORMAT_VERSION} (use the dask-monitor release that wrote it)"
         )
     try:
-        header, _ = _record_at(data, _PREAMBLE)
+        header = _next_record(f)
     except _Torn as e:
         raise EventLogError(f"{path}: truncated header") from e
     except Exception as e:
-        raise EventLogError(f"{path}: unreadable header: {e}") from e
+        raise EventLogError(f"{path}: unreadable header: {_reason(e)}") from e
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise EventLogError(f"{path}: not a dask-monitor event log (bad header)")
     if header.get("version") != FORMAT_VERSION:
@@ -669,61 +746,105 @@ def _read_preamble(path: Path, data: bytes) -> dict[str, Any]:
             f"{path}: event log format version {header.get('version')!r}; this "
             f"dask-monitor reads version {FORMAT_VERSION}"
         )
+    problem = _header_problem(header)
+    if problem:
+        raise EventLogError(f"{path}: bad header: {problem}")
     return header
+
+
+def _header_problem(header: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a header that readers use, if anything."""
+    for name, kinds in (
+        ("started", (int, float)),
+        ("created", (int, float)),
+        ("config", (dict,)),
+        ("cluster", (dict,)),
+        ("versions", (dict,)),
+        ("segment", (int,)),
+    ):
+        value = header.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, kinds)
+        ):
+            return f"{name!r} is a {type(value).__name__}"
+    started = header.get("started")
+    if started is not None and not math.isfinite(started):
+        return f"'started' is {started!r}"
+    return None
 
 
 class _Torn(Exception):
     pass
 
 
-def _record_at(data: bytes, offset: int, use_list: bool = True) -> tuple[Any, int]:
-    end = offset + _LEN.size
-    if end > len(data):
+def _next_record(f: BinaryIO, use_list: bool = True) -> Any:
+    """The next length-prefixed record of ``f``; ``_Torn`` if it is cut short,
+    ``EOFError`` at the end of the file."""
+    prefix = f.read(_LEN.size)
+    if not prefix:
+        raise EOFError
+    if len(prefix) < _LEN.size:
         raise _Torn
-    (n,) = _LEN.unpack_from(data, offset)
-    if end + n > len(data):
+    (n,) = _LEN.unpack(prefix)
+    if n > MAX_RECORD_BYTES:
+        if n > os.fstat(f.fileno()).st_size - f.tell():
+            raise _Torn  # cannot be told from a record the writer did not finish
+        raise ValueError(
+            f"a record of {n:,} bytes, more than the {MAX_RECORD_BYTES:,} allowed"
+        )
+    data = f.read(n)
+    if len(data) < n:
         raise _Torn
-    item = msgpack.unpackb(data[end : end + n], raw=False, use_list=use_list)
-    return item, end + n
+    return msgpack.unpackb(data, raw=False, use_list=use_list)
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The header of the log at ``path`` (see the module docstring for errors)."""
+    """The header of the log at ``path`` (see the module docstring for errors).
+
+    Reads the first bytes only: what is not a log is refused before any more
+    of it is read.
+    """
     p = Path(path)
     with open(p, "rb") as f:
-        data = f.read(1 << 20)
-    if len(data) == 1 << 20:  # a huge header: read the whole file
-        data = p.read_bytes()
-    return _read_preamble(p, data)
+        return _read_preamble(p, f)
 
 
 def _read_segment(path: Path, first: bool, columns: bool) -> Iterator[Record]:
-    data = path.read_bytes()
-    if not data and not first:
-        warnings.warn(
-            f"{path}: empty event log segment skipped", EventLogWarning, stacklevel=3
-        )
-        return
-    _read_preamble(path, data)
-    _, offset = _record_at(data, _PREAMBLE)
-    while offset < len(data):
-        try:
-            item, end = _record_at(data, offset, use_list=False)
-        except _Torn:
+    with open(path, "rb") as f:
+        if not first and not f.read(1):
             warnings.warn(
-                f"{path}: torn last record at byte {offset} skipped "
-                f"({len(data) - offset} bytes); the writer did not finish it",
+                f"{path}: empty event log segment skipped",
                 EventLogWarning,
                 stacklevel=3,
             )
             return
-        except Exception as e:
-            raise EventLogError(f"{path}: corrupt record at byte {offset}: {e}") from e
-        try:
-            yield _record(item, columns)
-        except Exception as e:
-            raise EventLogError(f"{path}: bad record at byte {offset}: {e}") from e
-        offset = end
+        f.seek(0)
+        _read_preamble(path, f)
+        while True:
+            offset = f.tell()
+            try:
+                item = _next_record(f, use_list=False)
+            except EOFError:
+                return
+            except _Torn:
+                size = f.seek(0, os.SEEK_END)
+                warnings.warn(
+                    f"{path}: torn last record at byte {offset} skipped "
+                    f"({size - offset} bytes); the writer did not finish it",
+                    EventLogWarning,
+                    stacklevel=3,
+                )
+                return
+            except Exception as e:
+                raise EventLogError(
+                    f"{path}: corrupt record at byte {offset}: {_reason(e)}"
+                ) from e
+            try:
+                yield _record(item, columns)
+            except Exception as e:
+                raise EventLogError(
+                    f"{path}: bad record at byte {offset}: {_reason(e)}"
+                ) from e
 
 
 def _record(item: Any, columns: bool) -> Record:
