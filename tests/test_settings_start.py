@@ -148,3 +148,66 @@ class TestSecretsLeaveNothing:
         assert "s3cret" not in repr(read_header(str(path)))
         assert "s3cret" not in repr(snap)
         assert "s3cret" not in caplog.text
+
+
+class TestRecordPaths:
+    """Recording never overwrites or deletes what is not an event log."""
+
+    def test_a_file_that_is_not_a_log_is_not_overwritten(self, tmp_path: Path) -> None:
+        """A plain file at the path, or at a segment's path, stays as it was."""
+        from dask_monitor.sinks.eventlog import EventLogWriter
+
+        important = tmp_path / "important.txt"
+        important.write_text("keep me")
+        with pytest.raises(FileExistsError, match="not a dask-monitor event log"):
+            EventLogWriter(important)
+        assert important.read_text() == "keep me"
+        # A log whose numbered neighbour is someone else's file.
+        log = tmp_path / "run.dmlog"
+        EventLogWriter(log).close()
+        other = tmp_path / "run.dmlog.1"
+        other.write_text("also mine")
+        with pytest.raises(FileExistsError, match=r"run\.dmlog\.1"):
+            EventLogWriter(log)
+        assert other.read_text() == "also mine" and log.exists()
+        with pytest.raises(IsADirectoryError):
+            EventLogWriter(tmp_path)
+
+    def test_directory_confines_paths(self, tmp_path: Path) -> None:
+        """With monitor.record.directory, paths outside it (.., links) are refused."""
+        from dask_monitor.sinks.eventlog import record_settings
+
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        (logs / "escape").symlink_to(tmp_path)
+        inside = record_settings({"path": "run.dmlog", "directory": str(logs)})
+        assert inside == {"path": str(logs.resolve() / "run.dmlog")}
+        for bad in ("../run.dmlog", str(tmp_path / "x.dmlog"), "escape/run.dmlog"):
+            with pytest.raises(
+                ConfigError, match=r"outside monitor\.record\.directory"
+            ):
+                record_settings({"path": bad, "directory": str(logs)})
+
+    def test_the_rpc_refuses_what_it_must_not_write(
+        self, tmp_path: Path, client: Client
+    ) -> None:
+        """A raw RPC cannot overwrite a file, write a relative path or escape."""
+        important = tmp_path / "important.txt"
+        important.write_text("keep me")
+        with Monitor.attach(client):
+            rpc = client.scheduler.dask_monitor_record
+            with pytest.raises(FileExistsError):
+                client.sync(rpc, path=str(important))
+            with pytest.raises(ConfigError, match="must be absolute"):
+                client.sync(rpc, path="relative.dmlog")
+            with pytest.raises(ConfigError, match="on the scheduler only"):
+                client.sync(rpc, path=str(tmp_path / "a"), options={"directory": "/"})
+            logs = tmp_path / "logs"
+            with dask.config.set({"monitor.record.directory": str(logs)}):
+                with pytest.raises(ConfigError, match="outside"):
+                    client.sync(rpc, path=str(tmp_path / "out.dmlog"))
+                logs.mkdir()
+                stats = client.sync(rpc, path="inside.dmlog")
+                assert stats["path"] == str(logs.resolve() / "inside.dmlog")
+                client.sync(client.scheduler.dask_monitor_stop_recording)
+        assert important.read_text() == "keep me"

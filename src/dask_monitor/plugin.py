@@ -17,6 +17,7 @@ This is the only module that touches scheduler objects.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections import Counter
@@ -713,8 +714,17 @@ class MonitorPlugin(SchedulerPlugin):
 
     def _rpc_record(self, path: str, options: dict[str, Any] | None = None) -> Any:
         # Validated before the recording in progress is stopped: a bad call
-        # must not end a good recording.
-        settings = record_settings({**(options or {}), "path": path})
+        # must not end a good recording. Where logs may go is the scheduler's
+        # own setting (monitor.record.directory), never a caller's.
+        options = dict(options or {})
+        if "directory" in options:
+            raise ConfigError("monitor.record.directory is set on the scheduler only")
+        directory = _record_directory()
+        if directory is None and not os.path.isabs(path):
+            raise ConfigError(
+                f"monitor.record.path must be absolute on the scheduler, got {path!r}"
+            )
+        settings = record_settings({**options, "path": path, "directory": directory})
         if settings is None:
             raise ConfigError("monitor.record.path must be a non-empty path")
         self.flush()  # what is buffered happened before the call
@@ -782,6 +792,12 @@ class MonitorPlugin(SchedulerPlugin):
                 scheduler.remove_plugin(self.name)
             removed = True
         return {"removed": removed}
+
+
+def _record_directory() -> Any:
+    """The scheduler's ``monitor.record.directory``, or ``None``."""
+    raw = dask.config.get("monitor.record", None)
+    return raw.get("directory") if isinstance(raw, dict) else None
 
 
 def _split_workers(

@@ -425,6 +425,24 @@ def segments(path: str | os.PathLike[str]) -> list[Path]:
     return out
 
 
+def is_event_log(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` is a dask-monitor event log (its magic
+    bytes), or empty: a file the writer may replace without losing anything."""
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC))
+    return not head or head == MAGIC
+
+
+def _replaceable(path: Path) -> None:
+    """``FileExistsError`` unless what is at ``path`` may be replaced by a log."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not an event log path")
+    if path.exists() and not is_event_log(path):
+        raise FileExistsError(
+            f"{path} exists and is not a dask-monitor event log: not overwritten"
+        )
+
+
 class EventLogWriter:
     """An observer that appends the events it is given to an event log.
 
@@ -439,7 +457,8 @@ class EventLogWriter:
     ----------
     path
         The log's first segment; an existing log there (and its segments) is
-        replaced.
+        replaced. A file there that is not an event log is never touched:
+        ``FileExistsError`` (``IsADirectoryError`` for a directory).
     header
         Extra header fields: ``cluster``, ``started``, ``config`` ...
     max_bytes
@@ -495,9 +514,12 @@ class EventLogWriter:
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._closed = False
         self._broken = False
+        old = segments(self.path)
+        for seg in [self.path, *old]:
+            _replaceable(seg)  # all checked before any is removed
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for old in segments(self.path):
-            old.unlink()
+        for seg in old:
+            seg.unlink()
         self._file = self._open(0)
         self._thread = threading.Thread(
             target=self._run,
@@ -564,7 +586,12 @@ class EventLogWriter:
     # -- writer thread ---------------------------------------------------------------
 
     def _open(self, n: int) -> Any:
-        f = open(segment_path(self.path, n), "wb")  # noqa: SIM115 (closed by _run)
+        path = segment_path(self.path, n)
+        if n and path.exists():  # a stray segment of an older log, past a gap
+            _replaceable(path)
+            path.unlink()
+        # Exclusive: a file that appeared since the checks is not overwritten.
+        f = open(path, "xb")  # noqa: SIM115 (closed by _run)
         head = dict(self.header, segment=n, created=time.time())
         payload = msgpack.packb(head, use_bin_type=True)
         f.write(MAGIC + bytes([FORMAT_VERSION]) + _LEN.pack(len(payload)) + payload)
@@ -904,9 +931,11 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     """Writer keyword arguments from Dask config ``monitor.record``, or ``None``.
 
     ``monitor.record`` is a path (record from the plugin's start), or a mapping
-    with ``path`` and optionally ``max-bytes`` (a size: ``"256 MiB"``, at
-    least 1 MiB), ``queue-size`` (an integer) and ``flush-interval`` (a
-    duration, 10 ms to 1 h); ``None`` or an empty ``path`` records nothing.
+    with ``path`` and optionally ``directory`` (logs must lie in it; a
+    relative ``path`` is taken inside it: see :func:`confine`), ``max-bytes``
+    (a size: ``"256 MiB"``, at least 1 MiB), ``queue-size`` (an integer) and
+    ``flush-interval`` (a duration, 10 ms to 1 h); ``None`` or an empty
+    ``path`` records nothing.
 
     Raises
     ------
@@ -924,17 +953,21 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, Mapping):
         raise ConfigError(f"monitor.record must be a path or a mapping, got {value!r}")
     options = {str(k).replace("-", "_"): v for k, v in value.items()}
-    unknown = set(options) - {"path", "max_bytes", "queue_size", "flush_interval"}
+    known = {"path", "directory", "max_bytes", "queue_size", "flush_interval"}
+    unknown = set(options) - known
     if unknown:
         raise ConfigError(
-            f"unknown monitor.record settings: {sorted(unknown)}; known: path, "
-            "max-bytes, queue-size, flush-interval"
+            f"unknown monitor.record settings: {sorted(unknown)}; known: "
+            + ", ".join(sorted(k.replace("_", "-") for k in known))
         )
     path = options.get("path")
     if not path:
         return None
     if not isinstance(path, str | os.PathLike):
         raise ConfigError(f"monitor.record.path must be a path, got {path!r}")
+    directory = options.get("directory")
+    if directory is not None:
+        path = confine(path, directory)
     out: dict[str, Any] = {"path": os.fspath(path)}
     size = options.get("max_bytes")
     if size is not None:
@@ -964,3 +997,24 @@ def record_settings(value: Any) -> dict[str, Any] | None:
             high=3600.0,
         )
     return out
+
+
+def confine(path: str | os.PathLike[str], directory: Any) -> Path:
+    """``path`` inside ``directory`` (relative: joined to it), resolved.
+
+    Symbolic links and ``..`` are resolved before the check, so none leads
+    out. Raises :class:`~dask_monitor.config.ConfigError` for a path outside
+    ``directory``.
+    """
+    from dask_monitor.config import ConfigError
+
+    if not isinstance(directory, str | os.PathLike) or not os.fspath(directory):
+        raise ConfigError(f"monitor.record.directory must be a path, got {directory!r}")
+    root = Path(directory).resolve()
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise ConfigError(
+            f"monitor.record.path {os.fspath(path)!r} is outside "
+            f"monitor.record.directory {os.fspath(directory)!r}"
+        )
+    return resolved
