@@ -12,11 +12,10 @@ from types import TracebackType
 from typing import Any
 
 from distributed import Client, default_client
-from distributed.protocol.pickle import dumps
 
 from dask_monitor.alerts.client import AlertCallback, AlertHub, AlertStream
 from dask_monitor.config import ConfigError, MonitorConfig
-from dask_monitor.plugin import MonitorPlugin
+from dask_monitor.plugin import attach_on_scheduler
 from dask_monitor.snapshot import Snapshot
 
 __all__ = ["Monitor"]
@@ -112,9 +111,12 @@ class Monitor:
         return client.sync(monitor._attach, observers)  # type: ignore[no-any-return]
 
     async def _attach(self, observers: tuple[Any, ...]) -> Monitor:
-        await self.client.register_plugin(MonitorPlugin(self.config))
-        info = await self._scheduler.dask_monitor_attach(
-            token=self.token, observers=dumps(observers) if observers else None
+        info = await self.client.run_on_scheduler(
+            attach_on_scheduler,
+            self.config,
+            self.token,
+            self.client.id,
+            observers,
         )
         self.attached = True
         self.preloaded = bool(info["preloaded"])
@@ -192,7 +194,16 @@ class Monitor:
             lists the recent spans.
 
         Returns an awaitable with an asynchronous client.
+
+        Raises
+        ------
+        RuntimeError
+            If this handle was detached.
         """
+        if not self.attached:
+            raise RuntimeError(
+                "this Monitor was detached; Monitor.attach(client) gives a new one"
+            )
         return self.client.sync(self._snapshot, flush, span)  # type: ignore[no-any-return]
 
     async def _snapshot(self, flush: bool, span: str | None = None) -> Snapshot:

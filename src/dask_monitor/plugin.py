@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from time import thread_time
@@ -28,7 +27,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import dask.config
 from dask.utils import key_split
 from distributed.diagnostics.plugin import SchedulerPlugin
-from distributed.protocol.pickle import loads
 from tornado.ioloop import PeriodicCallback
 
 from dask_monitor.alerts.rules import topics as alert_topics
@@ -52,7 +50,6 @@ PLUGIN_NAME = "dask-monitor"
 #: Names of the RPC handlers the plugin adds to the scheduler.
 HANDLERS = (
     "dask_monitor_snapshot",
-    "dask_monitor_attach",
     "dask_monitor_detach",
     "dask_monitor_record",
     "dask_monitor_stop_recording",
@@ -132,7 +129,8 @@ class MonitorPlugin(SchedulerPlugin):
         self._initial_observers = tuple(observers)
         self.scheduler: Scheduler | None = None
         self.pipeline: Pipeline | None = None
-        self.attachments: dict[str, list[Any]] = {}
+        #: Handles attached (see :meth:`attach`): token -> (client id, observers).
+        self.attachments: dict[str, tuple[str | None, list[Any]]] = {}
         #: Buffered events, flat: ``FIELDS`` entries each (see ``transition``).
         self._buffer: list[Any] = []
         self._capacity = config.buffer_size
@@ -200,7 +198,6 @@ class MonitorPlugin(SchedulerPlugin):
         self._start_alerts(scheduler)
         self._seed(scheduler)
         scheduler.handlers["dask_monitor_snapshot"] = self._rpc_snapshot
-        scheduler.handlers["dask_monitor_attach"] = self._rpc_attach
         scheduler.handlers["dask_monitor_detach"] = self._rpc_detach
         scheduler.handlers["dask_monitor_record"] = self._rpc_record
         scheduler.handlers["dask_monitor_stop_recording"] = self._rpc_stop_recording
@@ -756,30 +753,38 @@ class MonitorPlugin(SchedulerPlugin):
             return self.pipeline.snapshot(span=span)
         return self.snapshot()
 
-    def _rpc_attach(
-        self, token: str | None = None, observers: bytes | None = None
+    def attach(
+        self, token: str, *, client: str | None, observers: tuple[Any, ...] = ()
     ) -> dict[str, Any]:
-        token = token or uuid.uuid4().hex
+        """Attach a handle: subscribe its observers; the settings in force.
+
+        ``client`` is the id of the handle's client: its attachments end when
+        it leaves (:meth:`remove_client`). Raises ``ValueError`` for a token
+        attached already (a second handle must not take over the first one's
+        observers).
+        """
+        if token in self.attachments:
+            raise ValueError(f"dask-monitor: attachment {token!r} exists already")
+        if self.pipeline is None:
+            raise RuntimeError("the dask-monitor plugin has not started")
         added: list[Any] = []
-        if observers is not None:
-            if not dask.config.get("distributed.scheduler.pickle", True):
-                raise ValueError(
-                    "dask-monitor: observers are shipped pickled, and this scheduler "
-                    "does not accept pickled data (distributed.scheduler.pickle)"
-                )
-            assert self.pipeline is not None
-            for observer in loads(observers):
-                self.pipeline.add_observer(observer)
-                added.append(observer)
-        self.attachments[token] = added
+        for observer in observers:
+            self.pipeline.add_observer(observer)
+            added.append(observer)
+        self.attachments[token] = (client, added)
         return {
             "token": token,
             "config": self.config.to_dict(),
             "preloaded": self.preloaded,
         }
 
+    def remove_client(self, scheduler: Scheduler, client: str) -> None:
+        """A client left: end its attachments (as if they had detached)."""
+        for token in [t for t, (c, _) in self.attachments.items() if c == client]:
+            self._rpc_detach(token)
+
     def _rpc_detach(self, token: str) -> dict[str, Any]:
-        observers = self.attachments.pop(token, [])
+        _, observers = self.attachments.pop(token, (None, []))
         if self.pipeline is not None:
             for observer in observers:
                 self.pipeline.remove_observer(observer)
@@ -792,6 +797,32 @@ class MonitorPlugin(SchedulerPlugin):
                 scheduler.remove_plugin(self.name)
             removed = True
         return {"removed": removed}
+
+
+async def attach_on_scheduler(
+    config: MonitorConfig,
+    token: str,
+    client: str | None,
+    observers: tuple[Any, ...] = (),
+    *,
+    dask_scheduler: Scheduler,
+) -> dict[str, Any]:
+    """Install the plugin unless it runs, and attach a handle: one operation.
+
+    Run by ``Client.run_on_scheduler`` (:meth:`Monitor.attach`). Between
+    finding (or starting) the plugin and attaching to it nothing else runs
+    on the scheduler's loop, so a last handle detaching elsewhere cannot
+    remove the plugin in between, as it could between two RPCs.
+    """
+    plugin = get_plugin(dask_scheduler)
+    if plugin is None:
+        await dask_scheduler.register_scheduler_plugin(
+            MonitorPlugin(config), name=PLUGIN_NAME, idempotent=True
+        )
+        plugin = get_plugin(dask_scheduler)
+        if plugin is None:
+            raise RuntimeError("dask-monitor: the plugin could not be installed")
+    return plugin.attach(token, client=client, observers=observers)
 
 
 def _record_directory() -> Any:
