@@ -126,9 +126,10 @@ def replay(log: str, serve: bool, port: int, address: str) -> None:
 def report(log: str, output: str, title: str | None) -> None:
     """Write the standalone HTML report (the panel, offline) of an event log."""
     from dask_monitor.panel import write_report
+    from dask_monitor.replay import run_info
 
     snapshot, config = _replay_or_fail(log)
-    write_report(snapshot, output, title=title, config=config)
+    write_report(snapshot, output, title=title, config=config, **run_info(log))
     click.echo(f"Wrote {output}")
 
 

@@ -159,22 +159,35 @@ class Monitor:
 
     # -- reading -------------------------------------------------------------------
 
-    def snapshot(self, *, flush: bool = False, span: str | None = None) -> Snapshot:
+    def snapshot(
+        self, *, flush: bool | None = None, span: str | None = None
+    ) -> Snapshot:
         """The scheduler's current snapshot (plain data).
 
         Parameters
         ----------
         flush
             Flush the transitions buffered on the scheduler first, so the
-            snapshot includes everything up to this call.
+            snapshot includes everything up to this call. By default only
+            with ``span``: a span's snapshot is asked for right after its
+            work, whose last transitions would otherwise still be buffered
+            (and its name not yet known).
         span
             A Dask span's id or name (``with distributed.span("etl"): ...``):
             totals, prefixes, groups and errors then count that span's tasks
             only (and those of spans nested in it); ``snapshot["spans"]``
             lists the recent spans.
 
+        Raises
+        ------
+        UnknownSpanError
+            If ``span`` names no span the monitor has seen (the message lists
+            some that it has).
+
         Returns an awaitable with an asynchronous client.
         """
+        if flush is None:
+            flush = span is not None
         return self.client.sync(self._snapshot, flush, span)  # type: ignore[no-any-return]
 
     async def _snapshot(self, flush: bool, span: str | None = None) -> Snapshot:
@@ -338,4 +351,10 @@ class Monitor:
         from dask_monitor.panel import write_report
 
         snapshot = self.snapshot(flush=True)
-        return write_report(snapshot, path, title=title, config=self.config)
+        return write_report(
+            snapshot,
+            path,
+            title=title,
+            config=self.config,
+            source=f"scheduler {getattr(self.client.scheduler, 'address', '?')}",
+        )

@@ -32,7 +32,13 @@ from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLog
 from dask_monitor.snapshot import Snapshot
 
-__all__ = ["config_from_header", "replay", "replay_pipeline", "replay_snapshots"]
+__all__ = [
+    "config_from_header",
+    "replay",
+    "replay_pipeline",
+    "replay_snapshots",
+    "run_info",
+]
 
 
 def config_from_header(header: dict[str, Any]) -> MonitorConfig:
@@ -46,6 +52,27 @@ def config_from_header(header: dict[str, Any]) -> MonitorConfig:
     base = MonitorConfig.from_config()
     known = {k: v for k, v in recorded.items() if k in names}
     return dataclasses.replace(base, **known)
+
+
+def run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Where the run recorded at ``path`` comes from, for a report's heading.
+
+    ``source`` (the log's path and the scheduler that wrote it) and
+    ``versions`` (of dask, distributed and dask-monitor of the run, as the
+    log's header recorded them).
+    """
+    header = EventLog.open(path).header
+    scheduler = (header.get("cluster") or {}).get("scheduler")
+    source = os.fspath(path) + (f" (scheduler {scheduler})" if scheduler else "")
+    versions = {
+        label: str(header.get(field) or "unknown")
+        for label, field in (
+            ("dask", "dask"),
+            ("distributed", "distributed"),
+            ("dask-monitor", "library"),
+        )
+    }
+    return {"source": source, "versions": versions}
 
 
 def _discard(alert: Alert) -> None:
@@ -95,7 +122,7 @@ def _feed(
     log = EventLog.open(path)
     config = config if config is not None else config_from_header(log.header)
     clock = _LastEventClock(float(log.header.get("started") or 0.0))
-    pipeline = Pipeline(config, clock=clock, observers=observers)
+    pipeline = Pipeline(config, clock=clock, observers=observers, live=False)
     # The log has the alerts the live rules raised (some depended on the live
     # clock): replay those and keep the rules quiet, so nothing counts twice.
     for rule in getattr(pipeline, "rules", ()):
