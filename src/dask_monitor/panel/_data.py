@@ -396,7 +396,7 @@ def duration_columns(snapshot: Snapshot, n: int) -> Columns:
 
 
 def duration_ticks(
-    low: float, high: float, most: int = 8
+    low: float, high: float, most: int = 10
 ) -> tuple[float, float, list[float]]:
     """Ticks of a log axis of durations from ``low`` to ``high`` (seconds).
 

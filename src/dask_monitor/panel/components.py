@@ -644,6 +644,7 @@ class Durations(Component):
             x_axis_type="log",
             x_range=Range1d(start=1e-3, end=1.0),
             y_range=Range1d(start=-(n - 0.4), end=0.6),
+            name="dm-durations-plot",
             **_sized(kwargs, 70 + 21 * n),
         )
         fig.ygrid.visible = False
