@@ -100,9 +100,11 @@ def replay(log: str, serve: bool, port: int, address: str) -> None:
     click.echo(format_summary(snapshot))
     if not serve:
         return
-    from dask_monitor.replay import serve_snapshot
+    from dask_monitor.replay import run_info, serve_snapshot
 
-    server = serve_snapshot(snapshot, config=config, port=port, address=address)
+    server = serve_snapshot(
+        snapshot, config=config, port=port, address=address, **run_info(log)
+    )
     click.echo(f"Serving the panel of {log} at http://{address}:{server.port}/")
     click.echo("Press Ctrl+C to stop.")
     try:

@@ -321,8 +321,12 @@ def serve_snapshot(
     port: int = 0,
     address: str = "127.0.0.1",
     title: str = "dask-monitor replay",
+    source: str | None = None,
+    versions: dict[str, str] | None = None,
 ) -> Any:
-    """A started Bokeh server showing the panel for ``snapshot`` at ``/``.
+    """A started Bokeh server showing the panel for ``snapshot`` at ``/``,
+    under the heading of a report (``title``, run date, ``source``,
+    ``versions``: see :func:`run_info`).
 
     No cluster is needed. Run its loop with ``server.io_loop.start()``; the
     URL is ``http://{address}:{server.port}/``.
@@ -333,15 +337,15 @@ def serve_snapshot(
     from bokeh.server.server import Server
 
     from dask_monitor.panel._style import THEME
-    from dask_monitor.panel.components import StaticFeed
-    from dask_monitor.panel.views import full_view
+    from dask_monitor.panel.report import report_root
 
     def make_doc(doc: Document) -> None:
-        view = full_view(StaticFeed(snapshot), config)
-        view.update()
+        root = report_root(
+            snapshot, title=title, config=config, source=source, versions=versions
+        )
         doc.title = title
         doc.theme = THEME
-        doc.add_root(view.root)
+        doc.add_root(root)
 
     if port == 0:  # Bokeh wants the real port for its websocket origins
         import socket

@@ -631,8 +631,9 @@ def summary_html(snapshot: Snapshot, attached: bool = True) -> str:
                 small=_eta_range(t["eta"], t["eta_low"], t["eta_high"]),
             ),
         ]
+    if not finished:  # none is processing once the run is over
+        parts.append(_stat("processing", f"{t['states'].get('processing', 0):,}"))
     parts += [
-        _stat("processing", f"{t['states'].get('processing', 0):,}"),
         _stat(
             "erred", f"{t['erred']:,}", "dm-bad dm-erred" if t["erred"] else "dm-erred"
         ),

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from bokeh.embed import file_html
 from bokeh.layouts import column
@@ -22,7 +23,14 @@ from ._style import THEME
 from .components import StaticFeed
 from .views import full_view
 
-__all__ = ["heading_html", "installed_versions", "report_html", "write_report"]
+__all__ = [
+    "default_title",
+    "heading_html",
+    "installed_versions",
+    "report_html",
+    "report_root",
+    "write_report",
+]
 
 #: Packages named in a report's heading, as (label, distribution).
 _PACKAGES = (
@@ -97,10 +105,30 @@ def report_html(
     header has those of the run; by default, of a live snapshot, the
     versions installed here).
     """
+    title = title or default_title(snapshot)
+    root = report_root(
+        snapshot, title=title, config=config, source=source, versions=versions
+    )
+    return file_html(root, INLINE, title, theme=THEME)
+
+
+def default_title(snapshot: Snapshot) -> str:
+    """``"dask-monitor report <run start>"``."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot["started"]))
+    return f"dask-monitor report {stamp}"
+
+
+def report_root(
+    snapshot: Snapshot,
+    *,
+    title: str,
+    config: MonitorConfig | None = None,
+    source: str | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> Any:
+    """The report's Bokeh layout: :func:`heading_html` above the full panel."""
     view = full_view(StaticFeed(snapshot), config)
     view.update()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot["started"]))
-    title = title or f"dask-monitor report {stamp}"
     if versions is None and snapshot.get("live", True):
         versions = installed_versions()
     heading = Div(
@@ -109,8 +137,7 @@ def report_html(
         sizing_mode="stretch_width",
         name="dm-report-heading",
     )
-    root = column(heading, view.root, sizing_mode="stretch_width", spacing=4)
-    return file_html(root, INLINE, title, theme=THEME)
+    return column(heading, view.root, sizing_mode="stretch_width", spacing=4)
 
 
 def write_report(
