@@ -196,12 +196,15 @@ def watch(
     address: str, interval: float, once: bool, top: int, span: str | None
 ) -> None:
     """Live terminal view of the cluster at ADDRESS (tcp://host:8786)."""
+    from dask_monitor.pipeline import UnknownSpanError
     from dask_monitor.watch import watch as run_watch
 
     try:
         run_watch(address, interval=interval, once=once, top=top, span=span)
     except OSError as e:
         raise click.ClickException(f"cannot reach {address}: {e}") from e
+    except UnknownSpanError as e:  # a typo: say so, without a traceback
+        raise click.ClickException(str(e)) from e
 
 
 if __name__ == "__main__":  # pragma: no cover
