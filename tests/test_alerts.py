@@ -88,6 +88,16 @@ class TestStallRule:
         assert out[0].timestamp == 10.0
         assert rule.suppressed == 0  # a lasting stall is not counted every tick
 
+    def test_message_agrees_with_the_count(self) -> None:
+        """One task waiting reads "1 task is", two read "2 tasks are"."""
+        for n, words in ((1, "1 task is waiting"), (2, "2 tasks are waiting")):
+            rule = StallRule(seconds=10, cooldown=100)
+            out = bound(rule)
+            for i in range(n):
+                feed(rule, run(f"a-{i}", 0, 1)[:3])
+            rule.tick(20.0)
+            assert words in out[0].message
+
     def test_cooldown_then_again(self) -> None:
         """A stall that lasts past the cooldown is reported again."""
         rule = StallRule(seconds=10, cooldown=30)

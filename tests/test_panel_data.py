@@ -218,3 +218,37 @@ class TestPanelUrl:
         for name in ("progress", "throughput", "durations", "workers", "errors"):
             assert f"/individual-monitor-{name}" in PATHS
         assert "/individual-monitor-task-stream" in PATHS
+
+
+class TestSummaryStates:
+    """The summary reads naturally when empty, running and finished."""
+
+    def test_empty_says_no_tasks_yet(self) -> None:
+        """No task: "no tasks yet", not "0 / 0 (0%)" and no ETA."""
+        from dask_monitor import Pipeline
+        from dask_monitor.panel._data import summary_html
+
+        text = summary_html(Pipeline(clock=lambda: 1.0).snapshot())
+        assert "no tasks yet" in text
+        assert "0 / " not in text
+
+    def test_finished_replay_has_no_live_only_figures(self) -> None:
+        """A replayed snapshot: average rate and run time; no pace, ETA, flush."""
+        from dask_monitor import Pipeline
+        from dask_monitor.events import TaskStatus
+        from dask_monitor.panel._data import health_columns, summary_html
+
+        pipeline = Pipeline(clock=lambda: 20.0, live=False)
+        pipeline.process(
+            [
+                TaskStatus("a-1", "a", "a", "new", "processing", 10.0),
+                TaskStatus("a-1", "a", "a", "processing", "memory", 12.0, duration=1.0),
+            ]
+        )
+        snap = pipeline.snapshot()
+        text = summary_html(snap)
+        for absent in ("tasks/s now", ">eta<", "flush", "overhead"):
+            assert absent not in text
+        assert "average tasks/s" in text
+        assert "finished" in text
+        assert not any("flush time" in m for m in health_columns(snap)["metric"])

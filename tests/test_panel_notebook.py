@@ -65,3 +65,43 @@ def test_quickstart_notebook(tmp_path: Path, monkeypatch: Any) -> None:
     report = tmp_path / "quickstart-report.html"
     assert report.stat().st_size > 500_000
     assert "Bokeh" in report.read_text(encoding="utf-8")
+
+
+def _run_notebook(tmp_path: Path, monkeypatch: Any) -> Any:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    install_kernel(tmp_path / "jupyter")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(
+        nb,
+        timeout=180,
+        kernel_name=KERNEL,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    return nb
+
+
+def test_quickstart_shows_the_panel_before_the_work_and_no_worker_logs(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The panel's cell comes before the cell that submits work (so it updates
+    live), and no cell prints the workers' "Compute Failed" logs."""
+    nb = _run_notebook(tmp_path, monkeypatch)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    panel = next(
+        i
+        for i, cell in enumerate(code)
+        if any(
+            "<iframe" in o.get("data", {}).get("text/html", "") for o in cell.outputs
+        )
+    )
+    work = next(i for i, cell in enumerate(code) if "client.map(" in cell.source)
+    assert panel < work
+    printed = "\n".join(
+        str(o.get("text", "")) + json.dumps(o.get("data", {}))
+        for cell in code
+        for o in cell.outputs
+    )
+    assert "Compute Failed" not in printed

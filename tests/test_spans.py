@@ -9,7 +9,7 @@ from pathlib import Path
 import dask.array as da
 from distributed import Client, span, wait
 
-from dask_monitor import Monitor, Pipeline, replay
+from dask_monitor import Monitor, Pipeline, get_plugin, replay
 from dask_monitor.events import TaskStatus
 from dask_monitor.observers.spans import SpansObserver
 from dask_monitor.replay import replay_pipeline
@@ -169,3 +169,83 @@ def test_two_computations_at_once_in_different_spans(tmp_path: Path) -> None:
     pipeline = replay_pipeline(log)
     assert pipeline.snapshot(span="etl")["totals"]["done"] == 40
     assert replay(log)["totals"]["done"] == whole["totals"]["done"]
+
+
+class TestSpansOnACluster:
+    """Span names, unknown spans and fresh span snapshots, with ``distributed.span``."""
+
+    def test_span_snapshot_right_after_the_work_has_all_its_tasks(self) -> None:
+        """``snapshot(span=...)`` flushes first: with a flush interval far longer
+        than the work, the span still counts every task it ran."""
+        with (
+            make_cluster() as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, interval="30s") as monitor,
+        ):
+            with span("etl"):
+                futures = client.map(slow_a, range(30))
+                wait(futures)
+            etl = monitor.snapshot(span="etl")
+            scheduler_done = cluster.scheduler.task_prefixes["slow_a"].states["memory"]
+        assert scheduler_done == 30
+        assert etl["totals"]["done"] == 30
+        assert set(etl["prefixes"]) == {"slow_a"}
+
+    def test_unknown_span_raises_naming_the_known_ones(self) -> None:
+        """A typo raises UnknownSpanError (a ValueError) listing known spans;
+        a known name still answers."""
+        import pytest
+
+        from dask_monitor import UnknownSpanError
+
+        with (
+            make_cluster() as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, interval="20ms") as monitor,
+        ):
+            with span("etl"):
+                wait(client.map(slow_a, range(5)))
+            with pytest.raises(UnknownSpanError, match="etl") as info:
+                monitor.snapshot(span="elt")
+            assert isinstance(info.value, ValueError)
+            assert "'elt'" in str(info.value)
+            assert monitor.snapshot(span="etl")["totals"]["done"] == 5
+            pipeline = get_plugin(cluster.scheduler).pipeline  # type: ignore[union-attr]
+            with pytest.raises(UnknownSpanError):
+                pipeline.snapshot(span="elt")
+
+    def test_nested_and_repeated_spans_have_full_distinct_names(self) -> None:
+        """Nested spans reach the snapshot as "etl/load"; the repeated
+        ``default`` spans of separate computations are told apart in ``watch``."""
+        from dask_monitor.watch import render, span_labels
+
+        with (
+            make_cluster() as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, interval="20ms") as monitor,
+        ):
+            with span("etl"), span("load"):
+                wait(client.map(slow_a, range(5)))
+            for i in range(3):  # each burst outside a span: a new default span
+                keys = [f"burst{i}-{j}" for j in range(3)]  # a task group each
+                client.gather(client.map(slow_b, range(3), key=keys))
+            snap = monitor.snapshot(flush=True)
+            ext = cluster.scheduler.extensions["spans"]
+            truth = {
+                sid: "/".join(sp.name)
+                for sid, sp in ext.spans.items()
+                if sid in snap["spans"]
+            }
+        names = {sid: row["name"] for sid, row in snap["spans"].items()}
+        assert names == truth  # the scheduler's own full name paths
+        assert "etl/load" in names.values()
+        assert list(names.values()).count("default") >= 2
+        labels = span_labels(snap["spans"])
+        assert len(set(labels.values())) == len(labels)
+        assert (
+            labels[next(k for k, v in names.items() if v == "etl/load")] == "etl/load"
+        )
+        frame = render(snap)
+        listed = frame.split("Spans")[1]
+        for label in list(labels.values())[:5]:
+            assert label in listed

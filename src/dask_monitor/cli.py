@@ -100,9 +100,11 @@ def replay(log: str, serve: bool, port: int, address: str) -> None:
     click.echo(format_summary(snapshot))
     if not serve:
         return
-    from dask_monitor.replay import serve_snapshot
+    from dask_monitor.replay import run_info, serve_snapshot
 
-    server = serve_snapshot(snapshot, config=config, port=port, address=address)
+    server = serve_snapshot(
+        snapshot, config=config, port=port, address=address, **run_info(log)
+    )
     click.echo(f"Serving the panel of {log} at http://{address}:{server.port}/")
     click.echo("Press Ctrl+C to stop.")
     try:
@@ -126,9 +128,10 @@ def replay(log: str, serve: bool, port: int, address: str) -> None:
 def report(log: str, output: str, title: str | None) -> None:
     """Write the standalone HTML report (the panel, offline) of an event log."""
     from dask_monitor.panel import write_report
+    from dask_monitor.replay import run_info
 
     snapshot, config = _replay_or_fail(log)
-    write_report(snapshot, output, title=title, config=config)
+    write_report(snapshot, output, title=title, config=config, **run_info(log))
     click.echo(f"Wrote {output}")
 
 
@@ -193,12 +196,15 @@ def watch(
     address: str, interval: float, once: bool, top: int, span: str | None
 ) -> None:
     """Live terminal view of the cluster at ADDRESS (tcp://host:8786)."""
+    from dask_monitor.pipeline import UnknownSpanError
     from dask_monitor.watch import watch as run_watch
 
     try:
         run_watch(address, interval=interval, once=once, top=top, span=span)
     except OSError as e:
         raise click.ClickException(f"cannot reach {address}: {e}") from e
+    except UnknownSpanError as e:  # a typo: say so, without a traceback
+        raise click.ClickException(str(e)) from e
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -179,14 +179,19 @@ class Monitor:
 
     # -- reading -------------------------------------------------------------------
 
-    def snapshot(self, *, flush: bool = False, span: str | None = None) -> Snapshot:
+    def snapshot(
+        self, *, flush: bool | None = None, span: str | None = None
+    ) -> Snapshot:
         """The scheduler's current snapshot (plain data).
 
         Parameters
         ----------
         flush
             Flush the transitions buffered on the scheduler first, so the
-            snapshot includes everything up to this call.
+            snapshot includes everything up to this call. By default only
+            with ``span``: a span's snapshot is asked for right after its
+            work, whose last transitions would otherwise still be buffered
+            (and its name not yet known).
         span
             A Dask span's id or name (``with distributed.span("etl"): ...``):
             totals, prefixes, groups and errors then count that span's tasks
@@ -197,6 +202,9 @@ class Monitor:
 
         Raises
         ------
+        UnknownSpanError
+            If ``span`` names no span the monitor has seen (the message lists
+            some that it has).
         RuntimeError
             If this handle was detached.
         """
@@ -204,6 +212,8 @@ class Monitor:
             raise RuntimeError(
                 "this Monitor was detached; Monitor.attach(client) gives a new one"
             )
+        if flush is None:
+            flush = span is not None
         return self.client.sync(self._snapshot, flush, span)  # type: ignore[no-any-return]
 
     async def _snapshot(self, flush: bool, span: str | None = None) -> Snapshot:
@@ -379,7 +389,13 @@ class Monitor:
         from dask_monitor.panel import write_report
 
         snapshot = self.snapshot(flush=True)
-        return write_report(snapshot, path, title=title, config=self.config)
+        return write_report(
+            snapshot,
+            path,
+            title=title,
+            config=self.config,
+            source=f"scheduler {getattr(self.client.scheduler, 'address', '?')}",
+        )
 
 
 def _differences(

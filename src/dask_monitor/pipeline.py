@@ -40,12 +40,21 @@ from dask_monitor.snapshot import (
 )
 from dask_monitor.subject import Subject
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "UnknownSpanError"]
 
 logger = logging.getLogger(__name__)
 
 #: Graph submissions (``update_graph`` calls) kept in the snapshot.
 MAX_SUBMISSIONS = 100
+
+
+class UnknownSpanError(ValueError):
+    """``snapshot(span=...)`` named no span the monitor has seen.
+
+    Its message lists a few span names that are known. A span the monitor saw
+    but no longer tracks (only the most recent are) is not unknown: its
+    snapshot is empty.
+    """
 
 
 class Pipeline:
@@ -66,6 +75,10 @@ class Pipeline:
         its own behind a bounded queue (:mod:`dask_monitor.dispatch`), so a
         slow or blocking one cannot hold up the caller. The live plugin sets
         it; a replay calls observers inline.
+    live
+        Whether the events come from a running cluster (the plugin) or from
+        a recorded run (a replay): the snapshot's ``live``, which tells views
+        to leave out live-only figures (current pace, ETA, flush cost).
 
     Notes
     -----
@@ -82,7 +95,9 @@ class Pipeline:
         observers: Iterable[Any] = (),
         raise_errors: bool = False,
         dispatch: bool = False,
+        live: bool = True,
     ) -> None:
+        self.live = live
         self.config = config if config is not None else MonitorConfig.from_config()
         self._dispatch = dispatch
         self._dispatched: dict[int, Dispatched] = {}
@@ -353,7 +368,9 @@ class Pipeline:
         """Increases whenever the data behind the snapshot changed."""
         return self._seq
 
-    def snapshot(self, span: str | None = None) -> Snapshot:
+    def snapshot(
+        self, span: str | None = None, *, missing_ok: bool = False
+    ) -> Snapshot:
         """Everything the observers know, as plain data.
 
         Built lazily and cached until the next batch, so readers polling
@@ -365,8 +382,18 @@ class Pipeline:
         zero and ``None``), and ``span`` describes the selection; the other
         sections are the whole cluster's. Only the most recent spans are
         tracked (see :class:`~dask_monitor.observers.spans.SpansObserver`).
+
+        Raises
+        ------
+        UnknownSpanError
+            If ``span`` is neither the id nor the name of a span seen so far
+            (a typo would otherwise read as a span with no tasks), unless
+            ``missing_ok``: then its snapshot is empty, like that of a span
+            whose tasks have not reached the monitor yet.
         """
         if span is not None:
+            if not missing_ok:
+                _check_span(self, span)
             return self._span_snapshot(span)
         cache = self._cache
         if cache is not None:
@@ -425,6 +452,7 @@ class Pipeline:
                 "started": self.started,
                 "elapsed": now - self.started,
                 "seq": seq,
+                "live": self.live,
                 "totals": totals,
                 "prefixes": prefixes,
                 "prefixes_folded": progress["prefixes_folded"],
@@ -496,6 +524,30 @@ def _span_view(pipeline: Pipeline, selector: str) -> Snapshot:
         },
     )
     return cast(Snapshot, out)
+
+
+def _check_span(pipeline: Pipeline, selector: str) -> None:
+    """Raise :class:`UnknownSpanError` unless ``selector`` names a span seen:
+    tracked, named by the scheduler, or the span of a recorded submission."""
+    spans = pipeline.spans
+    if spans.ids(selector):
+        return
+    names = spans.names
+    if selector in names or any(
+        s.get("span") == selector for s in pipeline.submissions
+    ):
+        return
+    needle = "/" + selector.strip("/") + "/"
+    if any(needle in "/" + name + "/" for name in names.values()):
+        return
+    known = sorted(set(names.values()))
+    listed = ", ".join(repr(n) for n in known[:8])
+    if len(known) > 8:
+        listed += f" and {len(known) - 8:,} more"
+    raise UnknownSpanError(
+        f"no span named {selector!r} (nor with that id); "
+        + (f"known spans: {listed}" if known else "no span has been seen yet")
+    )
 
 
 def _sink_stats(observers: Iterable[Any]) -> dict[str, dict[str, Any]]:

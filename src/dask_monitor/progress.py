@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
+from dask_monitor.pipeline import UnknownSpanError
 from dask_monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -71,7 +72,10 @@ class ProgressBar:
 
     def refresh(self, *, flush: bool = False) -> None:
         """Read the span's snapshot and move the bar."""
-        snapshot = self.monitor.snapshot(flush=flush, span=self.span)
+        try:
+            snapshot = self.monitor.snapshot(flush=flush, span=self.span)
+        except UnknownSpanError:  # none of the block's tasks reached the monitor yet
+            return
         self.snapshot = snapshot
         totals = snapshot["totals"]
         bar = self.bar

@@ -32,7 +32,13 @@ from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLog, EventLogError
 from dask_monitor.snapshot import Snapshot
 
-__all__ = ["config_from_header", "replay", "replay_pipeline", "replay_snapshots"]
+__all__ = [
+    "config_from_header",
+    "replay",
+    "replay_pipeline",
+    "replay_snapshots",
+    "run_info",
+]
 
 
 def config_from_header(header: dict[str, Any]) -> MonitorConfig:
@@ -56,6 +62,27 @@ def config_from_header(header: dict[str, Any]) -> MonitorConfig:
         return MonitorConfig.from_config(**known)
     except ConfigError as e:
         raise EventLogError(f"the log's settings are invalid: {e}") from e
+
+
+def run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Where the run recorded at ``path`` comes from, for a report's heading.
+
+    ``source`` (the log's path and the scheduler that wrote it) and
+    ``versions`` (of dask, distributed and dask-monitor of the run, as the
+    log's header recorded them).
+    """
+    header = EventLog.open(path).header
+    scheduler = (header.get("cluster") or {}).get("scheduler")
+    source = os.fspath(path) + (f" (scheduler {scheduler})" if scheduler else "")
+    versions = {
+        label: str(header.get(field) or "unknown")
+        for label, field in (
+            ("dask", "dask"),
+            ("distributed", "distributed"),
+            ("dask-monitor", "library"),
+        )
+    }
+    return {"source": source, "versions": versions}
 
 
 def _discard(alert: Alert) -> None:
@@ -105,7 +132,7 @@ def _feed(
     log = EventLog.open(path)
     config = config if config is not None else config_from_header(log.header)
     clock = _LastEventClock(float(log.header.get("started") or 0.0))
-    pipeline = Pipeline(config, clock=clock, observers=observers)
+    pipeline = Pipeline(config, clock=clock, observers=observers, live=False)
     # The log has the alerts the live rules raised (some depended on the live
     # clock): replay those and keep the rules quiet, so nothing counts twice.
     for rule in getattr(pipeline, "rules", ()):
@@ -304,8 +331,12 @@ def serve_snapshot(
     port: int = 0,
     address: str = "127.0.0.1",
     title: str = "dask-monitor replay",
+    source: str | None = None,
+    versions: dict[str, str] | None = None,
 ) -> Any:
-    """A started Bokeh server showing the panel for ``snapshot`` at ``/``.
+    """A started Bokeh server showing the panel for ``snapshot`` at ``/``,
+    under the heading of a report (``title``, run date, ``source``,
+    ``versions``: see :func:`run_info`).
 
     No cluster is needed. Run its loop with ``server.io_loop.start()``; the
     URL is ``http://{address}:{server.port}/``.
@@ -316,15 +347,15 @@ def serve_snapshot(
     from bokeh.server.server import Server
 
     from dask_monitor.panel._style import THEME
-    from dask_monitor.panel.components import StaticFeed
-    from dask_monitor.panel.views import full_view
+    from dask_monitor.panel.report import report_root
 
     def make_doc(doc: Document) -> None:
-        view = full_view(StaticFeed(snapshot), config)
-        view.update()
+        root = report_root(
+            snapshot, title=title, config=config, source=source, versions=versions
+        )
         doc.title = title
         doc.theme = THEME
-        doc.add_root(view.root)
+        doc.add_root(root)
 
     if port == 0:  # Bokeh wants the real port for its websocket origins
         import socket

@@ -218,6 +218,9 @@ class Snapshot(TypedDict):
     started: float  # when monitoring started
     elapsed: float  # timestamp - started
     seq: int  # increases whenever the data changed; equal seq, equal data
+    # True from the scheduler plugin (a run being watched), False from a
+    # replay or report of a recorded run: live-only figures mean nothing there.
+    live: bool
     totals: Totals
     prefixes: dict[str, PrefixRow]  # all prefixes seen (bounded, see folded)
     prefixes_folded: int  # prefixes merged into the "other" row

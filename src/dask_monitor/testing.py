@@ -382,6 +382,7 @@ def make_snapshot(
         "started": started,
         "elapsed": elapsed,
         "seq": seq,
+        "live": True,
         "totals": totals,
         "prefixes": prefixes,
         "prefixes_folded": 0,

@@ -2,24 +2,58 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.units import format_duration, plural
 
-__all__ = ["format_duration", "format_line", "format_summary"]
+__all__ = [
+    "average_rate",
+    "format_duration",
+    "format_line",
+    "format_summary",
+    "is_finished",
+    "run_seconds",
+]
 
 
-def format_duration(seconds: float | None) -> str:
-    """``"-"`` for unknown, else a short form: ``"850ms"``, ``"42s"``, ``"3m05s"``."""
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+def is_finished(snapshot: Snapshot) -> bool:
+    """Whether ``snapshot`` shows a finished run rather than work under way.
+
+    A replayed run (``live`` false) is finished; so is a live one with nothing
+    left to do and something done. Current-pace figures (tasks/s now, ETA,
+    the monitor's flush cost) mean nothing then: views show the run's totals.
+    """
+    t = snapshot["totals"]
+    if not snapshot.get("live", True):
+        return True
+    return not t["remaining"] and t["done"] > 0
+
+
+def run_seconds(snapshot: Snapshot) -> float:
+    """How long the run took: ``totals["run_seconds"]`` (first task event to
+    last finish) when the snapshot has it, else the monitor's ``elapsed``."""
+    # run_seconds and average_rate are newer than some snapshots: read loosely
+    seconds = cast(dict[str, Any], snapshot["totals"]).get("run_seconds")
+    return float(seconds) if seconds is not None else float(snapshot["elapsed"])
+
+
+def average_rate(snapshot: Snapshot) -> float | None:
+    """Tasks finished per second over the whole run (``totals["average_rate"]``
+    when the snapshot has it, else done / :func:`run_seconds`); ``None``
+    before anything finished."""
+    t = snapshot["totals"]
+    rate = cast(dict[str, Any], t).get("average_rate")
+    if rate is not None:
+        return float(rate)
+    seconds = run_seconds(snapshot)
+    if not t["done"] or seconds <= 0:
+        return None
+    return t["done"] / seconds
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:,.1f}"
 
 
 def _eta(low: float | None, eta: float | None, high: float | None) -> str:
@@ -33,19 +67,34 @@ def _eta(low: float | None, eta: float | None, high: float | None) -> str:
 
 
 def format_line(snapshot: Snapshot) -> str:
-    """One compact progress line: done/total, rate, ETA, errors, drops."""
+    """One compact progress line: done/total, rate, ETA, errors, drops.
+
+    A finished run (see :func:`is_finished`) reads as tasks done, time taken
+    and the average rate; a snapshot with no task reads "no tasks yet".
+    """
     t = snapshot["totals"]
     total = t["total"]
-    pct = 100.0 * t["done"] / total if total else 100.0
     running = sum(w["status"] == "running" for w in snapshot["workers"].values())
-    parts = [
-        f"[{format_duration(snapshot['elapsed']):>6}]",
-        f"{t['done']:,}/{total:,} done ({pct:3.0f}%)",
-        f"{t['rate']:,.1f} tasks/s",
-        _eta(t["eta_low"], t["eta"], t["eta_high"]),
-        f"errors {t['erred']:,}",
-        f"workers {running}",
-    ]
+    elapsed = f"[{format_duration(snapshot['elapsed']):>6}]"
+    if not total and not t["done"]:
+        parts = [elapsed, "no tasks yet"]
+    elif is_finished(snapshot):
+        parts = [
+            f"[{format_duration(run_seconds(snapshot)):>6}]",
+            f"{plural(t['done'], 'task')} done",
+            f"average {_rate(average_rate(snapshot))} tasks/s",
+        ]
+        if t["remaining"]:  # a replay of a run stopped half-way
+            parts.append(f"{t['remaining']:,} not done")
+    else:
+        pct = 100.0 * t["done"] / total
+        parts = [
+            elapsed,
+            f"{t['done']:,}/{total:,} done ({pct:3.0f}%)",
+            f"{t['rate']:,.1f} tasks/s",
+            _eta(t["eta_low"], t["eta"], t["eta_high"]),
+        ]
+    parts += [f"errors {t['erred']:,}", f"workers {running}"]
     dropped = snapshot["monitor"]["dropped"]
     if dropped:
         parts.append(f"DROPPED {dropped:,} events")
@@ -55,10 +104,25 @@ def format_line(snapshot: Snapshot) -> str:
 def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     """A multi-line report: prefixes with durations, errors, the monitor's cost."""
     t = snapshot["totals"]
+    counts = (
+        f"({t['completed']:,} completed, {t['erred']:,} erred, "
+        f"{t['recomputed']:,} recomputed)"
+    )
+    if not t["total"] and not t["done"]:
+        head = f"No tasks yet ({format_duration(snapshot['elapsed'])} watched)"
+    elif is_finished(snapshot):
+        head = (
+            f"Finished {plural(t['done'], 'task')} {counts} in "
+            f"{format_duration(run_seconds(snapshot))}, average "
+            f"{_rate(average_rate(snapshot))} tasks/s"
+        )
+    else:
+        head = (
+            f"{t['done']:,} of {plural(t['total'], 'task')} done {counts} "
+            f"after {format_duration(snapshot['elapsed'])}"
+        )
     lines = [
-        f"Finished {t['done']:,} tasks ({t['completed']:,} completed, "
-        f"{t['erred']:,} erred, {t['recomputed']:,} recomputed) "
-        f"in {format_duration(snapshot['elapsed'])}",
+        head,
         "",
         f"{'prefix':<32} {'done':>8} {'total':>8} {'erred':>6} "
         f"{'p50':>7} {'p90':>7} {'max':>7}",
@@ -82,12 +146,15 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
                 f"{_clip(err['exception'], 80)}"
             )
     m = snapshot["monitor"]
-    lines += [
-        "",
-        f"Monitor: {m['events']:,} events, {m['dropped']:,} dropped, "
-        f"{m['flushes']:,} flushes, {m['flush_seconds'] * 1000:.1f} ms flushing "
-        f"({m['overhead'] * 100:.3f}% of the time)",
-    ]
+    if snapshot.get("live", True):
+        monitor = (
+            f"Monitor: {m['events']:,} events, {m['dropped']:,} dropped, "
+            f"{m['flushes']:,} flushes, {format_duration(m['flush_seconds'])} "
+            f"flushing ({m['overhead'] * 100:.3f}% of the time)"
+        )
+    else:  # the flush cost is the live run's, not replayed
+        monitor = f"Recorded: {m['events']:,} events, {m['dropped']:,} dropped"
+    lines += ["", monitor]
     errors = {k: v for k, v in m["observer_errors"].items() if v}
     if errors:
         lines.append(f"Observer errors: {errors}")

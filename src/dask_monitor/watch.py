@@ -10,13 +10,14 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any
 
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.text import format_duration, format_line
+from dask_monitor.text import format_duration, format_line, is_finished
 
-__all__ = ["render", "watch"]
+__all__ = ["render", "span_labels", "watch"]
 
 _HOME_CLEAR = "\x1b[H\x1b[2J"
 
@@ -28,9 +29,24 @@ def _bar(done: int, total: int, width: int) -> str:
     return "█" * filled + "·" * (width - filled)
 
 
+def span_labels(spans: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """A label per span id: its full name (``"etl/load"``), with the start of
+    its id where two listed spans share a name (Dask opens a new ``default``
+    span for each burst of work outside any span)."""
+    names = {span_id: str(row.get("name") or span_id) for span_id, row in spans.items()}
+    counts = Counter(names.values())
+    return {
+        span_id: name
+        if counts[name] == 1 or name == span_id
+        else f"{name} ({span_id[:8]})"
+        for span_id, name in names.items()
+    }
+
+
 def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
     """One frame of the terminal view, as text."""
     lines = [format_line(snapshot), ""]
+    finished = is_finished(snapshot)
     rows = sorted(
         snapshot["prefixes"].items(),
         key=lambda kv: (-kv[1]["remaining"], -kv[1]["last_active"], kv[0]),
@@ -39,10 +55,14 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
     bar_w = max(width - name_w - 48, 10)
     for name, row in rows:
         label = name if len(name) <= name_w else name[: name_w - 1] + "…"
+        if finished:  # no pace to speak of: how long its tasks took
+            figures = f"p50 {format_duration(row['durations']['p50']):>7}"
+        else:
+            eta = format_duration(row["eta"]) if row["remaining"] else "done"
+            figures = f"{row['rate']:>6.1f}/s ETA {eta:>6}"
         lines.append(
             f"{label:<{name_w}} {_bar(row['done'], row['total'], bar_w)} "
-            f"{row['done']:>7,}/{row['total']:<7,} {row['rate']:>6.1f}/s "
-            f"ETA {format_duration(row['eta']):>6}"
+            f"{row['done']:>7,}/{row['total']:<7,} {figures}"
             + (f" err {row['erred']:,}" if row["erred"] else "")
         )
     more = len(snapshot["prefixes"]) - len(rows) + snapshot["prefixes_folded"]
@@ -61,12 +81,22 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
                 f"  [{alert.get('severity', '?')}] {alert.get('kind', '?')}: "
                 f"{alert.get('message', '')}"[:width]
             )
-    spans = snapshot.get("spans") or {}
-    if len(spans) > 1:
-        lines += ["", "Spans:"]
-        for srow in list(spans.values())[:5]:
-            lines.append(f"  {srow['name']:<30} {srow['done']:>7,}/{srow['total']:<7,}")
+    spans = dict(list((snapshot.get("spans") or {}).items())[:5])
+    if len(snapshot.get("spans") or {}) > 1:
+        lines += ["", "Spans (most recent first):"]
+        labels = span_labels(spans)
+        label_w = min(max(len(v) for v in labels.values()), 48)
+        for span_id, srow in spans.items():
+            label = _clip(labels[span_id], label_w)
+            lines.append(
+                f"  {label:<{label_w}} {srow['done']:>7,}/{srow['total']:<7,}"
+                + (f" err {srow['erred']:,}" if srow.get("erred") else "")
+            )
     return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def watch(

@@ -428,8 +428,13 @@ class StallRule(AlertRule):
                 kind=STALL,
                 severity="warning",
                 message=(
-                    f"No task finished for {idle:.0f} s while {self.active} tasks "
-                    f"are waiting or processing ({self.processing} processing)"
+                    f"No task finished for {idle:.0f} s while "
+                    + (
+                        "1 task is"
+                        if self.active == 1
+                        else f"{self.active:,} tasks are"
+                    )
+                    + f" waiting or processing ({self.processing:,} processing)"
                 ),
                 timestamp=now,
                 details={

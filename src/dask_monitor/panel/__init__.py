@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from .notebook import PAGES, dashboard_prefix, panel_iframe, panel_url
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from dask_monitor.config import MonitorConfig
     from dask_monitor.snapshot import Snapshot
 
@@ -70,12 +72,20 @@ def ensure_pages(scheduler: Any) -> bool:
 
 
 def report_html(
-    snapshot: Snapshot, *, title: str | None = None, config: MonitorConfig | None = None
+    snapshot: Snapshot,
+    *,
+    title: str | None = None,
+    config: MonitorConfig | None = None,
+    source: str | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> str:
-    """The panel for ``snapshot`` as one standalone HTML page (works offline)."""
+    """The panel for ``snapshot`` as one standalone HTML page (works offline),
+    under a heading: title, run date, ``source`` and ``versions``."""
     from .report import report_html as render
 
-    return render(snapshot, title=title, config=config)
+    return render(
+        snapshot, title=title, config=config, source=source, versions=versions
+    )
 
 
 def write_report(
@@ -84,8 +94,12 @@ def write_report(
     *,
     title: str | None = None,
     config: MonitorConfig | None = None,
+    source: str | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the standalone HTML report of ``snapshot`` to ``path``; return it."""
     from .report import write_report as write
 
-    return write(snapshot, path, title=title, config=config)
+    return write(
+        snapshot, path, title=title, config=config, source=source, versions=versions
+    )

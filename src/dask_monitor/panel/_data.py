@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import html
+import math
 import time
 from collections.abc import Iterable
 from typing import Any, cast
@@ -23,7 +24,8 @@ from dask_monitor.snapshot import (
     PrefixRow,
     Snapshot,
 )
-from dask_monitor.text import format_duration
+from dask_monitor.text import average_rate, is_finished, run_seconds
+from dask_monitor.units import format_duration, plural
 
 from ._style import BLUE, ERRED, MUTED, REMOVED, color_of
 
@@ -63,13 +65,8 @@ def display_text(value: Any, limit: int = 60) -> str:
 
 
 def fmt_seconds(seconds: float | None) -> str:
-    """Durations down to microseconds: ``"850us"``, ``"12ms"``, ``"3.2s"``."""
-    if seconds is None:
-        return "-"
-    if seconds < 0.001:
-        return f"{seconds * 1e6:.0f}\u00b5s"
-    if seconds < 0.01:
-        return f"{seconds * 1000:.1f}ms"
+    """Durations down to microseconds: ``"850µs"``, ``"12ms"``, ``"3.2s"``
+    (:func:`dask_monitor.units.format_duration`)."""
     return format_duration(seconds)
 
 
@@ -111,6 +108,7 @@ def empty_snapshot(now: float | None = None) -> Snapshot:
             "started": now,
             "elapsed": 0.0,
             "seq": 0,
+            "live": True,
             "totals": {
                 "states": {},
                 "completed": 0,
@@ -338,6 +336,19 @@ def throughput_points(snapshot: Snapshot, after: float) -> Columns:
     return {"time": times, "rate": rates}
 
 
+def throughput_title(snapshot: Snapshot) -> str:
+    """The current pace while work runs; a finished run's average, labelled so."""
+    if is_finished(snapshot):
+        average = average_rate(snapshot)
+        if average is None:
+            return "Throughput (tasks/s)"
+        return (
+            f"Throughput: average {fmt_rate(average)} tasks/s over "
+            f"{format_duration(run_seconds(snapshot))}"
+        )
+    return f"Throughput: {fmt_rate(snapshot['totals']['rate'])} tasks/s now"
+
+
 # -- durations -------------------------------------------------------------------------
 
 
@@ -382,6 +393,36 @@ def duration_columns(snapshot: Snapshot, n: int) -> Columns:
         data["max_text"].append(fmt_seconds(d["max"]))
         data["mean_text"].append(fmt_seconds(d["mean"]))
     return data
+
+
+def duration_ticks(
+    low: float, high: float, most: int = 10
+) -> tuple[float, float, list[float]]:
+    """Ticks of a log axis of durations from ``low`` to ``high`` (seconds).
+
+    Returns ``(start, end, ticks)``: round values (1, 2 and 5 per decade, or
+    fewer over a wide range, at most ``most`` ticks) and an axis range that
+    starts and ends on one, so that every bar has a tick at or below it and
+    another at or above it. Bokeh's own log ticker labels only powers of ten
+    (none under two decades apart: bars from 10 ms to 50 ms had no tick).
+    """
+    low = max(low, 1e-9)
+    high = max(high, low)
+    first = math.floor(math.log10(low)) - 1
+    last = math.ceil(math.log10(high)) + 1
+    for mantissas in ((1, 2, 5), (1, 3), (1,)):
+        values = [float(f"{m}e{e}") for e in range(first, last + 1) for m in mantissas]
+        start = max(v for v in values if v <= low / 1.02)
+        end = min(v for v in values if v >= high * 1.02)
+        ticks = [v for v in values if start <= v <= end]
+        if len(ticks) <= most:
+            return start, end, ticks
+    # Many decades: every k-th power of ten, the range ending on ticks.
+    step = math.ceil((len(ticks) - 1) / (most - 1))
+    ticks = ticks[::step]
+    while ticks[-1] < high * 1.02:
+        ticks.append(ticks[-1] * 10.0**step)
+    return ticks[0], ticks[-1], ticks
 
 
 def duration_labels(data: Columns) -> dict[float, str]:
@@ -496,7 +537,7 @@ def errors_title(snapshot: Snapshot, shown: int) -> str:
     """Title of the error table: erred tasks and rows not shown."""
     erred = snapshot["totals"]["erred"]
     more = len(snapshot["errors"]) - shown
-    text = f"Errors: {erred:,} erred task{'s' if erred != 1 else ''}"
+    text = f"Errors: {plural(erred, 'erred task')}"
     if more > 0:
         text += f" ({more:,} more kinds not shown)"
     if snapshot["errors_folded"]:
@@ -554,29 +595,45 @@ def summary_html(snapshot: Snapshot, attached: bool = True) -> str:
         )
     t = snapshot["totals"]
     total = t["total"]
-    pct = 100.0 * t["done"] / total if total else (100.0 if t["done"] else 0.0)
     workers = sum(w["status"] == "running" for w in snapshot["workers"].values())
     m = snapshot["monitor"]
-    done = (
-        '<div class="dm-stat"><span class="dm-label">done</span>'
-        f'<span class="dm-value"><span class="dm-done">{t["done"]:,}</span>'
-        f' <small>/ <span class="dm-total">{total:,}</span>'
-        f" ({pct:.0f}%)</small></span></div>"
-    )
-    parts = [
-        done,
-        _stat("tasks/s", fmt_rate(t["rate"])),
-        _stat("elapsed", format_duration(snapshot["elapsed"])),
-        _stat(
-            "eta",
-            "done"
-            if total and not t["remaining"]
-            else ("-" if t["eta"] is None else format_duration(t["eta"])),
-            small=_eta_range(t["eta"], t["eta_low"], t["eta_high"])
-            if t["remaining"]
-            else "",
-        ),
-        _stat("processing", f"{t['states'].get('processing', 0):,}"),
+    finished = is_finished(snapshot)
+    if not total and not t["done"]:
+        done = _stat("tasks", "no tasks yet")
+    else:
+        pct = 100.0 * t["done"] / total if total else 100.0
+        done = (
+            '<div class="dm-stat"><span class="dm-label">done</span>'
+            f'<span class="dm-value"><span class="dm-done">{t["done"]:,}</span>'
+            f' <small>/ <span class="dm-total">{total:,}</span>'
+            f" ({pct:.0f}%)</small></span></div>"
+        )
+    if finished:
+        # A finished run: what it took, not its (now meaningless) pace and ETA.
+        average = average_rate(snapshot)
+        parts = [
+            done,
+            _stat("average tasks/s", "-" if average is None else fmt_rate(average)),
+            _stat("run time", format_duration(run_seconds(snapshot))),
+            _stat(
+                "status",
+                "finished" if not t["remaining"] else f"{t['remaining']:,} not done",
+            ),
+        ]
+    else:
+        parts = [
+            done,
+            _stat("tasks/s now", fmt_rate(t["rate"])),
+            _stat("elapsed", format_duration(snapshot["elapsed"])),
+            _stat(
+                "eta",
+                "-" if t["eta"] is None else format_duration(t["eta"]),
+                small=_eta_range(t["eta"], t["eta_low"], t["eta_high"]),
+            ),
+        ]
+    if not finished:  # none is processing once the run is over
+        parts.append(_stat("processing", f"{t['states'].get('processing', 0):,}"))
+    parts += [
         _stat(
             "erred", f"{t['erred']:,}", "dm-bad dm-erred" if t["erred"] else "dm-erred"
         ),
@@ -590,14 +647,22 @@ def summary_html(snapshot: Snapshot, attached: bool = True) -> str:
         parts.append(_stat("alerts", f"{alerts_total:,}", "dm-bad dm-alerts", kinds))
     observer_errors = sum(m["observer_errors"].values())
     mean_flush = m["flush_seconds"] / m["flushes"] if m["flushes"] else 0.0
-    health = (
-        f"monitor: <b>{m['events']:,}</b> events \u00b7 "
+    dropped = (
         f"<b{' class=dm-bad' if m['dropped'] else ''}>{m['dropped']:,}</b> dropped"
-        f" \u00b7 <b>{m['flushes']:,}</b> flushes \u00b7 flush "
-        f"<b>{html.escape(fmt_seconds(mean_flush))}</b> mean, "
-        f"<b>{html.escape(fmt_seconds(m['flush_max']))}</b> max \u00b7 overhead "
-        f"<b>{m['overhead']:.2%}</b> of the scheduler loop"
     )
+    if not snapshot.get("live", True):
+        # The flush cost was the live run's; a replay does not reproduce it.
+        health = f"recorded run: <b>{m['events']:,}</b> events \u00b7 {dropped}"
+    elif finished:
+        health = f"monitor: <b>{m['events']:,}</b> events \u00b7 {dropped}"
+    else:
+        health = (
+            f"monitor: <b>{m['events']:,}</b> events \u00b7 {dropped}"
+            f" \u00b7 <b>{m['flushes']:,}</b> flushes \u00b7 flush "
+            f"<b>{html.escape(fmt_seconds(mean_flush))}</b> mean, "
+            f"<b>{html.escape(fmt_seconds(m['flush_max']))}</b> max \u00b7 overhead "
+            f"<b>{m['overhead']:.2%}</b> of the scheduler loop"
+        )
     if observer_errors:
         health += f" \u00b7 <b class=dm-bad>{observer_errors:,}</b> observer errors"
     slow_drops = sum(d["dropped"] for d in m.get("dispatch", {}).values())
@@ -625,6 +690,11 @@ def health_columns(snapshot: Snapshot) -> Columns:
     rows: list[tuple[str, str]] = [
         ("events seen", f"{m['events']:,}"),
         ("events dropped (buffer full)", f"{m['dropped']:,}"),
+    ]
+    if not snapshot.get("live", True):
+        rows.append(("flush cost", "not recorded (a replayed run)"))
+        return {"metric": [r[0] for r in rows], "value": [r[1] for r in rows]}
+    rows += [
         ("flushes", f"{m['flushes']:,}"),
         (
             "flush time: last / mean / max",

@@ -27,6 +27,7 @@ from bokeh.layouts import row as hrow
 from bokeh.models import (
     ColumnDataSource,
     CustomJS,
+    CustomJSTickFormatter,
     DatetimeTickFormatter,
     FixedTicker,
     HoverTool,
@@ -47,6 +48,7 @@ from bokeh.plotting import figure
 
 from dask_monitor.config import MonitorConfig
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.units import DURATION_JS
 
 from . import _data
 from ._style import (
@@ -180,7 +182,9 @@ def _span_snapshot(pipeline: Any, span: str) -> Snapshot:
         _span_cache[pipeline] = entry
     cached = entry[1].get(span)
     if cached is None:
-        cached = cast(Snapshot, pipeline.snapshot(span=span))
+        # A page keeps its selection while the span is unknown (not yet
+        # flushed, or gone): it shows an empty view rather than failing.
+        cached = cast(Snapshot, pipeline.snapshot(span=span, missing_ok=True))
         if len(entry[1]) < _SPAN_CACHE_SIZE:
             entry[1][span] = cached
     return cached
@@ -294,6 +298,29 @@ def _hover(tooltips: list[tuple[str, str]], renderers: list[Any]) -> HoverTool:
     return HoverTool(
         tooltips=tooltips, renderers=renderers, point_policy="follow_mouse"
     )
+
+
+def duration_axis(fig: Any) -> None:
+    """Make the x axis of ``fig`` (log scale) an axis of durations in seconds.
+
+    Ticks read ``"100µs"``, ``"5ms"``, ``"2s"``, ``"1m00s"`` (the text of the
+    tooltips: :data:`~dask_monitor.units.DURATION_JS`), never ``"0"``. The
+    ticks and the range are set from the data by :func:`set_duration_range`.
+    """
+    axis = fig.xaxis[0]
+    axis.ticker = FixedTicker(ticks=[1e-3, 1e-2, 1e-1, 1.0])
+    axis.formatter = CustomJSTickFormatter(code=DURATION_JS)
+    axis.axis_label = None
+
+
+def set_duration_range(fig: Any, low: float, high: float) -> None:
+    """Range and ticks of a :func:`duration_axis` for values in [low, high]."""
+    start, end, ticks = _data.duration_ticks(low, high)
+    if fig.x_range.start != start or fig.x_range.end != end:
+        fig.x_range.update(start=start, end=end)
+    axis = fig.xaxis[0]
+    if list(axis.ticker.ticks) != ticks:
+        axis.ticker.ticks = ticks
 
 
 def _figure(title: str, **kwargs: Any) -> Any:
@@ -593,8 +620,7 @@ class Throughput(Component):
         if new["time"]:
             self._last = new["time"][-1]
             self.source.stream(new, rollover=self.rollover)
-        rate = snapshot["totals"]["rate"]
-        title = f"Throughput: {_data.fmt_rate(rate)} tasks/s now"
+        title = _data.throughput_title(snapshot)
         if self.root.title.text != title:
             self.root.title.text = title
 
@@ -616,7 +642,9 @@ class Durations(Component):
         fig = self.root = _figure(
             "Task durations per prefix: p50 \u2013 p90 \u2013 p99 \u2013 max",
             x_axis_type="log",
+            x_range=Range1d(start=1e-3, end=1.0),
             y_range=Range1d(start=-(n - 0.4), end=0.6),
+            name="dm-durations-plot",
             **_sized(kwargs, 70 + 21 * n),
         )
         fig.ygrid.visible = False
@@ -624,10 +652,7 @@ class Durations(Component):
         fig.yaxis.major_tick_line_color = None
         fig.yaxis.axis_line_color = None
         fig.yaxis.major_label_text_font_size = "9pt"
-        fig.xaxis.formatter = NumeralTickFormatter(format="0.[000]")
-        fig.xaxis.axis_label = "seconds"
-        fig.xaxis.axis_label_text_font_size = "9pt"
-        fig.xaxis.axis_label_text_font_style = "normal"
+        duration_axis(fig)
         span = fig.segment(
             source=self.source,
             x0="p99",
@@ -684,6 +709,8 @@ class Durations(Component):
 
     def render(self, snapshot: Snapshot, attached: bool = True) -> None:
         data = _data.duration_columns(snapshot, self.config.panel_prefixes)
+        if data["p50"]:
+            set_duration_range(self.root, min(data["p50"]), max(data["max"]))
         if sync_source(self.source, data, key="name") == "replace":
             axis = self.root.yaxis[0]
             axis.ticker.ticks = data["y"]

@@ -2,21 +2,90 @@
 
 from __future__ import annotations
 
+import html
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from bokeh.embed import file_html
+from bokeh.layouts import column
+from bokeh.models import InlineStyleSheet
+from bokeh.models.widgets import Div
 from bokeh.resources import INLINE
 
 from dask_monitor.config import MonitorConfig
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.text import is_finished
 
 from ._style import THEME
 from .components import StaticFeed
 from .views import full_view
 
-__all__ = ["report_html", "write_report"]
+__all__ = [
+    "default_title",
+    "heading_html",
+    "installed_versions",
+    "report_html",
+    "report_root",
+    "write_report",
+]
+
+#: Packages named in a report's heading, as (label, distribution).
+_PACKAGES = (
+    ("dask", "dask"),
+    ("distributed", "distributed"),
+    ("dask-monitor", "dask-monitor"),
+)
+
+_HEADING_CSS = """
+:host { padding: 4px 10px 2px 10px; }
+h1 { font-size: 17pt; font-weight: 600; color: #222; margin: 4px 0 4px 0; }
+.dm-run { color: #555; font-size: 10pt; line-height: 1.5; }
+.dm-run b { color: #333; font-weight: 600; }
+"""
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of dask, distributed and dask-monitor installed here."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for label, dist in _PACKAGES:
+        try:
+            out[label] = version(dist)
+        except PackageNotFoundError:
+            out[label] = "unknown"
+    return out
+
+
+def heading_html(
+    snapshot: Snapshot,
+    title: str,
+    *,
+    source: str | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> str:
+    """The report's heading: title, when the run started, where it comes from
+    and the versions that made it. Every value is escaped (titles, paths and
+    addresses are user text)."""
+    started = time.strftime(
+        "%Y-%m-%d %H:%M:%S %Z", time.localtime(snapshot["started"])
+    ).strip()
+    state = "finished run" if is_finished(snapshot) else "run in progress"
+    facts = [f"{state} started <b>{html.escape(started)}</b>"]
+    if source:
+        facts.append(f"source <b>{html.escape(source)}</b>")
+    if versions:
+        facts.append(
+            ", ".join(
+                f"{html.escape(str(name))} <b>{html.escape(str(v))}</b>"
+                for name, v in versions.items()
+            )
+        )
+    joined = " \u00b7 ".join(facts)
+    return f'<h1>{html.escape(title)}</h1><div class="dm-run">{joined}</div>'
 
 
 def report_html(
@@ -24,17 +93,51 @@ def report_html(
     *,
     title: str | None = None,
     config: MonitorConfig | None = None,
+    source: str | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> str:
     """The panel for ``snapshot`` as one self-contained HTML page.
 
     BokehJS is inlined (no network access needed to open it); the data is the
-    snapshot's, drawn by the same components as the live panel.
+    snapshot's, drawn by the same components as the live panel, under a
+    heading: ``title``, the run's start, ``source`` (an event log's path or a
+    scheduler's address) and ``versions`` (package -> version: a log's
+    header has those of the run; by default, of a live snapshot, the
+    versions installed here).
     """
+    title = title or default_title(snapshot)
+    root = report_root(
+        snapshot, title=title, config=config, source=source, versions=versions
+    )
+    return file_html(root, INLINE, title, theme=THEME)
+
+
+def default_title(snapshot: Snapshot) -> str:
+    """``"dask-monitor report <run start>"``."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot["started"]))
+    return f"dask-monitor report {stamp}"
+
+
+def report_root(
+    snapshot: Snapshot,
+    *,
+    title: str,
+    config: MonitorConfig | None = None,
+    source: str | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> Any:
+    """The report's Bokeh layout: :func:`heading_html` above the full panel."""
     view = full_view(StaticFeed(snapshot), config)
     view.update()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snapshot["timestamp"]))
-    title = title or f"dask-monitor report {stamp}"
-    return file_html(view.root, INLINE, title, theme=THEME)
+    if versions is None and snapshot.get("live", True):
+        versions = installed_versions()
+    heading = Div(
+        text=heading_html(snapshot, title, source=source, versions=versions),
+        stylesheets=[InlineStyleSheet(css=_HEADING_CSS)],
+        sizing_mode="stretch_width",
+        name="dm-report-heading",
+    )
+    return column(heading, view.root, sizing_mode="stretch_width", spacing=4)
 
 
 def write_report(
@@ -43,8 +146,13 @@ def write_report(
     *,
     title: str | None = None,
     config: MonitorConfig | None = None,
+    source: str | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> Path:
     """Write :func:`report_html` of ``snapshot`` to ``path`` (UTF-8); return it."""
     out = Path(path)
-    out.write_text(report_html(snapshot, title=title, config=config), encoding="utf-8")
+    text = report_html(
+        snapshot, title=title, config=config, source=source, versions=versions
+    )
+    out.write_text(text, encoding="utf-8")
     return out

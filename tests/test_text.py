@@ -1,0 +1,144 @@
+"""Terminal text of a snapshot: live runs, finished runs and empty ones read right."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from dask_monitor import Pipeline
+from dask_monitor.events import TaskStatus, WorkerStatus
+from dask_monitor.snapshot import Snapshot
+from dask_monitor.text import format_line, format_summary
+from dask_monitor.watch import render, span_labels
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(n: int, *, finish: int, live: bool = True, duration: float = 2e-4) -> Snapshot:
+    """A pipeline fed ``n`` tasks of 200µs on one worker, ``finish`` of them done."""
+    clock = Clock(1_000.0)
+    pipeline = Pipeline(clock=clock, live=live)
+    events: list[Any] = [WorkerStatus("tcp://w:1", "added", 1_000.0, nthreads=2)]
+    for i in range(n):
+        key = f"inc-{i}"
+        events.append(TaskStatus(key, "inc", "inc-1", "new", "processing", 1_000.0))
+    for i in range(finish):
+        t = 1_000.0 + (i + 1) * 0.1
+        events.append(
+            TaskStatus(
+                f"inc-{i}",
+                "inc",
+                "inc-1",
+                "processing",
+                "memory",
+                t,
+                worker="tcp://w:1",
+                duration=duration,
+                begin=t - duration,
+                end=t,
+            )
+        )
+    clock.now = 1_000.0 + max(finish, 1) * 0.1
+    pipeline.process(events)
+    return pipeline.snapshot()
+
+
+class TestFormatLine:
+    """The one-line summary."""
+
+    def test_empty_snapshot_says_no_tasks_yet(self) -> None:
+        """No task at all reads "no tasks yet", not "0/0 done (100%)"."""
+        line = format_line(Pipeline(clock=lambda: 5.0).snapshot())
+        assert "no tasks yet" in line
+        assert "0/0" not in line
+        assert "100%" not in line
+
+    def test_running_work_shows_pace_and_eta(self) -> None:
+        """Work under way: done/total, the current pace and an ETA."""
+        line = format_line(_run(10, finish=4))
+        assert "4/10 done" in line
+        assert "tasks/s" in line
+        assert "ETA" in line
+
+    def test_finished_live_run_shows_its_totals(self) -> None:
+        """Everything done: tasks done and the average rate; no ETA, no "0ms"."""
+        line = format_line(_run(10, finish=10))
+        assert "10 tasks done" in line
+        assert "average" in line
+        assert "ETA" not in line
+        assert "0ms" not in line
+
+    def test_one_task_is_singular(self) -> None:
+        """One task done reads "1 task done"."""
+        assert "1 task done" in format_line(_run(1, finish=1))
+
+    def test_replay_is_finished_even_half_way(self) -> None:
+        """A replayed (not live) run shows totals and what was left undone."""
+        line = format_line(_run(10, finish=6, live=False))
+        assert "6 tasks done" in line
+        assert "4 not done" in line
+        assert "ETA" not in line
+
+
+class TestFormatSummary:
+    """The multi-line summary."""
+
+    def test_durations_under_a_millisecond_keep_their_value(self) -> None:
+        """200µs durations read in µs, not "0ms"."""
+        text = format_summary(_run(10, finish=10))
+        assert "200\u00b5s" in text
+        assert "0ms" not in text
+
+    def test_replay_has_no_flush_cost(self) -> None:
+        """A replay's summary leaves out the flush cost it does not reproduce."""
+        text = format_summary(_run(10, finish=10, live=False))
+        assert "Finished 10 tasks" in text
+        assert "flushing" not in text
+        assert "Recorded:" in text
+
+    def test_live_summary_keeps_the_monitor_cost(self) -> None:
+        """Live, the monitor's own cost is there."""
+        assert "flushing" in format_summary(_run(10, finish=10))
+
+
+class TestWatch:
+    """``watch``'s frame."""
+
+    def test_spans_of_one_name_are_told_apart(self) -> None:
+        """Three ``default`` spans get their id's start; unique names stay bare."""
+        spans = {
+            "aaaaaaaa-1": {"name": "default"},
+            "bbbbbbbb-2": {"name": "default"},
+            "cccccccc-3": {"name": "etl/load"},
+        }
+        labels = span_labels(spans)
+        assert labels["aaaaaaaa-1"] == "default (aaaaaaaa)"
+        assert labels["bbbbbbbb-2"] == "default (bbbbbbbb)"
+        assert labels["cccccccc-3"] == "etl/load"
+
+    def test_frame_lists_distinct_span_names(self) -> None:
+        """The frame's span rows are distinct and carry the full name path."""
+        snap = cast(dict[str, Any], dict(_run(4, finish=4)))
+        snap["spans"] = {
+            f"{c * 8}-{i}": {"name": name, "done": 1, "total": 1, "erred": 0}
+            for i, (c, name) in enumerate(
+                [("a", "default"), ("b", "default"), ("c", "etl/load")]
+            )
+        }
+        frame = render(cast(Snapshot, snap))
+        rows = frame.split("Spans")[1].splitlines()[1:]
+        names = [r.split("  ")[1].strip() for r in rows if r.strip()]
+        assert len(set(names)) == 3
+        assert "etl/load" in frame
+
+    def test_finished_prefix_rows_show_durations_not_pace(self) -> None:
+        """Finished: prefix rows show the median duration (in µs here), no ETA."""
+        frame = render(_run(10, finish=10))
+        assert "p50" in frame
+        assert "200\u00b5s" in frame
+        assert "ETA" not in frame
