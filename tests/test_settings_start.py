@@ -9,7 +9,7 @@ import dask
 import pytest
 from distributed import Client
 
-from dask_monitor import Monitor
+from dask_monitor import Monitor, replay
 from dask_monitor.config import ConfigError
 from dask_monitor.plugin import HANDLERS, MonitorPlugin, get_plugin
 from dask_monitor.sinks.eventlog import record_settings
@@ -211,3 +211,47 @@ class TestRecordPaths:
                 assert stats["path"] == str(logs.resolve() / "inside.dmlog")
                 client.sync(client.scheduler.dask_monitor_stop_recording)
         assert important.read_text() == "keep me"
+
+
+class TestRecordingOffTheLoop:
+    """Opening and closing an event log never blocks the scheduler's loop."""
+
+    def test_file_work_and_waits_run_on_other_threads(
+        self, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Checks, mkdir/open and the wait for the writer all leave the loop."""
+        import threading
+
+        from dask_monitor.sinks import eventlog
+
+        seen: dict[str, set[int]] = {"check": set(), "open": set(), "close": set()}
+
+        def spy(name: str, fn: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                seen[name].add(threading.get_ident())
+                return fn(*args, **kwargs)
+
+            return wrapper
+
+        monkeypatch.setattr(
+            eventlog, "_replaceable", spy("check", eventlog._replaceable)
+        )
+        monkeypatch.setattr(
+            eventlog.EventLogWriter, "_open", spy("open", eventlog.EventLogWriter._open)
+        )
+        monkeypatch.setattr(
+            eventlog.EventLogWriter,
+            "close",
+            spy("close", eventlog.EventLogWriter.close),
+        )
+        loop_thread = client.run_on_scheduler(threading.get_ident)
+        with Monitor.attach(client) as monitor:
+            monitor.record(str(tmp_path / "a.dmlog"))
+            client.gather(client.map(inc, range(10)))
+            monitor.record(str(tmp_path / "b.dmlog"))  # closes a, opens b
+            client.gather(client.map(inc, range(10, 20)))
+            stats = monitor.stop_recording()
+        assert stats["events"] > 0
+        assert replay(tmp_path / "a.dmlog")["totals"]["completed"] == 10
+        assert all(seen.values()), seen
+        assert loop_thread not in set().union(*seen.values())

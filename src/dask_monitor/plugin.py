@@ -16,6 +16,7 @@ This is the only module that touches scheduler objects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -34,7 +35,11 @@ from dask_monitor.batch import Batch, Details, pick
 from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.events import NEW, Alert, Event, WorkerStatus
 from dask_monitor.pipeline import Pipeline
-from dask_monitor.sinks.eventlog import EventLogWriter, record_settings
+from dask_monitor.sinks.eventlog import (
+    EventLogWriter,
+    check_log_path,
+    record_settings,
+)
 from dask_monitor.sinks.prometheus import prometheus_settings, register_source
 from dask_monitor.snapshot import Snapshot
 
@@ -180,8 +185,12 @@ class MonitorPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         self._tasks = scheduler.tasks
         self._closed = False
+        if record is not None:  # off the loop: file systems can block
+            await asyncio.get_running_loop().run_in_executor(
+                None, check_log_path, record["path"]
+            )
         try:
-            self._start(scheduler, record, metrics)
+            self._start(scheduler, metrics, record)
         except BaseException:
             self._stop()
             raise
@@ -189,8 +198,8 @@ class MonitorPlugin(SchedulerPlugin):
     def _start(
         self,
         scheduler: Scheduler,
-        record: dict[str, Any] | None,
         metrics: dict[str, Any],
+        record: dict[str, Any] | None,
     ) -> None:
         self.pipeline = Pipeline(
             self.config, observers=self._initial_observers, dispatch=True
@@ -201,8 +210,8 @@ class MonitorPlugin(SchedulerPlugin):
         scheduler.handlers["dask_monitor_detach"] = self._rpc_detach
         scheduler.handlers["dask_monitor_record"] = self._rpc_record
         scheduler.handlers["dask_monitor_stop_recording"] = self._rpc_stop_recording
-        if record is not None:
-            self.start_recording(**record)
+        if record is not None:  # before the first flush: the seeded state too
+            self._open_recorder(record)
         self._start_metrics(metrics)
         pc = PeriodicCallback(self.flush, self.config.interval * 1000)
         self._pc = pc
@@ -234,7 +243,9 @@ class MonitorPlugin(SchedulerPlugin):
 
     def _stop(self) -> None:
         self._closed = True
-        self.stop_recording()
+        writer = self._end_recording()
+        if writer is not None:
+            writer.close(timeout=0)  # its thread writes the rest, then ends
         if self.pipeline is not None:
             self.pipeline.close()  # user observers' dispatcher threads
         unregister, self._unregister_metrics = self._unregister_metrics, None
@@ -666,15 +677,42 @@ class MonitorPlugin(SchedulerPlugin):
 
     # -- recording -----------------------------------------------------------------
 
-    def start_recording(self, path: str, **options: Any) -> dict[str, Any]:
+    async def start_recording(self, path: str, **options: Any) -> dict[str, Any]:
         """Append every event from now on to an event log at ``path`` (scheduler side).
 
         A recording in progress is stopped first. ``options`` go to
         :class:`~dask_monitor.sinks.eventlog.EventLogWriter`. Returns its stats.
+        The path is checked, and the old recording closed, off the event
+        loop: file systems can block.
+
+        Raises
+        ------
+        FileExistsError, IsADirectoryError
+            Where a file that is not an event log would be replaced.
         """
         if self.pipeline is None:
             raise RuntimeError("the dask-monitor plugin has not started")
-        self.stop_recording()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, check_log_path, path)
+        await self.stop_recording()
+        if self.pipeline is None or self._closed:
+            raise RuntimeError("the dask-monitor plugin stopped meanwhile")
+        # From here to the subscription nothing awaits: no flush falls between.
+        self.flush()  # what is buffered happened before the call
+        return self._open_recorder({"path": path, **options})
+
+    def _open_recorder(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Subscribe a writer for ``settings`` (whose path was checked)."""
+        assert self.pipeline is not None
+        writer = EventLogWriter(header=self._record_header(), checked=True, **settings)
+        self.recorder = writer
+        self.pipeline.subject.subscribe(writer)
+        self.pipeline.alerts.subscribe(writer)  # alerts are recorded too
+        writer.name_spans(dict(self.pipeline.spans.names))
+        return writer.stats()
+
+    def _record_header(self) -> dict[str, Any]:
+        assert self.pipeline is not None
         scheduler = self.scheduler
         cluster: dict[str, Any] = {}
         if scheduler is not None:
@@ -684,20 +722,25 @@ class MonitorPlugin(SchedulerPlugin):
                 "workers": len(scheduler.workers),
                 "nthreads": sum(ws.nthreads for ws in scheduler.workers.values()),
             }
-        header = {
+        return {
             "cluster": cluster,
             "started": self.pipeline.started,
             "config": self.config.to_dict(),
         }
-        writer = EventLogWriter(path, header=header, **options)
-        self.recorder = writer
-        self.pipeline.subject.subscribe(writer)
-        self.pipeline.alerts.subscribe(writer)  # alerts are recorded too
-        writer.name_spans(dict(self.pipeline.spans.names))
+
+    async def stop_recording(self) -> dict[str, Any] | None:
+        """Write what is buffered and close the event log; its stats, or ``None``.
+
+        Waits, off the event loop, for the writer to write what it has.
+        """
+        writer = self._end_recording()
+        if writer is None:
+            return None
+        await asyncio.get_running_loop().run_in_executor(None, writer.close)
         return writer.stats()
 
-    def stop_recording(self) -> dict[str, Any] | None:
-        """Write what is buffered and close the event log; its stats, or ``None``."""
+    def _end_recording(self) -> EventLogWriter | None:
+        """Hand the last events to the recorder and unsubscribe it (not closed)."""
         writer, self.recorder = self.recorder, None
         if writer is None:
             return None
@@ -706,10 +749,11 @@ class MonitorPlugin(SchedulerPlugin):
         if self.pipeline is not None:
             self.pipeline.subject.unsubscribe(writer)
             self.pipeline.alerts.unsubscribe(writer)
-        writer.close()
-        return writer.stats()
+        return writer
 
-    def _rpc_record(self, path: str, options: dict[str, Any] | None = None) -> Any:
+    async def _rpc_record(
+        self, path: str, options: dict[str, Any] | None = None
+    ) -> Any:
         # Validated before the recording in progress is stopped: a bad call
         # must not end a good recording. Where logs may go is the scheduler's
         # own setting (monitor.record.directory), never a caller's.
@@ -724,11 +768,10 @@ class MonitorPlugin(SchedulerPlugin):
         settings = record_settings({**options, "path": path, "directory": directory})
         if settings is None:
             raise ConfigError("monitor.record.path must be a non-empty path")
-        self.flush()  # what is buffered happened before the call
-        return self.start_recording(**settings)
+        return await self.start_recording(**settings)
 
-    def _rpc_stop_recording(self) -> Any:
-        return self.stop_recording()
+    async def _rpc_stop_recording(self) -> Any:
+        return await self.stop_recording()
 
     # -- reading -------------------------------------------------------------------
 

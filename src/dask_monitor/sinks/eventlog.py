@@ -433,6 +433,15 @@ def is_event_log(path: str | os.PathLike[str]) -> bool:
     return not head or head == MAGIC
 
 
+def check_log_path(path: str | os.PathLike[str]) -> None:
+    """Raise unless a log may be written at ``path``: ``IsADirectoryError``,
+    or ``FileExistsError`` for a file there, or at a segment's path, that is
+    not an event log (nothing is removed until all were checked)."""
+    base = Path(path)
+    for seg in [base, *segments(base)]:
+        _replaceable(seg)
+
+
 def _replaceable(path: Path) -> None:
     """``FileExistsError`` unless what is at ``path`` may be replaced by a log."""
     if path.is_dir():
@@ -467,6 +476,10 @@ class EventLogWriter:
         Events waiting to be written, at most.
     flush_interval
         Seconds between flushes of the file (a crash loses at most that).
+    checked
+        The caller ran :func:`check_log_path` already (off the event loop):
+        the constructor then touches no file. The directory, the removal of
+        an old log and the file itself are made on the writer's thread.
 
     Notes
     -----
@@ -487,6 +500,7 @@ class EventLogWriter:
         max_bytes: int = 256 * 2**20,
         queue_size: int = 1_000_000,
         flush_interval: float = 1.0,
+        checked: bool = False,
     ) -> None:
         if max_bytes <= 0 or queue_size <= 0 or flush_interval <= 0:
             raise ValueError("max_bytes, queue_size and flush_interval must be > 0")
@@ -514,13 +528,9 @@ class EventLogWriter:
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._closed = False
         self._broken = False
-        old = segments(self.path)
-        for seg in [self.path, *old]:
-            _replaceable(seg)  # all checked before any is removed
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for seg in old:
-            seg.unlink()
-        self._file = self._open(0)
+        if not checked:
+            check_log_path(self.path)
+        self._file: Any = None  # opened by the writer's thread
         self._thread = threading.Thread(
             target=self._run,
             name=f"dask-monitor-eventlog {self.path.name}",
@@ -666,9 +676,27 @@ class EventLogWriter:
         if kind == "b":
             self.events += n
 
+    def _prepare(self) -> None:
+        """Make the directory, remove the old log's segments, open the first.
+
+        On the writer's thread: file-system calls can block (a network file
+        system, a slow disk), and the scheduler's loop must not wait for them.
+        """
+        old = segments(self.path)
+        for seg in [self.path, *old]:
+            _replaceable(seg)  # again: the file system may have changed since
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for seg in old:
+            seg.unlink()
+        self._file = self._open(0)
+
     def _run(self) -> None:
         last_flush = time.monotonic()
         get = self._queue.get
+        try:
+            self._prepare()
+        except Exception:
+            self._fail(())
         try:
             while True:
                 try:
@@ -697,12 +725,13 @@ class EventLogWriter:
                     except Exception:
                         self._fail(())
         finally:
-            try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            except Exception:
-                pass
-            self._file.close()
+            if self._file is not None:
+                try:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                except Exception:
+                    pass
+                self._file.close()
 
     def _fail(self, item: tuple[Any, ...]) -> None:
         self.errors += 1
