@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -37,17 +38,48 @@ class TestAttachments:
         keep.detach()
         assert get_plugin(scheduler) is None
 
-    def test_a_client_that_leaves_ends_its_attachments(self, client: Client) -> None:
-        """A client closed without detaching: its observers go, then the plugin."""
+    def test_a_client_that_leaves_ends_its_attachments(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A client closed without detaching and not back within the grace
+        period: its observers go, then the plugin."""
+        from dask_monitor import plugin as plugin_module
+
+        monkeypatch.setattr(plugin_module, "ORPHAN_GRACE", 0.2)
         scheduler = client.cluster.scheduler  # type: ignore[union-attr]
         other = Client(client.cluster)
         Monitor.attach(other, observers=[lambda event: None])
         plugin = get_plugin(scheduler)
         assert plugin is not None and len(plugin.attachments) == 1
         other.close()
+        deadline = time.monotonic() + 30
+        while get_plugin(scheduler) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert get_plugin(scheduler) is None
         assert plugin.pipeline is not None
         assert plugin.pipeline.snapshot()["monitor"]["dispatch"] == {}
+
+    def test_a_client_that_reconnects_keeps_its_attachment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A dropped connection that Dask re-establishes ends nothing."""
+        from dask_monitor import plugin as plugin_module
+
+        monkeypatch.setattr(plugin_module, "ORPHAN_GRACE", 0.5)
+        with make_cluster(n_workers=1) as cluster, Client(cluster) as client:
+            monitor = Monitor.attach(client)
+            client.sync(client.scheduler_comm.comm.close)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (
+                client.status == "running" and client.scheduler_comm is not None
+            ):
+                time.sleep(0.05)
+            time.sleep(1.5)  # past the grace period: flushes looked at it
+            plugin = get_plugin(cluster.scheduler)
+            assert plugin is not None and monitor.token in plugin.attachments
+            client.gather(client.map(inc, range(5)))
+            assert monitor.snapshot(flush=True)["totals"]["completed"] == 5
+            monitor.detach()
 
     def test_snapshot_after_detach_is_a_clear_error(self, client: Client) -> None:
         """A detached handle says so instead of returning None."""

@@ -62,6 +62,9 @@ HANDLERS = (
 
 _FLUSH = "dask-monitor-flush"
 
+#: Seconds a client that left has to come back before its attachments end.
+ORPHAN_GRACE = 60.0
+
 #: How long ``snapshot(flush=True)`` waits, off the loop, for user observers
 #: (on their dispatcher threads) to take the flushed batch.
 SETTLE_SECONDS = 2.0
@@ -136,6 +139,8 @@ class MonitorPlugin(SchedulerPlugin):
         self.pipeline: Pipeline | None = None
         #: Handles attached (see :meth:`attach`): token -> (client id, observers).
         self.attachments: dict[str, tuple[str | None, list[Any]]] = {}
+        #: Attachments whose client left: token -> when (``time.monotonic``).
+        self._orphans: dict[str, float] = {}
         #: Buffered events, flat: ``FIELDS`` entries each (see ``transition``).
         self._buffer: list[Any] = []
         self._capacity = config.buffer_size
@@ -397,6 +402,10 @@ class MonitorPlugin(SchedulerPlugin):
 
     def flush(self) -> None:
         """Turn the buffered transitions into events and notify the observers."""
+        if self._orphans:
+            self._end_orphans()
+            if self._closed:  # that was the last attachment
+                return
         items = self._buffer
         dropped = self._dropped
         pipeline = self.pipeline
@@ -822,11 +831,31 @@ class MonitorPlugin(SchedulerPlugin):
         }
 
     def remove_client(self, scheduler: Scheduler, client: str) -> None:
-        """A client left: end its attachments (as if they had detached)."""
-        for token in [t for t, (c, _) in self.attachments.items() if c == client]:
-            self._rpc_detach(token)
+        """A client left: its attachments end unless it is back within
+        ``ORPHAN_GRACE`` seconds (Dask's clients reconnect by themselves
+        after a dropped connection, with the same id)."""
+        now = time.monotonic()
+        for token, (owner, _) in self.attachments.items():
+            if owner == client:
+                self._orphans.setdefault(token, now)
+
+    def add_client(self, scheduler: Scheduler, client: str) -> None:
+        """A client (re)connected: its attachments are its own again."""
+        if self._orphans:
+            for token, (owner, _) in self.attachments.items():
+                if owner == client:
+                    self._orphans.pop(token, None)
+
+    def _end_orphans(self) -> None:
+        """Detach what clients that did not come back left attached."""
+        horizon = time.monotonic() - ORPHAN_GRACE
+        for token in [t for t, since in self._orphans.items() if since <= horizon]:
+            del self._orphans[token]
+            if token in self.attachments:
+                self._rpc_detach(token)
 
     def _rpc_detach(self, token: str) -> dict[str, Any]:
+        self._orphans.pop(token, None)
         _, observers = self.attachments.pop(token, (None, []))
         if self.pipeline is not None:
             for observer in observers:
