@@ -358,3 +358,33 @@ class TestColumns:
         assert list(read_events(path)) == [alert]
         (record,) = EventLog.open(path).records(columns=True)
         assert record.batch is not None and record.batch.others == [(0, alert)]
+
+
+class TestBounds:
+    """The writer's queue holds batches (bounded) and at most one names record."""
+
+    def test_span_names_wait_as_one_record(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """10,000 name_spans calls while the writer is held: one queue entry."""
+        import threading
+
+        gate = threading.Event()
+        prepare = EventLogWriter._prepare
+
+        def held(self: EventLogWriter) -> None:
+            gate.wait(10)
+            prepare(self)
+
+        monkeypatch.setattr(EventLogWriter, "_prepare", held)
+        path = tmp_path / "run.dmlog"
+        writer = EventLogWriter(path)
+        for i in range(10_000):
+            writer.name_spans({f"id{i}": f"span {i}"})
+        assert writer._queue.qsize() == 1
+        gate.set()
+        writer.close()
+        names: dict[str, str] = {}
+        for record in EventLog.open(path).records():
+            names.update(record.names)
+        assert len(names) == 10_000 and names["id9999"] == "span 9999"

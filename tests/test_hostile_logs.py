@@ -112,3 +112,62 @@ class TestHostileLogs:
             [["b", [["t", "inc-1", "inc", "inc-g", "new", "processing", 4.0], TASK]]],
         )
         assert replay(path)["totals"]["completed"] == 1
+
+
+class TestExports:
+    """What leaves as a file is safe where it is opened."""
+
+    def test_csv_cells_cannot_be_formulas(self, tmp_path: Path) -> None:
+        """Keys starting with = + - @ are written with a leading quote."""
+        import csv
+
+        from dask_monitor.replay import export_events
+
+        rows = [
+            ["t", k, "p", "p-g", "processing", "memory", 5.0, "tcp://w:1"]
+            for k in ('=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "safe")
+        ]
+        log = write_log(tmp_path / "run.dmlog", {}, [["b", rows]])
+        out, fmt, n = export_events(log, tmp_path / "e.csv")
+        assert fmt == "csv" and n == 5
+        with open(out, newline="") as f:
+            keys = [row["key"] for row in csv.DictReader(f)]
+        assert keys == [
+            '\'=HYPERLINK("http://x")',
+            "'+1",
+            "'-2",
+            "'@SUM(A1)",
+            "safe",
+        ]
+
+    def test_a_prefix_named_other_does_not_collide_in_prometheus(self) -> None:
+        """A real prefix 'other' is folded: one prefix="other" sample per family."""
+        pytest.importorskip("prometheus_client")
+        from dask_monitor.config import MonitorConfig
+        from dask_monitor.events import NEW, TaskStatus
+        from dask_monitor.pipeline import Pipeline
+        from dask_monitor.sinks.prometheus import MonitorCollector
+
+        pipeline = Pipeline(MonitorConfig(), clock=lambda: 10.0)
+        events = []
+        for prefix in ("other", "inc", "dec"):
+            for i in range(3):
+                key = f"{prefix}-{i}"
+                events += [
+                    TaskStatus(key, prefix, prefix, NEW, "processing", 1.0, "w"),
+                    TaskStatus(
+                        key, prefix, prefix, "processing", "memory", 2.0, "w", 1.0
+                    ),
+                ]
+        pipeline.process(events)
+        collector = MonitorCollector(pipeline.snapshot, top=5)
+        for family in collector.collect():
+            labels = [
+                tuple(sorted(s.labels.items()))
+                for s in family.samples
+                if s.name == family.name or s.name.endswith("_total")
+            ]
+            assert len(labels) == len(set(labels)), family.name
+            if family.name == "dask_monitor_tasks_completed":
+                by = {s.labels["prefix"]: s.value for s in family.samples}
+                assert by == {"inc": 3, "dec": 3, "other": 3}

@@ -265,6 +265,33 @@ class TestDispatched:
         assert stats["dropped"] == 2 + 3 + 5
         assert stats["received"] == 11 and stats["queued"] == 0
 
+    def test_control_calls_are_bounded_while_the_observer_blocks(self) -> None:
+        """Thousands of resets and span names while blocked: one of each queued."""
+
+        class Named(Gate):
+            def __init__(self) -> None:
+                super().__init__()
+                self.names: dict[str, str] = {}
+
+            def name_spans(self, names: dict[str, str]) -> None:
+                self.calls.append("names")
+                self.names.update(names)
+
+        gate = Named()
+        proxy = Dispatched(gate, capacity=100)
+        proxy.update_batch(_events(1))
+        assert gate.entered.wait(10)
+        for i in range(5_000):
+            proxy.reset()
+            proxy.name_spans({f"s{i}": f"span {i}"})
+        proxy.update_batch(_events(2))
+        proxy.reset()
+        gate.open.set()
+        _wait_idle(proxy)
+        assert gate.calls == [1, "reset", "names", 2, "reset"]
+        assert len(gate.names) == 5_000
+        proxy.close()
+
     def test_bad_observer_fails_at_subscription(self) -> None:
         """The proxy validates like a subject: TypeError before any thread."""
         with pytest.raises(TypeError, match="update"):

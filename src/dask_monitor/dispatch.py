@@ -156,6 +156,17 @@ class Dispatched:
         with self._cond:
             if self._closed:
                 return
+            # Calls queued since the last batch are merged by kind: one reset
+            # does what two do, and span names add up. Between two batches
+            # there is then at most one of each, so the queue stays bounded
+            # by its batches (which ``capacity`` bounds).
+            for queued, held, _ in reversed(self._queue):
+                if queued == _BATCH:
+                    break
+                if queued == kind:
+                    if kind == _SPANS:
+                        held.update(payload)
+                    return
             self._queue.append((kind, payload, 0))
             self._start()
             self._cond.notify()

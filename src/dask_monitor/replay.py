@@ -315,10 +315,24 @@ def export_events(
         with open(out, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(list(columns))
-            writer.writerows(zip(*columns.values(), strict=True))
+            for row in zip(*columns.values(), strict=True):
+                writer.writerow([_csv_cell(v) for v in row])
     else:
         raise ValueError(f"fmt must be parquet or csv, not {fmt!r}")
     return out, fmt, rows
+
+
+#: First characters that make a spreadsheet read a cell as a formula.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A text cell made inert for spreadsheets (OWASP's CSV injection rule):
+    keys and exception texts are untrusted, and ``=HYPERLINK(...)`` in one
+    would run when the file is opened."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
 
 
 # -- serving -------------------------------------------------------------------------

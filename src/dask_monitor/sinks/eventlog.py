@@ -524,7 +524,8 @@ class EventLogWriter:
         self.bytes = 0
         self.segment = 0
         self._queued = 0  # events on the queue
-        self._lock = threading.Lock()  # guards _queued and dropped
+        self._lock = threading.Lock()  # guards _queued, dropped and _names
+        self._names: dict[str, str] = {}  # span names not written yet
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._closed = False
         self._broken = False
@@ -568,9 +569,18 @@ class EventLogWriter:
             self._queue.put(("r", time.time()))
 
     def name_spans(self, names: Mapping[str, str]) -> None:
-        """Record the names of Dask spans."""
-        if not self._closed and names:
-            self._queue.put(("s", dict(names)))
+        """Record the names of Dask spans.
+
+        Names given while earlier ones wait to be written join them: at most
+        one span-names record waits in the queue, however many calls come.
+        """
+        if self._closed or not names:
+            return
+        with self._lock:
+            waiting = bool(self._names)
+            self._names.update(names)
+        if not waiting:
+            self._queue.put(("s",))
 
     def stats(self) -> dict[str, Any]:
         """Counters for the snapshot's monitor section (plain data)."""
@@ -627,6 +637,10 @@ class EventLogWriter:
                 else [encode_event(e) for e in events]
             )
             record: list[Any] = ["b", rows]
+        elif kind == "s":
+            with self._lock:
+                names, self._names = self._names, {}
+            record = ["s", names]
         else:
             record = list(item)
         try:

@@ -20,7 +20,8 @@ Metrics (all prefixed ``dask_monitor_``; none duplicates distributed's own
 * ``alerts_total{kind}``; ``sink_dropped_total{sink}`` (event log ...).
 
 Label cardinality is bounded: the ``top`` prefixes with the most finished tasks
-have their own label, the rest are summed under ``prefix="other"`` (a
+have their own label, the rest (and a prefix really named ``other``) are
+summed under ``prefix="other"`` (a
 prefix moving in or out of the top makes ``other`` go down: counters may reset,
 which Prometheus' ``rate`` handles).
 """
@@ -87,9 +88,15 @@ def prometheus_settings(value: Any = None) -> dict[str, Any]:
 
 
 def _ranked(snapshot: Snapshot, top: int) -> tuple[list[str], set[str]]:
+    """The prefixes with a label of their own, and the rest.
+
+    A real prefix named ``other`` is always among the rest: its own series
+    would collide with the folded one.
+    """
     rows = snapshot["prefixes"]
     names = sorted(rows, key=lambda n: (-(rows[n]["completed"] + rows[n]["erred"]), n))
-    return names[:top], set(names[top:])
+    labelled = [n for n in names if n != OTHER][:top]
+    return labelled, set(names) - set(labelled)
 
 
 class MonitorCollector:
