@@ -197,6 +197,7 @@ def watch(
 ) -> None:
     """Live terminal view of the cluster at ADDRESS (tcp://host:8786)."""
     from dask_monitor.pipeline import UnknownSpanError
+    from dask_monitor.text import safe_text
     from dask_monitor.watch import watch as run_watch
 
     try:
@@ -204,7 +205,7 @@ def watch(
     except OSError as e:
         raise click.ClickException(f"cannot reach {address}: {e}") from e
     except UnknownSpanError as e:  # a typo: say so, without a traceback
-        raise click.ClickException(str(e)) from e
+        raise click.ClickException(safe_text(e, 2000)) from e
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,11 @@
-"""Plain-text views of a snapshot, for terminals and logs."""
+"""Plain-text views of a snapshot, for terminals and logs.
+
+Task keys, prefixes, span names, exception texts and alert fields come from
+users' code and from the network. Every one of them goes through
+:func:`safe_text` before it reaches a terminal: a key holding
+``"\\x1b]52;..."`` (a clipboard write), ``"\\x1b]0;..."`` (a window title) or a
+newline (a forged log line) is shown as those characters, never acted on.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,35 @@ __all__ = [
     "format_summary",
     "is_finished",
     "run_seconds",
+    "safe_text",
 ]
+
+
+def _escapes() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    # Bidirectional overrides and isolates reorder what follows them on screen.
+    for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F):
+        table[c] = f"\\u{c:04x}"
+    return table
+
+
+#: Characters a terminal acts on (C0 and C1 controls, DEL, bidi controls),
+#: each mapped to its visible escape.
+_ESCAPES = _escapes()
+
+
+def safe_text(value: Any, width: int | None = None) -> str:
+    """``value`` as one line of text that a terminal shows and does not obey.
+
+    Control characters (C0, C1, DEL) and bidirectional controls become
+    visible escapes (``\\x1b``, ``\\n``, ``\\u202e``); with ``width``,
+    the result is cut to that many characters, ending in ``…`` when cut.
+    """
+    text = str(value).translate(_ESCAPES)
+    if width is not None and len(text) > width:
+        return text[: max(0, width - 1)] + "\u2026"
+    return text
 
 
 def is_finished(snapshot: Snapshot) -> bool:
@@ -162,5 +197,4 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return safe_text(text, width)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.text import format_duration, format_line, is_finished
+from dask_monitor.text import format_duration, format_line, is_finished, safe_text
 
 __all__ = ["render", "span_labels", "watch"]
 
@@ -51,10 +51,11 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
         snapshot["prefixes"].items(),
         key=lambda kv: (-kv[1]["remaining"], -kv[1]["last_active"], kv[0]),
     )[:top]
-    name_w = min(max((len(n) for n, _ in rows), default=6), 28)
+    names = {name: safe_text(name) for name, _ in rows}
+    name_w = min(max((len(n) for n in names.values()), default=6), 28)
     bar_w = max(width - name_w - 48, 10)
     for name, row in rows:
-        label = name if len(name) <= name_w else name[: name_w - 1] + "…"
+        label = safe_text(names[name], name_w)
         if finished:  # no pace to speak of: how long its tasks took
             figures = f"p50 {format_duration(row['durations']['p50']):>7}"
         else:
@@ -71,20 +72,24 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
     if snapshot["errors"]:
         lines += ["", "Errors:"]
         for err in snapshot["errors"][:5]:
-            text = " ".join(str(err["exception"]).split())[: width - 20]
-            lines.append(f"  {err['count']:>5,} x {err['prefix']}: {text}")
+            prefix = safe_text(err["prefix"], 32)
+            text = safe_text(err["exception"], max(width - 20 - len(prefix), 10))
+            lines.append(f"  {err['count']:>5,} x {prefix}: {text}")
     alerts = (snapshot.get("alerts") or {}).get("recent") or []
     if alerts:
         lines += ["", "Alerts:"]
         for alert in alerts[-5:]:
             lines.append(
-                f"  [{alert.get('severity', '?')}] {alert.get('kind', '?')}: "
-                f"{alert.get('message', '')}"[:width]
+                safe_text(
+                    f"  [{alert.get('severity', '?')}] {alert.get('kind', '?')}: "
+                    f"{alert.get('message', '')}",
+                    width,
+                )
             )
     spans = dict(list((snapshot.get("spans") or {}).items())[:5])
     if len(snapshot.get("spans") or {}) > 1:
         lines += ["", "Spans (most recent first):"]
-        labels = span_labels(spans)
+        labels = {k: safe_text(v) for k, v in span_labels(spans).items()}
         label_w = min(max(len(v) for v in labels.values()), 48)
         for span_id, srow in spans.items():
             label = _clip(labels[span_id], label_w)
@@ -96,7 +101,7 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return safe_text(text, width)
 
 
 def watch(

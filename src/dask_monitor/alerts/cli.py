@@ -19,15 +19,27 @@ from typing import Any
 import click
 
 from dask_monitor.events import Alert
+from dask_monitor.text import safe_text
 
 __all__ = ["format_alert", "listen", "send"]
 
+#: Characters shown of one alert field (kind, key ...; four times for the message).
+MAX_FIELD = 200
+
 
 def format_alert(alert: Alert) -> str:
-    """One line: time, kind, severity, message, and what it is about."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert.timestamp))
+    """One line: time, kind, severity, message, and what it is about.
+
+    Every field may come from anyone who can log a Dask event or publish on
+    NATS: each is made safe for a terminal (:func:`~dask_monitor.text.safe_text`)
+    and cut to ``MAX_FIELD`` characters.
+    """
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert.timestamp))
+    except (ValueError, OverflowError, OSError):  # NaN, 1e300 ...
+        when = f"t={safe_text(alert.timestamp, 24)}"
     about = " ".join(
-        f"{name}={value}"
+        f"{name}={safe_text(value, MAX_FIELD)}"
         for name, value in (
             ("prefix", alert.prefix),
             ("key", alert.key),
@@ -35,7 +47,10 @@ def format_alert(alert: Alert) -> str:
         )
         if value
     )
-    line = f"{when} {alert.severity.upper():7} {alert.kind}: {alert.message}"
+    line = (
+        f"{when} {safe_text(alert.severity.upper(), 16):7} "
+        f"{safe_text(alert.kind, MAX_FIELD)}: {safe_text(alert.message, 4 * MAX_FIELD)}"
+    )
     return f"{line} [{about}]" if about else line
 
 
@@ -47,7 +62,7 @@ def _echo_alert(alert: Alert, as_json: bool) -> None:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {safe_text(message, 500)}", err=True)
 
 
 def _one_line(exc: BaseException) -> str:
