@@ -137,6 +137,27 @@ class TestNatsCommands:
         assert len(warnings) == 2  # not JSON; JSON but not an alert
         assert all("ignoring a message" in w for w in warnings)
 
+    def test_a_nats_restart_is_said_and_survived(
+        self,
+        nats_server: NatsServer,  # noqa: F811
+    ) -> None:
+        """The server goes away: a warning at once; it comes back: listening goes
+        on, and an alert with an impossible timestamp is still printed."""
+        proc = start_cli("listen", "--nats", nats_server.url, "--count", "1")
+        try:
+            wait_for_line(proc.stderr, "listening")
+            nats_server.stop()
+            wait_for_line(proc.stderr, "lost the connection to NATS")
+            nats_server.start()
+            wait_for_line(proc.stderr, "reconnected to NATS")
+            asyncio.run(publish_raw_alert(nats_server.url, float("nan")))
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        assert proc.returncode == 0, err
+        assert "from the future" in out
+
     @pytest.mark.parametrize("command", ["send", "listen"])
     def test_unreachable_nats(self, command: str) -> None:
         """No server: one line on stderr, exit code 1, within the timeout."""
@@ -156,5 +177,18 @@ async def publish_raw(url: str) -> None:
     nc = await nats.connect(url)
     await nc.publish("dask.monitor.x.alerts.custom", b"not json {")
     await nc.publish("dask.monitor.x.alerts.custom", b'{"hello": "world"}')
+    await nc.flush()
+    await nc.close()
+
+
+async def publish_raw_alert(url: str, timestamp: float) -> None:
+    import nats
+
+    alert = {"kind": "custom", "severity": "info", "message": "from the future"}
+    nc = await nats.connect(url)
+    await nc.publish(
+        "dask.monitor.x.alerts.custom",
+        json.dumps({**alert, "timestamp": timestamp}).encode(),
+    )
     await nc.flush()
     await nc.close()

@@ -192,18 +192,37 @@ main.add_command(send)
     help="Prefixes shown.",
 )
 @click.option("--span", default=None, help="Only this Dask span (id or name).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for the scheduler before saying it is unreachable or gone.",
+)
 def watch(
-    address: str, interval: float, once: bool, top: int, span: str | None
+    address: str,
+    interval: float,
+    once: bool,
+    top: int,
+    span: str | None,
+    timeout: float,
 ) -> None:
     """Live terminal view of the cluster at ADDRESS (tcp://host:8786)."""
+    import logging
+
     from dask_monitor.pipeline import UnknownSpanError
     from dask_monitor.text import safe_text
+    from dask_monitor.watch import SchedulerGone
     from dask_monitor.watch import watch as run_watch
 
+    # Dask's client logs its lost connections itself; the view says it once.
+    logging.disable(logging.ERROR)
     try:
-        run_watch(address, interval=interval, once=once, top=top, span=span)
-    except OSError as e:
-        raise click.ClickException(f"cannot reach {address}: {e}") from e
+        run_watch(
+            address, interval=interval, once=once, top=top, span=span, timeout=timeout
+        )
+    except SchedulerGone as e:
+        raise click.ClickException(str(e)) from None
     except UnknownSpanError as e:  # a typo: say so, without a traceback
         raise click.ClickException(safe_text(e, 2000)) from e
 

@@ -180,7 +180,11 @@ class Monitor:
     # -- reading -------------------------------------------------------------------
 
     def snapshot(
-        self, *, flush: bool | None = None, span: str | None = None
+        self,
+        *,
+        flush: bool | None = None,
+        span: str | None = None,
+        timeout: float | None = None,
     ) -> Snapshot:
         """The scheduler's current snapshot (plain data).
 
@@ -197,11 +201,16 @@ class Monitor:
             totals, prefixes, groups and errors then count that span's tasks
             only (and those of spans nested in it); ``snapshot["spans"]``
             lists the recent spans.
+        timeout
+            Seconds to wait for the scheduler's answer (by default as long
+            as the client waits for any call).
 
         Returns an awaitable with an asynchronous client.
 
         Raises
         ------
+        TimeoutError
+            If the scheduler did not answer within ``timeout`` seconds.
         UnknownSpanError
             If ``span`` names no span the monitor has seen (the message lists
             some that it has).
@@ -214,7 +223,9 @@ class Monitor:
             )
         if flush is None:
             flush = span is not None
-        return self.client.sync(self._snapshot, flush, span)  # type: ignore[no-any-return]
+        return self.client.sync(  # type: ignore[no-any-return]
+            self._snapshot, flush, span, callback_timeout=timeout
+        )
 
     async def _snapshot(self, flush: bool, span: str | None = None) -> Snapshot:
         if span is None:

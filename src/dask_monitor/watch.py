@@ -17,7 +17,7 @@ from typing import IO, Any
 from dask_monitor.snapshot import Snapshot
 from dask_monitor.text import format_duration, format_line, is_finished, safe_text
 
-__all__ = ["render", "span_labels", "watch"]
+__all__ = ["SchedulerGone", "render", "span_labels", "watch"]
 
 _HOME_CLEAR = "\x1b[H\x1b[2J"
 
@@ -104,6 +104,15 @@ def _clip(text: str, width: int) -> str:
     return safe_text(text, width)
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return safe_text(text[0] if text else type(exc).__name__, 200)
+
+
+class SchedulerGone(ConnectionError):
+    """The scheduler cannot be reached, or stopped answering."""
+
+
 def watch(
     address: str,
     *,
@@ -113,12 +122,19 @@ def watch(
     span: str | None = None,
     out: IO[str] | None = None,
     until: Callable[[], bool] | None = None,
+    timeout: float = 5.0,
 ) -> Snapshot:
     """Connect to the scheduler at ``address`` and show the monitor's view.
 
     Attaches the monitor if it is not running (and detaches on leaving). With
     ``once``, prints one frame and returns; else redraws every ``interval``
     seconds until Ctrl+C. Returns the last snapshot.
+
+    Raises
+    ------
+    SchedulerGone
+        If the scheduler cannot be reached within ``timeout`` seconds, or
+        stops answering for that long while watched.
     """
     from distributed import Client
 
@@ -127,13 +143,30 @@ def watch(
     out = out if out is not None else sys.stdout
     live = out.isatty() and not once
     snapshot: Any = None
-    with (
-        Client(address, set_as_default=False) as client,
-        Monitor.attach(client) as monitor,
-    ):
+    from distributed.comm import resolve_address
+
+    try:
+        # Checked first: a Client made from a bad address fails, then stalls
+        # in its finaliser.
+        resolve_address(address)
+        client = Client(address, set_as_default=False, timeout=timeout)
+    except (OSError, ValueError, TypeError) as e:
+        raise SchedulerGone(
+            f"cannot connect to the scheduler at {address}: {_reason(e)}"
+        ) from None
+    try:
+        monitor = Monitor.attach(client)
         try:
             while True:
-                snapshot = monitor.snapshot(flush=True, span=span)
+                try:
+                    if client.status != "running":
+                        raise ConnectionError(f"the client is {client.status}")
+                    snapshot = monitor.snapshot(flush=True, span=span, timeout=timeout)
+                except (OSError, TimeoutError) as e:
+                    monitor.attached = False  # nobody to detach from
+                    raise SchedulerGone(
+                        f"the scheduler at {address} is gone: {_reason(e)}"
+                    ) from None
                 width = shutil.get_terminal_size((100, 30)).columns
                 frame = render(snapshot, top=top, width=width)
                 out.write((_HOME_CLEAR if live else "") + frame + "\n")
@@ -143,5 +176,10 @@ def watch(
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
+        finally:
+            if monitor.attached:
+                monitor.detach()
+    finally:
+        client.close(timeout=min(timeout, 2.0))
     result: Snapshot = snapshot
     return result

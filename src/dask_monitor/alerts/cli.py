@@ -173,10 +173,24 @@ async def _listen_nats(
     timeout: float,
 ) -> None:
     from dask_monitor.alerts.client import _check_kind
-    from dask_monitor.sinks.nats import alert_subject, connect, decode_alert
+    from dask_monitor.sinks.nats import alert_subject, connect, decode_alert, redact
+
+    # A NATS server that goes away is said at once, and again when it is
+    # back: listening goes on across restarts, but never silently.
+    async def disconnected() -> None:
+        _warn(f"lost the connection to NATS at {redact(url)}; reconnecting")
+
+    async def reconnected() -> None:
+        click.echo(f"reconnected to NATS at {redact(url)}", err=True)
 
     try:
-        nc = await connect(url, timeout=timeout, reconnect=True)
+        nc = await connect(
+            url,
+            timeout=timeout,
+            reconnect=True,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+        )
     except (OSError, ImportError) as exc:
         raise click.ClickException(_one_line(exc)) from None
     kind = _check_kind(kind)
