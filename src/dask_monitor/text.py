@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dask_monitor.snapshot import Snapshot
+from dask_monitor.snapshot import ErrorRow, Snapshot
 
 __all__ = ["format_duration", "format_line", "format_summary"]
 
@@ -46,6 +46,9 @@ def format_line(snapshot: Snapshot) -> str:
         f"errors {t['erred']:,}",
         f"workers {running}",
     ]
+    retried = t.get("retried", 0)
+    if retried:  # attempts that raised and that Dask retried
+        parts.insert(5, f"retried {retried:,}")
     dropped = snapshot["monitor"]["dropped"]
     if dropped:
         parts.append(f"DROPPED {dropped:,} events")
@@ -55,10 +58,12 @@ def format_line(snapshot: Snapshot) -> str:
 def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     """A multi-line report: prefixes with durations, errors, the monitor's cost."""
     t = snapshot["totals"]
+    retried = t.get("retried", 0)
     lines = [
         f"Finished {t['done']:,} tasks ({t['completed']:,} completed, "
-        f"{t['erred']:,} erred, {t['recomputed']:,} recomputed) "
-        f"in {format_duration(snapshot['elapsed'])}",
+        f"{t['erred']:,} erred, {t['recomputed']:,} recomputed"
+        + (f", {retried:,} retried" if retried else "")
+        + f") in {format_duration(snapshot['elapsed'])}",
         "",
         f"{'prefix':<32} {'done':>8} {'total':>8} {'erred':>6} "
         f"{'p50':>7} {'p90':>7} {'max':>7}",
@@ -79,8 +84,11 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
         for err in snapshot["errors"][:top]:
             lines.append(
                 f"  {err['count']:>5,} x {_clip(err['prefix'], 24)}: "
-                f"{_clip(err['exception'], 80)}"
+                f"{_clip(_error_text(err), 80)}"
             )
+    restarts = snapshot.get("restarts") or []
+    if restarts:
+        lines += ["", f"Restarts: {len(restarts):,} (Dask forgot its tasks)"]
     m = snapshot["monitor"]
     lines += [
         "",
@@ -92,6 +100,17 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     if errors:
         lines.append(f"Observer errors: {errors}")
     return "\n".join(lines)
+
+
+def _error_text(err: ErrorRow) -> str:
+    """What an error row says: its exception, its root cause, its retries."""
+    text = err["exception"]
+    if err.get("caused_by"):
+        text = f"{err['type']} ({text})" if text else err["type"]
+    retried = err.get("retried", 0)
+    if retried:
+        text = f"{text} [{retried:,} retried]"
+    return text
 
 
 def _clip(text: str, width: int) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.text import format_duration, format_line
+from dask_monitor.text import _error_text, format_duration, format_line
 
 __all__ = ["render", "watch"]
 
@@ -44,6 +44,7 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
             f"{row['done']:>7,}/{row['total']:<7,} {row['rate']:>6.1f}/s "
             f"ETA {format_duration(row['eta']):>6}"
             + (f" err {row['erred']:,}" if row["erred"] else "")
+            + (f" retried {row['retried']:,}" if row.get("retried") else "")
         )
     more = len(snapshot["prefixes"]) - len(rows) + snapshot["prefixes_folded"]
     if more > 0:
@@ -51,7 +52,7 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
     if snapshot["errors"]:
         lines += ["", "Errors:"]
         for err in snapshot["errors"][:5]:
-            text = " ".join(str(err["exception"]).split())[: width - 20]
+            text = " ".join(_error_text(err).split())[: width - 20]
             lines.append(f"  {err['count']:>5,} x {err['prefix']}: {text}")
     alerts = (snapshot.get("alerts") or {}).get("recent") or []
     if alerts:

@@ -89,6 +89,7 @@ class TestProgressObserver:
             "completed": 12,
             "erred": 0,
             "recomputed": 0,
+            "retried": 0,
             "done": 12,
             "remaining": 0,
             "total": 12,

@@ -551,7 +551,8 @@ class PrefixProgress(Component):
 
 class Throughput(Component):
     """Tasks finished per second over time (the snapshot's throughput ring),
-    streamed one complete bin at a time."""
+    streamed one complete bin at a time; a dashed vertical line marks each
+    Dask restart (``snapshot["restarts"]``, source ``restarts``)."""
 
     title = "Throughput"
 
@@ -571,6 +572,15 @@ class Throughput(Component):
             source=self.source, x="time", y1=0, y2="rate", fill_color=BLUE, alpha=0.15
         )
         line = fig.line(source=self.source, x="time", y="rate", color=BLUE, width=2)
+        #: Times of Dask restarts (ms), drawn as vertical lines.
+        self.restarts = ColumnDataSource({"time": []}, name="dm-restarts")
+        fig.vspan(
+            source=self.restarts,
+            x="time",
+            line_color=MUTED,
+            line_dash="dashed",
+            line_width=2,
+        )
         fig.y_range.start = 0
         fig.xaxis.formatter = DatetimeTickFormatter(
             seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M"
@@ -593,6 +603,9 @@ class Throughput(Component):
         if new["time"]:
             self._last = new["time"][-1]
             self.source.stream(new, rollover=self.rollover)
+        restarts = [t * 1000.0 for t in snapshot.get("restarts") or ()]
+        if list(self.restarts.data["time"]) != restarts:
+            self.restarts.data = {"time": restarts}
         rate = snapshot["totals"]["rate"]
         title = f"Throughput: {_data.fmt_rate(rate)} tasks/s now"
         if self.root.title.text != title:
@@ -803,6 +816,12 @@ class Errors(Component):
             TableColumn(
                 field="count",
                 title="tasks",
+                formatter=NumberFormatter(format="0,0"),
+                width=50,
+            ),
+            TableColumn(
+                field="retried",
+                title="retried",
                 formatter=NumberFormatter(format="0,0"),
                 width=50,
             ),
