@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import dask
 from distributed import Client, LocalCluster, span, wait
 
-from dask_monitor import Monitor
+from dask_monitor import Monitor, replay
 from dask_monitor.panel.components import (
     Errors,
     PrefixProgress,
@@ -148,10 +148,10 @@ class TestCausedBy:
 class TestRestart:
     """client.restart() is a boundary: history stays, live state starts over."""
 
-    def test_restart_keeps_history_and_states_match_after(self) -> None:
+    def test_restart_keeps_history_and_states_match_after(self, tmp_path: Path) -> None:
         """Counts, errors, alerts and throughput survive a restart, which is
         recorded; removed workers are not listed; later work matches the
-        scheduler's own counts."""
+        scheduler's own counts; a replay of the run's log agrees."""
         with (
             dask.config.set({"distributed.scheduler.allowed-failures": 20}),
             make_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
@@ -159,6 +159,8 @@ class TestRestart:
             Monitor.attach(client) as monitor,
         ):
             scheduler = cluster.scheduler
+            log = tmp_path / "run.dmlog"
+            monitor.record(str(log))
             good = client.map(inc, range(30))
             bad = client.map(fail_if_odd, range(24))
             wait(good + bad)
@@ -208,4 +210,14 @@ class TestRestart:
             assert t["completed"] == 42 + 12
             assert t["erred"] == 12 + 2
             assert t["total"] == t["done"] + t["remaining"]
+            stats = monitor.stop_recording()
+            assert stats is not None and stats["dropped"] == 0
+            replayed = replay(log)
+            [again_restart] = replayed["restarts"]
+            assert abs(again_restart - restart) < 1.0
+            for field in ("completed", "erred", "done", "remaining", "total"):
+                assert replayed["totals"][field] == snap["totals"][field], field
+            assert replayed["errors"] == list(snap["errors"])  # msgpack: tuples
+            assert snapshot_states(replayed) == snapshot_states(snap)
+            assert set(replayed["workers"]) == set(snap["workers"])
             del good, bad, again, more
