@@ -649,7 +649,9 @@ class MonitorPlugin(SchedulerPlugin):
         the task Dask blames (``exception_blame``) gives its texts, and the
         traceback starts with a line naming it (see
         :func:`~dask_monitor.observers.errors.cause_line`). Read here, in
-        the flush, for erred events only.
+        the flush, for erred events only (never in the hook): a task that
+        Dask forgot before the flush (its future released within one
+        interval) has no root cause left to read, and keeps type "unknown".
         """
         details = batch.details
         get = self._tasks.get

@@ -275,6 +275,7 @@ def prefix_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns]:
             "label",
             "color",
             "counts",
+            "retried",
             "rate",
             "eta",
             "p50",
@@ -296,8 +297,9 @@ def prefix_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns]:
         counts_text = f"{row['done']:,} / {row['total']:,}"
         retried = row.get("retried", 0)
         if retried:  # attempts that raised and were retried: beside the bar
-            counts_text += f" ({retried:,} retried)"
+            counts_text += f" \u21bb{retried:,}"
         data["counts"].append(counts_text)
+        data["retried"].append(f"{retried:,}")
         data["rate"].append(f"{fmt_rate(row['rate'])}/s")
         data["eta"].append(fmt_eta(row["eta"], row["eta_low"], row["eta_high"]))
         data["p50"].append(fmt_seconds(row["durations"]["p50"]))

@@ -538,6 +538,7 @@ class PrefixProgress(Component):
             _hover(
                 [("prefix", "@name"), ("done / total", "@counts")]
                 + [(label, f"@{field}") for field, label in _data.SEGMENTS]
+                + [("retried (raised, ran again)", "@retried")]
                 + [("rate", "@rate"), ("ETA", "@eta"), ("median duration", "@p50")],
                 fig.renderers[:1],
             )
@@ -812,7 +813,8 @@ class Errors(Component):
         text = StringFormatter()  # renders cell values as text, never HTML
         columns = [
             TableColumn(field="prefix", title="prefix", formatter=text, width=120),
-            TableColumn(field="type", title="exception", formatter=text, width=120),
+            # Wide enough for "caused by <prefix>: <type>" rows.
+            TableColumn(field="type", title="exception", formatter=text, width=170),
             TableColumn(
                 field="count",
                 title="tasks",
@@ -825,7 +827,7 @@ class Errors(Component):
                 formatter=NumberFormatter(format="0,0"),
                 width=50,
             ),
-            TableColumn(field="exception", title="message", formatter=text, width=330),
+            TableColumn(field="exception", title="message", formatter=text, width=280),
             TableColumn(field="worker", title="worker", formatter=text, width=120),
             TableColumn(field="last", title="last", formatter=text, width=64),
         ]
