@@ -118,3 +118,48 @@ class TestPipeline:
         snap = pipeline.snapshot()
         assert snap["totals"]["completed"] == 1
         assert sum(snap["monitor"]["observer_errors"].values()) == 4
+
+
+class TestRestart:
+    """Pipeline.restart: a boundary in the history, not an eraser."""
+
+    def test_restart_keeps_history_and_records_its_time(self) -> None:
+        """Counts, errors, alerts, durations and throughput stay; live
+        states go; the restart's time is in the snapshot."""
+        clock = FakeClock(1_000.0)
+        pipeline = Pipeline(MonitorConfig(), clock=clock)
+        events: list[Any] = []
+        for i in range(12):
+            key = f"bad-{i}"
+            events += [
+                TaskStatus(key, "bad", "bad-g", NEW, "waiting", 1_000.0),
+                TaskStatus(key, "bad", "bad-g", "waiting", "processing", 1_000.0),
+                TaskStatus(
+                    key, "bad", "bad-g", "processing", "erred", 1_000.1,
+                    "tcp://w:1", exception="ValueError('x')",
+                ),
+            ]  # fmt: skip
+        for i in range(5):
+            events += lifecycle(f"inc-{i}", "inc", 1_000.0 + i)
+        events.append(TaskStatus("inc-9", "inc", "inc-g", NEW, "waiting", 1_006.0))
+        clock.now = 1_010.0
+        pipeline.process(events)
+        pipeline.tick()
+        before = pipeline.snapshot()
+        assert before["alerts"]["counts"].get("error-burst") == 1
+        clock.now = 1_011.0
+        pipeline.restart()
+        after = pipeline.snapshot()
+        assert after["restarts"] == [1_011.0]
+        t = after["totals"]
+        assert (t["completed"], t["erred"], t["done"]) == (5, 12, 17)
+        assert t["remaining"] == 0 and t["total"] == 17 and t["states"] == {}
+        assert after["errors"] == before["errors"]
+        assert after["alerts"]["counts"] == before["alerts"]["counts"]
+        tp, tp0 = after["throughput"], before["throughput"]
+        assert tp["total"] == tp0["total"] == 17
+        assert sum(tp["counts"]) == sum(tp0["counts"]) == 17
+        assert after["prefixes"]["inc"]["durations"]["count"] == 5
+        assert after["samples"] == before["samples"]
+        pipeline.reset()
+        assert pipeline.snapshot()["restarts"] == []

@@ -128,8 +128,9 @@ class TestCounts:
             assert durations["count"] == 20
             assert durations["p50"] == pytest.approx(0.05, rel=0.5)
 
-    def test_restart_clears_the_aggregates(self) -> None:
-        """client.restart() drops tasks without transitions: counts start over."""
+    def test_restart_keeps_history_and_clears_live_states(self) -> None:
+        """client.restart() drops tasks without transitions: live states start
+        over, completions are history and stay."""
         with (
             make_cluster(n_workers=1, processes=True) as cluster,
             Client(cluster) as client,
@@ -140,12 +141,12 @@ class TestCounts:
             assert monitor.snapshot(flush=True)["totals"]["completed"] == 20
             client.restart()
             snap = monitor.snapshot(flush=True)
-            assert snap["totals"]["completed"] == 0
+            assert snap["totals"]["completed"] == 20
             assert snapshot_states(snap) == prefix_states(cluster.scheduler) == {}
             again = client.map(inc, range(100, 105))
             client.gather(again)
             snap = monitor.snapshot(flush=True)
-            assert snap["totals"]["completed"] == 5
+            assert snap["totals"]["completed"] == 25
             assert snapshot_states(snap) == prefix_states(cluster.scheduler)
             del futures, again
 
@@ -456,7 +457,8 @@ class TestHook:
     ) -> None:
         """A creation and its ``released -> waiting`` in one flush make one
         event; a move to another state, or after the flush (or after a
-        restart), is an event of its own."""
+        restart), is an event of its own; a restart flushes what is buffered
+        first."""
         group = SimpleNamespace(
             name="inc-g", prefix=SimpleNamespace(name="inc"), span_id=None
         )
@@ -486,12 +488,14 @@ class TestHook:
             ("inc-2", NEW, "released"),
             ("inc-1", "released", "forgotten"),
             ("inc-2", "released", "waiting"),
+            ("inc-3", NEW, "released"),
+            ("inc-4", NEW, "released"),
             ("inc-3", "released", "waiting"),
         ]
-        # Nine calls, less the two creations a restart discards (Dask forgot
-        # those tasks): six events, one call folded into one of them.
+        # Nine calls: eight events (the restart flushed the two creations
+        # buffered before it), one call folded into one of them.
         m = plugin.snapshot()["monitor"]
-        assert (m["events"], m["merged"], m["dropped"]) == (6, 1, 0)
+        assert (m["events"], m["merged"], m["dropped"]) == (8, 1, 0)
 
     def test_convert_makes_task_status_events(self) -> None:
         """Buffered tuples become TaskStatus events with compute times."""

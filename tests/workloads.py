@@ -21,3 +21,16 @@ def slow_inc(x: int) -> int:
     """Add one after 50 ms."""
     time.sleep(0.05)
     return x + 1
+
+
+def flaky(x: int, marks: str) -> int:
+    """Raise ValueError the first time it runs for ``x`` (a marker file in
+    the directory ``marks`` remembers it), then return ``x``."""
+    import os
+
+    mark = os.path.join(marks, f"ran-{x}")
+    if not os.path.exists(mark):
+        with open(mark, "w"):
+            pass
+        raise ValueError(f"first attempt at {x}")
+    return x

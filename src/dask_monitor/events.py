@@ -53,9 +53,14 @@ class TaskStatus:
     nbytes
         Size of the result in bytes, where known.
     exception
-        Exception text (``repr`` of the exception), for ``-> erred`` only.
+        Exception text (``repr`` of the exception), for ``-> erred``, and for
+        ``processing -> released`` of an attempt that raised and that Dask
+        retries (``""`` if its text was missed). A task that erred because a
+        dependency did has the failing task's text.
     traceback
-        Traceback text, for ``-> erred`` only.
+        Traceback text, likewise; for a task that erred because of another,
+        it starts with a line naming that task
+        (:func:`~dask_monitor.observers.errors.cause_line`).
     span
         Id of the Dask span the task belongs to, where known.
     """

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Graph submissions (``update_graph`` calls) kept in the snapshot.
 MAX_SUBMISSIONS = 100
+#: Times of Dask restarts kept in the snapshot (the latest).
+MAX_RESTARTS = 100
 
 
 class UnknownSpanError(ValueError):
@@ -162,6 +164,8 @@ class Pipeline:
         self.flush_max = 0.0
         self._seq = 0
         self.submissions: deque[dict[str, Any]] = deque(maxlen=MAX_SUBMISSIONS)
+        #: Times of Dask restarts, oldest first (see :meth:`restart`).
+        self.restarts: deque[float] = deque(maxlen=MAX_RESTARTS)
         self._cache: Snapshot | None = None
         self._lock = threading.Lock()
         self.rule_errors: dict[str, int] = {}
@@ -314,8 +318,51 @@ class Pipeline:
         self.flush_max = max(self.flush_max, seconds)
         self._changed()
 
+    def restart(self, when: float | None = None) -> None:
+        """Dask restarted (at ``when``, by default now): a boundary, not an eraser.
+
+        Dask forgot every task without transitions and replaces its workers.
+        What it forgot goes: live state counts and the keys of live tasks
+        (progress and span views), in-flight task state of the alert rules
+        (stall, stragglers), workers that left (and those running now, once
+        they leave: see ``WorkersObserver.restart``). What happened stays:
+        completed, erred, retried, recomputed and done counts, errors,
+        alerts, durations, throughput and samples. The time is recorded
+        (``snapshot["restarts"]``). Other observers are told by their
+        ``restart()``, or else their ``reset()`` (the event log records it;
+        user observers on dispatcher threads get a queued ``reset()``).
+        """
+        when = self.clock() if when is None else when
+        self.restarts.append(when)
+        self.progress.restart()
+        self.spans.restart()
+        self.workers.restart()
+        for observer in self.subject.observers:
+            if observer in self.builtin and not isinstance(observer, AlertRule):
+                continue
+            # A user observer on a dispatcher thread gets a queued reset():
+            # the proxy would call restart() on this thread.
+            restart = (
+                None
+                if isinstance(observer, Dispatched)
+                else getattr(observer, "restart", None)
+            )
+            if not callable(restart):
+                restart = getattr(observer, "reset", None)
+            if not callable(restart):
+                continue
+            try:
+                restart()
+            except Exception:  # user code: isolate it, as the subject does
+                if self._raise_errors:
+                    raise
+                logger.exception(
+                    "dask-monitor: observer %r failed to restart", observer
+                )
+        self._changed()
+
     def reset(self) -> None:
-        """Forget all aggregates (Dask's restart drops tasks without transitions).
+        """Forget all aggregates (see :meth:`restart` for Dask's restart).
 
         The monitor's own accounting (events, drops, flush cost) is kept.
         """
@@ -330,6 +377,7 @@ class Pipeline:
                     logger.exception(
                         "dask-monitor: observer %r failed to reset", observer
                     )
+        self.restarts.clear()
         self._changed()
 
     def submit(self, submission: dict[str, Any]) -> None:
@@ -465,6 +513,7 @@ class Pipeline:
                 "samples": self.sampling.snapshot(),
                 "spans": self.spans.summary(),
                 "submissions": list(self.submissions),
+                "restarts": list(self.restarts),
                 "alerts": {
                     **self.alert_log.snapshot(self._bind_rules()),
                     "tick_errors": dict(self.rule_errors),

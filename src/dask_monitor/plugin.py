@@ -33,7 +33,8 @@ from tornado.ioloop import PeriodicCallback
 from dask_monitor.alerts.rules import topics as alert_topics
 from dask_monitor.batch import Batch, Details, pick
 from dask_monitor.config import ConfigError, MonitorConfig
-from dask_monitor.events import NEW, Alert, Event, WorkerStatus
+from dask_monitor.events import NEW, Alert, Event, WorkerStatus, exception_type
+from dask_monitor.observers.errors import cause_line
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import (
     EventLogWriter,
@@ -83,6 +84,13 @@ _RELEASED = "released"
 _WAITING = "waiting"
 
 _LEAVE_PROCESSING_FOR_LOSS = frozenset({"released", "no-worker", "waiting"})
+
+#: Dask's stimulus for a worker's report that a task raised: a move
+#: ``processing -> released`` under it is a retry (``retries=``).
+_TASK_ERRED = "task-erred"
+#: Exception texts of attempts that raised and will be retried, kept until
+#: the flush takes them (at most this many).
+MAX_RAISED = 10_000
 
 
 def get_plugin(scheduler: Scheduler) -> MonitorPlugin | None:
@@ -153,6 +161,11 @@ class MonitorPlugin(SchedulerPlugin):
         self._marks = 0  # worker events in the buffer
         self._tasks: dict[Any, Any] = {}
         self._where: dict[Any, str | None] = {}
+        #: Attempts that raised and will be retried: key -> (exception,
+        #: traceback) texts, from the worker's report (see ``_watch_errors``).
+        self._raised: dict[Any, tuple[str | None, str | None]] = {}
+        #: Our wrapper of the scheduler's ``task-erred`` handler, and the handler.
+        self._task_erred: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         self._pc: PeriodicCallback | None = None
         self._closed = False
         self.recorder: EventLogWriter | None = None
@@ -211,6 +224,7 @@ class MonitorPlugin(SchedulerPlugin):
         )
         self._start_alerts(scheduler)
         self._seed(scheduler)
+        self._watch_errors(scheduler)
         scheduler.handlers["dask_monitor_snapshot"] = self._rpc_snapshot
         scheduler.handlers["dask_monitor_detach"] = self._rpc_detach
         scheduler.handlers["dask_monitor_record"] = self._rpc_record
@@ -265,6 +279,7 @@ class MonitorPlugin(SchedulerPlugin):
         scheduler = self.scheduler
         if scheduler is None:
             return
+        self._unwatch_errors(scheduler)
         if pc is not None and scheduler.periodic_callbacks.get(_FLUSH) is pc:
             del scheduler.periodic_callbacks[_FLUSH]
         for name in HANDLERS:
@@ -286,6 +301,44 @@ class MonitorPlugin(SchedulerPlugin):
             if state == "processing" and ts.processing_on is not None:
                 info = ts.processing_on.address
             buf += (key, NEW, state, ts.group, info)
+
+    def _watch_errors(self, scheduler: Scheduler) -> None:
+        """Keep the exception text of attempts that raised and will be retried.
+
+        Dask retries such a task (``processing -> released -> waiting``)
+        without passing the worker's exception to the transitions, so the
+        plugin reads it off the worker's ``task-erred`` message: a wrapper
+        around the scheduler's stream handler, called only for errors.
+        """
+        handlers = scheduler.stream_handlers
+        original = handlers.get(_TASK_ERRED)
+        if original is None or self._task_erred is not None:
+            return
+        raised = self._raised
+        tasks = scheduler.tasks
+
+        def handle_task_erred(key: Any, stimulus_id: str, **msg: Any) -> Any:
+            ts = tasks.get(key)
+            if (
+                ts is not None
+                and ts.retries > 0
+                and ts.state == _PROCESSING
+                and ts.run_id == msg.get("run_id")
+                and len(raised) < MAX_RAISED
+            ):
+                raised[key] = (msg.get("exception_text"), msg.get("traceback_text"))
+            return original(key=key, stimulus_id=stimulus_id, **msg)
+
+        handlers[_TASK_ERRED] = handle_task_erred
+        self._task_erred = (handle_task_erred, original)
+
+    def _unwatch_errors(self, scheduler: Scheduler) -> None:
+        """Give the scheduler its own ``task-erred`` handler back."""
+        wrapped, self._task_erred = self._task_erred, None
+        handlers = scheduler.stream_handlers
+        if wrapped is not None and handlers.get(_TASK_ERRED) is wrapped[0]:
+            handlers[_TASK_ERRED] = wrapped[1]
+        self._raised.clear()
 
     # -- hooks (scheduler event loop; keep them O(1)) ------------------------
 
@@ -384,19 +437,20 @@ class MonitorPlugin(SchedulerPlugin):
         self._marks += 1
 
     def restart(self, scheduler: Scheduler) -> None:
-        """Dask forgot every task without transitions: clear the aggregates."""
-        buf = self._buffer
-        self._buffer = [
-            field
-            for i in range(0, len(buf), FIELDS)
-            if buf[i + 1] is _WORKER
-            for field in buf[i : i + FIELDS]
-        ]
-        self._marks = len(self._buffer) // FIELDS
+        """Dask forgot every task without transitions: a boundary in the history.
+
+        What is buffered happened before the restart (the releases Dask made
+        for it among them): it is flushed first, so that completions and
+        errors of the last moments count. Then the pipeline forgets what
+        Dask forgot and keeps the rest (:meth:`Pipeline.restart`).
+        """
+        if self.pipeline is not None and not self._closed:
+            self.flush()
         self._created.clear()
         self._where.clear()
+        self._raised.clear()
         if self.pipeline is not None:
-            self.pipeline.reset()
+            self.pipeline.restart(time.time())
 
     # -- flush (scheduler event loop, every ``interval``) ------------------------
 
@@ -588,6 +642,8 @@ class MonitorPlugin(SchedulerPlugin):
                     workers[i] = (kw.get("worker") if kw else None) or worker
                 elif finish != _MEMORY and finish != _PROCESSING:
                     workers[i] = where.pop(raw[i], None)
+                    if finish == _RELEASED:
+                        self._retry_details(batch, kws, i)
         if _ERRED in index:
             self._error_details(batch, kws, index[_ERRED])
         return batch
@@ -613,20 +669,45 @@ class MonitorPlugin(SchedulerPlugin):
                     details[i] = _completion(kw)
                 elif finish == _ERRED:
                     worker = (kw.get("worker") if kw else None) or worker
+                elif finish == _RELEASED:
+                    self._retry_details(batch, kws, i)
                 workers[i] = worker
         if _ERRED in index:
             self._error_details(batch, kws, index[_ERRED])
 
     def _error_details(self, batch: Batch, kws: list[Any], rows: list[int]) -> None:
         """The error texts of the events at ``rows`` (into ``erred``): from
-        the transition's kwargs, else from the task if the scheduler has it."""
+        the transition's kwargs, else from the task if the scheduler has it.
+
+        A task that erred because a dependency did has no text of its own:
+        the task Dask blames (``exception_blame``) gives its texts, and the
+        traceback starts with a line naming it (see
+        :func:`~dask_monitor.observers.errors.cause_line`). Read here, in
+        the flush, for erred events only (never in the hook): a task that
+        Dask forgot before the flush (its future released within one
+        interval) has no root cause left to read, and keeps type "unknown".
+        """
         details = batch.details
         get = self._tasks.get
         raw = batch.keys
         for i in rows:
-            exception, traceback = _error_texts(kws[i], get(raw[i]))
+            ts = get(raw[i])
+            exception, traceback = _error_texts(kws[i], ts)
+            if exception is None and ts is not None:
+                exception, traceback = _blamed_texts(ts, exception, traceback)
             if exception is not None or traceback is not None:
                 details[i] = (None, None, None, None, exception, traceback)
+
+    def _retry_details(self, batch: Batch, kws: list[Any], i: int) -> None:
+        """Mark event ``i`` (``processing -> released``) as a retried attempt,
+        with its exception, if Dask moved it so because the task raised."""
+        kw = kws[i]
+        stimulus = kw.get("stimulus_id") if kw else None
+        if not isinstance(stimulus, str) or not stimulus.startswith(_TASK_ERRED):
+            return
+        exception, traceback = self._raised.pop(batch.keys[i], (None, None))
+        # An empty text still marks the retry when the message was missed.
+        batch.details[i] = (None, None, None, None, exception or "", traceback)
 
     def _prune_where(self) -> None:
         """Forget tasks no longer processing (their departure may have been dropped)."""
@@ -949,6 +1030,23 @@ def _completion(kw: dict[str, Any]) -> Details:
             end = ss["stop"]
             duration = end - begin
     return (duration, begin, end, kw.get("nbytes"), None, None)
+
+
+def _blamed_texts(
+    ts: Any, exception: str | None, traceback: str | None
+) -> tuple[str | None, str | None]:
+    """The texts of the task ``ts`` erred because of, with a line naming it."""
+    blame = getattr(ts, "exception_blame", None)
+    if blame is None or blame is ts:
+        return exception, traceback
+    text = getattr(blame, "exception_text", None) or None
+    try:
+        prefix = blame.prefix.name
+    except AttributeError:
+        prefix = key_split(blame.key)
+    line = cause_line(str(blame.key)[:200], prefix, exception_type(text) or "unknown")
+    root = getattr(blame, "traceback_text", None) or ""
+    return text, f"{line}\n{root}" if root else line
 
 
 def _error_texts(kw: dict[str, Any] | None, ts: Any) -> tuple[str | None, str | None]:

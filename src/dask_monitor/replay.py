@@ -161,7 +161,7 @@ def _feed(
             if on_batch is not None:
                 on_batch(pipeline)
         elif record.kind == "r":
-            pipeline.reset()
+            pipeline.restart(record.timestamp)
         elif record.kind == "s":
             name_spans = getattr(pipeline, "name_spans", None)
             if name_spans is not None:

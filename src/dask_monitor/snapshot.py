@@ -19,6 +19,7 @@ from typing import Any, NotRequired, TypedDict
 __all__ = [
     "ACTIVE_STATES",
     "STATES",
+    "Cause",
     "DurationStats",
     "ErrorRow",
     "EventRecord",
@@ -79,6 +80,7 @@ class Totals(TypedDict):
     completed: int  # cumulative processing -> memory transitions
     erred: int  # cumulative transitions into erred
     recomputed: int  # completions of tasks that had completed before
+    retried: int  # cumulative attempts that raised and that Dask retried
     done: int  # completed - recomputed + erred: distinct tasks finished
     remaining: int  # tasks in waiting, queued, no-worker or processing now
     total: int  # done + remaining
@@ -93,8 +95,9 @@ class PrefixRow(TypedDict):
 
     states: dict[str, int]
     completed: int
-    erred: int
+    erred: int  # cumulative: kept once Dask forgets the tasks (or restarts)
     recomputed: int
+    retried: int  # attempts that raised and were retried (not in erred)
     done: int
     remaining: int
     total: int
@@ -113,6 +116,7 @@ class GroupRow(TypedDict):
     states: dict[str, int]
     completed: int
     erred: int
+    retried: int
     done: int
     remaining: int
     total: int
@@ -147,18 +151,32 @@ class WorkerRow(TypedDict):
     last_seen: float
 
 
+class Cause(TypedDict):
+    """The task whose exception made others err (Dask's ``exception_blame``)."""
+
+    key: str  # an example key of the failing task
+    prefix: str
+    type: str  # its exception type ("unknown" without an exception text)
+
+
 class ErrorRow(TypedDict):
-    """Erred tasks of one (prefix, exception type): deduplicated."""
+    """Erred tasks of one (prefix, exception type): deduplicated.
+
+    Tasks that erred because a dependency erred have the type ``"caused by
+    <prefix>: <type>"`` of their root cause, and ``caused_by`` names it.
+    """
 
     prefix: str
     type: str
-    count: int
+    count: int  # erred tasks, and attempts that raised and were retried
     key: str  # one example key
     exception: str  # exception text (truncated)
     traceback: str  # traceback text (truncated)
     worker: str | None
     first: float
     last: float
+    retried: int  # of count: attempts that raised and that Dask retried
+    caused_by: Cause | None  # the root cause, for failures of a dependency
 
 
 class EventRecord(TypedDict):
@@ -238,6 +256,9 @@ class Snapshot(TypedDict):
     # What user observers with a ``snapshot()`` method report, by observer
     # name: their plain data, or {"error": reason} (see observer_report).
     observers: NotRequired[dict[str, Any]]
+    # Times of Dask restarts (client.restart()), oldest first, the latest
+    # MAX_RESTARTS: history before them is kept, live task states are not.
+    restarts: NotRequired[list[float]]
     # Recent graph submissions, newest last: time, client, keys (count),
     # tasks (count), span (id: pass it to snapshot(span=...)), key (example).
     submissions: NotRequired[list[dict[str, Any]]]

@@ -204,6 +204,7 @@ def make_snapshot(
             "completed": completed,
             "erred": erred,
             "recomputed": 0,
+            "retried": 0,
             "done": done,
             "remaining": remaining,
             "total": total,
@@ -231,6 +232,7 @@ def make_snapshot(
         "completed": completed_all,
         "erred": erred_all,
         "recomputed": 0,
+        "retried": 0,
         "done": done_all,
         "remaining": remaining_all,
         "total": done_all + remaining_all,
@@ -248,6 +250,7 @@ def make_snapshot(
             "states": dict(row["states"]),
             "completed": row["completed"],
             "erred": row["erred"],
+            "retried": 0,
             "done": row["done"],
             "remaining": row["remaining"],
             "total": row["total"],
@@ -294,6 +297,8 @@ def make_snapshot(
                 "worker": workers[i % len(workers)] if workers else None,
                 "first": started + i,
                 "last": now - i,
+                "retried": 0,
+                "caused_by": None,
             }
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from dask_monitor.snapshot import Snapshot
+from dask_monitor.snapshot import ErrorRow, Snapshot
 from dask_monitor.units import format_duration, plural
 
 __all__ = [
@@ -129,7 +129,11 @@ def format_line(snapshot: Snapshot) -> str:
             f"{t['rate']:,.1f} tasks/s",
             _eta(t["eta_low"], t["eta"], t["eta_high"]),
         ]
-    parts += [f"errors {t['erred']:,}", f"workers {running}"]
+    parts += [f"errors {t['erred']:,}"]
+    retried = t.get("retried", 0)
+    if retried:  # attempts that raised and that Dask retried
+        parts.append(f"retried {retried:,}")
+    parts += [f"workers {running}"]
     dropped = snapshot["monitor"]["dropped"]
     if dropped:
         parts.append(f"DROPPED {dropped:,} events")
@@ -139,9 +143,12 @@ def format_line(snapshot: Snapshot) -> str:
 def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     """A multi-line report: prefixes with durations, errors, the monitor's cost."""
     t = snapshot["totals"]
+    retried = t.get("retried", 0)
     counts = (
         f"({t['completed']:,} completed, {t['erred']:,} erred, "
-        f"{t['recomputed']:,} recomputed)"
+        f"{t['recomputed']:,} recomputed"
+        + (f", {retried:,} retried" if retried else "")
+        + ")"
     )
     if not t["total"] and not t["done"]:
         head = f"No tasks yet ({format_duration(snapshot['elapsed'])} watched)"
@@ -178,8 +185,11 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
         for err in snapshot["errors"][:top]:
             lines.append(
                 f"  {err['count']:>5,} x {_clip(err['prefix'], 24)}: "
-                f"{_clip(err['exception'], 80)}"
+                f"{_clip(_error_text(err), 80)}"
             )
+    restarts = snapshot.get("restarts") or []
+    if restarts:
+        lines += ["", f"Restarts: {len(restarts):,} (Dask forgot its tasks)"]
     m = snapshot["monitor"]
     if snapshot.get("live", True):
         monitor = (
@@ -194,6 +204,17 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     if errors:
         lines.append(f"Observer errors: {errors}")
     return "\n".join(lines)
+
+
+def _error_text(err: ErrorRow) -> str:
+    """What an error row says: its exception, its root cause, its retries."""
+    text = err["exception"]
+    if err.get("caused_by"):
+        text = f"{err['type']} ({text})" if text else err["type"]
+    retried = err.get("retried", 0)
+    if retried:
+        text = f"{text} [{retried:,} retried]"
+    return text
 
 
 def _clip(text: str, width: int) -> str:

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.text import format_duration, format_line, is_finished, safe_text
+from dask_monitor.text import (
+    _error_text,
+    format_duration,
+    format_line,
+    is_finished,
+    safe_text,
+)
 
 __all__ = ["SchedulerGone", "render", "span_labels", "watch"]
 
@@ -65,6 +71,7 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
             f"{label:<{name_w}} {_bar(row['done'], row['total'], bar_w)} "
             f"{row['done']:>7,}/{row['total']:<7,} {figures}"
             + (f" err {row['erred']:,}" if row["erred"] else "")
+            + (f" retried {row['retried']:,}" if row.get("retried") else "")
         )
     more = len(snapshot["prefixes"]) - len(rows) + snapshot["prefixes_folded"]
     if more > 0:
@@ -73,7 +80,7 @@ def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
         lines += ["", "Errors:"]
         for err in snapshot["errors"][:5]:
             prefix = safe_text(err["prefix"], 32)
-            text = safe_text(err["exception"], max(width - 20 - len(prefix), 10))
+            text = safe_text(_error_text(err), max(width - 20 - len(prefix), 10))
             lines.append(f"  {err['count']:>5,} x {prefix}: {text}")
     alerts = (snapshot.get("alerts") or {}).get("recent") or []
     if alerts:
@@ -143,7 +150,7 @@ def watch(
     out = out if out is not None else sys.stdout
     live = out.isatty() and not once
     snapshot: Any = None
-    from distributed.comm import resolve_address
+    from distributed.comm.addressing import resolve_address
 
     try:
         # Checked first: a Client made from a bad address fails, then stalls

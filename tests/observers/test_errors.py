@@ -8,7 +8,7 @@ import pytest
 
 from dask_monitor.events import NEW
 from dask_monitor.observers import ErrorsObserver
-from dask_monitor.observers.errors import truncate
+from dask_monitor.observers.errors import cause_line, parse_cause, truncate
 
 
 def _erred(
@@ -154,3 +154,83 @@ class TestErrorsBatches:
             snaps.append(errors.snapshot())
         assert snaps[0] == snaps[1]
         assert snaps[0]["errors_folded"] > 0
+
+
+class TestRetriesAndCauses:
+    """Retried attempts and failures of a dependency, from synthetic events."""
+
+    def test_retried_attempts_are_counted_in_their_row(self, stream: Any) -> None:
+        """processing -> released with an exception is an attempt that raised:
+        counted in its (prefix, type) row and in the row's retried."""
+        errors = ErrorsObserver()
+        errors.update_batch(
+            [
+                stream.task(
+                    f"load-{i}",
+                    "processing",
+                    "released",
+                    1_000.0 + i,
+                    exception=f"ValueError('try {i}')",
+                    traceback="Traceback ...",
+                    worker="tcp://w:1",
+                )
+                for i in range(3)
+            ]
+            + [_erred(stream, "load-9", "ValueError('last')", 1_010.0)]
+            # A worker lost: no exception, no error.
+            + [stream.task("load-7", "processing", "released", 1_011.0)]
+        )
+        [row] = errors.snapshot()["errors"]
+        assert (row["prefix"], row["type"], row["count"], row["retried"]) == (
+            "load",
+            "ValueError",
+            4,
+            3,
+        )
+        assert row["caused_by"] is None
+
+    def test_failures_of_a_dependency_are_grouped_under_their_cause(
+        self, stream: Any
+    ) -> None:
+        """An erred event whose traceback starts with a cause line joins the
+        row of its root cause, with caused_by; its own errors stay apart."""
+        cause = cause_line("boom-1", "boom", "KeyError")
+        errors = ErrorsObserver()
+        errors.update_batch(
+            [_erred(stream, "boom-1", "KeyError(1)")]
+            + [
+                _erred(
+                    stream,
+                    f"inc-{i}",
+                    "KeyError(1)",
+                    1_001.0 + i,
+                    traceback=f"{cause}\nTraceback ...",
+                    start="waiting",
+                )
+                for i in range(4)
+            ]
+        )
+        rows = {(r["prefix"], r["type"]): r for r in errors.snapshot()["errors"]}
+        assert set(rows) == {("boom", "KeyError"), ("inc", "caused by boom: KeyError")}
+        caused = rows["inc", "caused by boom: KeyError"]
+        assert caused["count"] == 4
+        assert caused["caused_by"] == {
+            "key": "boom-1",
+            "prefix": "boom",
+            "type": "KeyError",
+        }
+        assert rows["boom", "KeyError"]["caused_by"] is None
+
+    def test_cause_lines_read_back_any_key(self) -> None:
+        """A cause line survives keys with quotes, newlines and brackets;
+        other tracebacks name no cause."""
+        key = "('x', \"y\\n\", [1])"
+        line = cause_line(key, "x", "ValueError")
+        assert parse_cause(line + "\nrest") == {
+            "key": key,
+            "prefix": "x",
+            "type": "ValueError",
+        }
+        assert parse_cause("Traceback (most recent call last):") is None
+        assert parse_cause(None) is None
+        assert parse_cause(line[:-3]) is None  # cut: no cause rather than junk

@@ -89,6 +89,7 @@ class TestProgressObserver:
             "completed": 12,
             "erred": 0,
             "recomputed": 0,
+            "retried": 0,
             "done": 12,
             "remaining": 0,
             "total": 12,
@@ -590,3 +591,78 @@ class TestRecency:
                     expected = sorted(rows, key=lambda k: (-rows[k], k))[:n]
                     assert list(snap[part]) == expected
                     assert snap[f"{part}_folded"] == len(rows) - len(expected)  # type: ignore[literal-required]
+
+
+class TestHistory:
+    """Retries and restarts: cumulative counts are history."""
+
+    def test_a_retried_task_counts_one_retry_and_is_done_once(
+        self, stream: Any
+    ) -> None:
+        """A task that raised, was retried and completed: one retry, no
+        error, done once; a lost worker's task is no retry."""
+        kw = {"prefix": "flaky", "group": "flaky-g"}
+        events = [
+            stream.task("flaky-1", NEW, "released", 1.0, **kw),
+            stream.task("flaky-1", "released", "waiting", 1.0, **kw),
+            stream.task("flaky-1", "waiting", "processing", 1.0, **kw),
+            stream.task(
+                "flaky-1", "processing", "released", 2.0, exception="E('x')", **kw
+            ),
+            stream.task("flaky-1", "released", "waiting", 2.0, **kw),
+            stream.task("flaky-1", "waiting", "processing", 2.0, **kw),
+            stream.task("flaky-1", "processing", "released", 3.0, **kw),  # lost
+            stream.task("flaky-1", "released", "waiting", 3.0, **kw),
+            stream.task("flaky-1", "waiting", "processing", 3.0, **kw),
+            stream.task("flaky-1", "processing", "memory", 4.0, **kw),
+        ]
+        for batches in ([events], [[e] for e in events]):
+            progress = ProgressObserver()
+            for batch in batches:
+                progress.update_batch(batch)
+            snap = progress.snapshot()
+            t = snap["totals"]
+            assert (t["retried"], t["erred"], t["completed"], t["done"]) == (
+                1,
+                0,
+                1,
+                1,
+            )
+            assert t["total"] == 1 and t["states"] == {"memory": 1}
+            assert snap["prefixes"]["flaky"]["retried"] == 1
+            assert snap["groups"]["flaky-g"]["retried"] == 1
+
+    def test_restart_forgets_live_states_and_keeps_history(self, stream: Any) -> None:
+        """After restart(): no live state, remaining 0, total == done, and the
+        cumulative counts of prefixes and totals unchanged; new tasks count
+        from zero states."""
+        events = stream.merge(
+            *(stream.lifecycle(f"inc-{i}", 1.0 + i, release=False) for i in range(4)),
+            *(
+                stream.lifecycle(f"bad-{i}", 1.0 + i, error="E('x')", release=False)
+                for i in range(2)
+            ),
+        )
+        # Two tasks still in flight at the restart.
+        events += [stream.task(f"inc-{i}", NEW, "waiting", 20.0) for i in range(10, 12)]
+        progress = ProgressObserver()
+        progress.update_batch(events)
+        before = progress.snapshot()
+        progress.restart()
+        after = progress.snapshot()
+        t = after["totals"]
+        assert t["states"] == {} and t["remaining"] == 0
+        for field in ("completed", "erred", "recomputed", "retried", "done"):
+            assert t[field] == before["totals"][field], field
+        assert t["total"] == t["done"] == 6
+        assert after["prefixes"]["bad"]["erred"] == 2
+        assert after["prefixes"]["inc"]["states"] == {}
+        assert after["groups"] == {}
+        # The same keys again (Dask forgot them): new tasks, counted afresh.
+        progress.update_batch(stream.lifecycle("inc-0", 30.0, release=False))
+        snap = progress.snapshot()
+        assert snap["prefixes"]["inc"]["states"] == {"memory": 1}
+        assert snap["totals"]["completed"] == 5
+        assert snap["totals"]["recomputed"] == 0
+        assert snap["totals"]["total"] == snap["totals"]["done"] == 7
+        assert _all_counts_non_negative(progress)

@@ -234,3 +234,29 @@ class TestColumns:
         )
         row = from_batch.snapshot()[A]
         assert (row["completed"], row["busy"], row["processing"]) == (3, 1.25, 0)
+
+
+class TestRestart:
+    """A restart drops the workers that left and those it shuts down."""
+
+    def test_restart_lists_the_workers_the_cluster_has(self, stream: Any) -> None:
+        """Removed rows go at the restart; workers running then go when the
+        restart removes them; workers joining after are listed as running."""
+        old = stream.workers_addresses[:3]
+        new = stream.workers_addresses[3:5]
+        workers = WorkersObserver()
+        workers.update_batch([WorkerStatus(a, "added", 1.0, 2) for a in old])
+        workers.update_batch([WorkerStatus(old[0], "removed", 2.0)])
+        workers.update_batch(stream.lifecycle("inc-1", 3.0, worker=old[1]))
+        workers.restart()
+        assert set(workers.snapshot()) == set(old[1:])
+        workers.update_batch(
+            [WorkerStatus(a, "removed", 10.0) for a in old[1:]]
+            + [WorkerStatus(a, "added", 11.0, 2) for a in new]
+        )
+        snap = workers.snapshot()
+        assert set(snap) == set(new)
+        assert all(row["status"] == "running" for row in snap.values())
+        # A worker removed later, with no restart in between, stays listed.
+        workers.update_batch([WorkerStatus(new[0], "removed", 12.0)])
+        assert workers.snapshot()[new[0]]["status"] == "removed"

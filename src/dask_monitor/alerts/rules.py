@@ -306,6 +306,11 @@ class AlertRule:
     def reset(self) -> None:
         """Forget task state (Dask restarted); cooldowns are kept."""
 
+    def restart(self) -> None:
+        """Dask restarted: forget the task state it forgot (by default
+        :meth:`reset`). Alerts fired, counts and cooldowns stay."""
+        self.reset()
+
     def stats(self) -> dict[str, Any]:
         """Alerts fired and suppressed, as plain data."""
         return {"kind": self.kind, "fired": self.fired, "suppressed": self.suppressed}
@@ -489,6 +494,10 @@ class ErrorBurstRule(AlertRule):
         self.min_tasks = min_tasks
         self.max_prefixes = max_prefixes
         self.reset()
+
+    def restart(self) -> None:
+        """Keep the recent errors and the per-prefix counts: they are history
+        (errors just before a restart still make a burst)."""
 
     def reset(self) -> None:
         """Forget the recent errors and the per-prefix counts."""

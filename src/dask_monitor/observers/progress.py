@@ -50,6 +50,7 @@ from dask_monitor.observers._common import (
     RELEASED,
     check_count,
 )
+from dask_monitor.observers.errors import retried_attempts
 from dask_monitor.snapshot import (
     ACTIVE_STATES,
     STATES,
@@ -87,7 +88,15 @@ class ProgressSnapshot(TypedDict):
 class _Row:
     """Counts of one prefix or group (or of the catch-all row)."""
 
-    __slots__ = ("completed", "erred", "last_active", "prefix", "recomputed", "states")
+    __slots__ = (
+        "completed",
+        "erred",
+        "last_active",
+        "prefix",
+        "recomputed",
+        "retried",
+        "states",
+    )
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -95,6 +104,7 @@ class _Row:
         self.completed = 0
         self.erred = 0
         self.recomputed = 0
+        self.retried = 0
         self.last_active = _FRESH
 
     def remaining(self) -> int:
@@ -273,6 +283,21 @@ class _Table:
                         self.closed = False
                 else:
                     del rows[name]
+
+    def restart(self) -> None:
+        """Dask forgot every task: no row has live tasks any more.
+
+        The rows' cumulative counts stay; with ``drop_empty`` every row goes
+        (as Dask dropped its task groups) and the folded names are forgotten.
+        """
+        if self.drop_empty:
+            self.rows.clear()
+            self.other = _Row("")
+            self.folded.clear()
+            self.closed = False
+            return
+        for row in (*self.rows.values(), self.other):
+            row.states.clear()
 
     @property
     def folded_count(self) -> int:
@@ -477,7 +502,14 @@ class ProgressObserver:
       counts transitions into ``erred``, but from ``new`` (a task that failed
       before the monitor attached); ``recomputed`` counts completions of a task that
       had completed before in the same life (its data was lost with a
-      worker); ``done`` is ``completed - recomputed + erred``.
+      worker); ``done`` is ``completed - recomputed + erred``. These counts
+      are history: they stay when Dask forgets the tasks, and across
+      :meth:`restart`.
+    * ``retried`` counts attempts that raised and that Dask retried: a
+      ``processing -> released`` event carrying an exception text (see
+      :func:`~dask_monitor.observers.errors.retried_attempts`). The task goes
+      on (to ``waiting``): it is in no ``erred`` count, and counts in
+      ``done`` once, when it finally completes or errs.
     * ``remaining`` counts tasks now waiting, queued, no-worker or
       processing; ``total`` is ``done + remaining``.
     * ``last_active`` of a row is the time of its latest event.
@@ -502,7 +534,7 @@ class ProgressObserver:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything (Dask's ``restart`` drops tasks without transitions)."""
+        """Forget everything (see :meth:`restart` for Dask's ``restart``)."""
         keys = getattr(self, "keys", None)
         if keys is None:
             #: The keys of live tasks (shared with the per-span views).
@@ -515,8 +547,22 @@ class ProgressObserver:
         self._completed = 0
         self._erred = 0
         self._recomputed = 0
+        self._retried = 0
         self._unknown = 0
         self._last_active = 0.0
+
+    def restart(self) -> None:
+        """Dask restarted: it forgot every task, without transitions.
+
+        Live state goes (state counts, the keys of live tasks, the groups, as
+        Dask dropped its task groups); the history stays (per-prefix and total
+        ``completed``, ``erred``, ``recomputed``, ``retried``, ``done``), so
+        that ``remaining`` is 0 and ``total == done`` right after.
+        """
+        self.keys.clear()
+        self._prefixes.restart()
+        self._groups.restart()
+        self._totals.clear()
 
     # -- events ------------------------------------------------------------
 
@@ -642,6 +688,7 @@ class ProgressObserver:
             ptable.newest = gtable.newest = t_last
         n_completed = 0
         n_erred = 0
+        lost = False  # a move processing -> released: a retry, maybe
         for (g, p, s0, f), c in (
             zip(zip(groups, prefixes, starts, fins, strict=True), repeat(1))
             if counts is None
@@ -702,6 +749,8 @@ class ProgressObserver:
                     row.erred += c
                     group.erred += c
                     n_erred += c
+                elif f == RELEASED and s0 == PROCESSING:
+                    lost = True
             else:
                 emptied.add(g)
         if inline:
@@ -726,6 +775,8 @@ class ProgressObserver:
 
         self._completed += n_completed
         self._erred += n_erred
+        if lost and batch.details:
+            self._count_retries(batch)
         if recomputed:
             self._recomputed += len(recomputed)
             for table, names in (
@@ -738,6 +789,23 @@ class ProgressObserver:
                     get(name, other).recomputed += c
         if emptied:
             gtable.drop_if_empty(emptied)
+
+    def _count_retries(self, batch: Batch) -> None:
+        """Count the attempts of ``batch`` that raised and were retried."""
+        retried = retried_attempts(batch)
+        if not retried:
+            return
+        self._retried += len(retried)
+        prefixes = batch.prefixes
+        groups = batch.groups
+        for table, names in (
+            (self._prefixes, [prefixes[i] for i in retried]),
+            (self._groups, [groups[i] for i in retried]),
+        ):
+            get = table.rows.get
+            other = table.other
+            for name, c in Counter(names).items():
+                get(name, other).retried += c
 
     # -- reading -----------------------------------------------------------
 
@@ -786,6 +854,7 @@ class ProgressObserver:
             "completed": self._completed,
             "erred": self._erred,
             "recomputed": self._recomputed,
+            "retried": self._retried,
             "done": done,
             "remaining": remaining,
             "total": done + remaining,
@@ -804,6 +873,7 @@ class ProgressObserver:
                 "completed": row.completed,
                 "erred": row.erred,
                 "recomputed": row.recomputed,
+                "retried": row.retried,
                 "done": d,
                 "remaining": left,
                 "total": d + left,
@@ -824,6 +894,7 @@ class ProgressObserver:
                 "states": _states(row.states),
                 "completed": row.completed,
                 "erred": row.erred,
+                "retried": row.retried,
                 "done": d,
                 "remaining": left,
                 "total": d + left,

@@ -34,7 +34,15 @@ __all__ = ["SpanRow", "SpansObserver"]
 
 SpanRow = dict[str, Any]
 
-_COUNTS = ("completed", "erred", "recomputed", "done", "remaining", "total")
+_COUNTS = (
+    "completed",
+    "erred",
+    "recomputed",
+    "retried",
+    "done",
+    "remaining",
+    "total",
+)
 
 
 class _Span:
@@ -103,6 +111,14 @@ class SpansObserver:
         self._spans: OrderedDict[str, _Span] = OrderedDict()
         self.evicted = 0
         if self._own_keys:  # shared keys are the progress observer's to reset
+            self.keys.clear()
+
+    def restart(self) -> None:
+        """Dask restarted: each span's live state goes, its history stays
+        (see :meth:`ProgressObserver.restart`)."""
+        for span in self._spans.values():
+            span.progress.restart()
+        if self._own_keys:
             self.keys.clear()
 
     # -- events ------------------------------------------------------------
@@ -213,6 +229,7 @@ class SpansObserver:
                 "remaining": totals["remaining"],
                 "total": totals["total"],
                 "erred": totals["erred"],
+                "retried": totals["retried"],
             }
         return out
 

@@ -131,6 +131,25 @@ class WorkersObserver:
         self.untracked = 0
         self.unattributed = 0
         self.forgotten = 0
+        #: Workers running at the latest restart: dropped when they leave.
+        self._leaving: set[str] = set()
+
+    def restart(self) -> None:
+        """Dask restarted: it forgot every task and replaces every worker.
+
+        Rows of workers that left are dropped, and so are the rows of the
+        workers running now when they leave (the restart shuts them down; the
+        new processes join as new rows): a restarted cluster lists the
+        workers it has. Running rows keep their figures until then.
+        """
+        rows = self._rows
+        for address in [a for a, r in rows.items() if r.status == REMOVED]:
+            del rows[address]
+        for row in rows.values():
+            row.processing = 0  # Dask forgot those tasks
+        self._leaving = set(rows)
+        if self._where is not None:
+            self._where.clear()
 
     # -- events ------------------------------------------------------------
 
@@ -181,6 +200,7 @@ class WorkersObserver:
         rows = self._rows
         t = e.timestamp
         if e.action == "added":
+            self._leaving.discard(e.address)
             row = rows.get(e.address)
             if row is not None and row.status == REMOVED:
                 del rows[e.address]  # the address is reused: a new worker
@@ -193,6 +213,14 @@ class WorkersObserver:
                 row.nthreads = e.nthreads
             row.last_seen = max(row.last_seen, t)
         else:
+            if e.address in self._leaving:  # shut down by a restart
+                self._leaving.discard(e.address)
+                rows.pop(e.address, None)
+                where = self._where
+                if where is not None:
+                    for key in [k for k, w in where.items() if w == e.address]:
+                        del where[key]
+                return
             row = self._row(e.address, t)
             if row is None:
                 self.untracked += 1

@@ -114,6 +114,7 @@ def empty_snapshot(now: float | None = None) -> Snapshot:
                 "completed": 0,
                 "erred": 0,
                 "recomputed": 0,
+                "retried": 0,
                 "done": 0,
                 "remaining": 0,
                 "total": 0,
@@ -161,10 +162,16 @@ def empty_snapshot(now: float | None = None) -> Snapshot:
 # -- progress --------------------------------------------------------------------------
 
 
-def _segments(states: dict[str, int], done: int, total: int) -> tuple[int, ...]:
-    """Counts of (done-released, memory, erred, processing, waiting), and the total."""
+def _segments(
+    states: dict[str, int], done: int, total: int, erred: int
+) -> tuple[int, ...]:
+    """Counts of (done-released, memory, erred, processing, waiting), and the total.
+
+    ``erred`` is the cumulative count of erred tasks, not those in ``erred``
+    now: an erred task stays erred on its bar once Dask forgets it.
+    """
     memory = states.get("memory", 0)
-    erred = states.get("erred", 0)
+    erred = max(min(erred, done), states.get("erred", 0))
     processing = states.get("processing", 0)
     waiting = (
         states.get("waiting", 0) + states.get("queued", 0) + states.get("no-worker", 0)
@@ -238,7 +245,7 @@ def slowest_prefixes(snapshot: Snapshot, n: int) -> list[tuple[str, PrefixRow]]:
 def overall_columns(snapshot: Snapshot) -> Columns:
     """The one-row source of the overall progress bar."""
     t = snapshot["totals"]
-    counts = _segments(t["states"], t["done"], t["total"])
+    counts = _segments(t["states"], t["done"], t["total"], t["erred"])
     edges = _edges(counts)
     data: Columns = {
         "y": [0.0],
@@ -266,6 +273,7 @@ def prefix_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns]:
             "label",
             "color",
             "counts",
+            "retried",
             "rate",
             "eta",
             "p50",
@@ -276,7 +284,7 @@ def prefix_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns]:
     }
     shown_done = shown_total = 0
     for i, (name, row) in enumerate(rows):
-        counts = _segments(row["states"], row["done"], row["total"])
+        counts = _segments(row["states"], row["done"], row["total"], row["erred"])
         edges = _edges(counts)
         data["y"].append(-float(i))
         data["top"].append(-i + BAR / 2)
@@ -284,7 +292,12 @@ def prefix_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns]:
         data["name"].append(display_text(name, 200))
         data["label"].append(display_text(name, 32))
         data["color"].append(color_of(name))
-        data["counts"].append(f"{row['done']:,} / {row['total']:,}")
+        counts_text = f"{row['done']:,} / {row['total']:,}"
+        retried = row.get("retried", 0)
+        if retried:  # attempts that raised and were retried: beside the bar
+            counts_text += f" \u21bb{retried:,}"
+        data["counts"].append(counts_text)
+        data["retried"].append(f"{retried:,}")
         data["rate"].append(f"{fmt_rate(row['rate'])}/s")
         data["eta"].append(fmt_eta(row["eta"], row["eta_low"], row["eta_high"]))
         data["p50"].append(fmt_seconds(row["durations"]["p50"]))
@@ -504,6 +517,7 @@ def error_columns(snapshot: Snapshot, n: int) -> Columns:
             "prefix",
             "type",
             "count",
+            "retried",
             "exception",
             "worker",
             "key",
@@ -515,6 +529,7 @@ def error_columns(snapshot: Snapshot, n: int) -> Columns:
         data["prefix"].append(display_text(row["prefix"], 200))
         data["type"].append(display_text(row["type"], 200))
         data["count"].append(row["count"])
+        data["retried"].append(row.get("retried", 0))
         data["exception"].append(display_text(row["exception"], 500))
         data["worker"].append(display_text(short_address(row["worker"] or "-"), 100))
         data["key"].append(display_text(row["key"], 300))
@@ -528,6 +543,12 @@ def _detail(row: Any) -> str:
     head = (
         f"{row['type']} in {row['prefix']} ({row['count']:,}x), e.g. key {row['key']}"
     )
+    retried = row.get("retried", 0)
+    if retried:
+        head += f"; {retried:,} of them raised and were retried"
+    cause = row.get("caused_by")
+    if cause:
+        head += f"\ncaused by {cause['type']} in {cause['prefix']}, task {cause['key']}"
     exception = row["exception"] or ""
     traceback = row["traceback"] or "(no traceback)"
     return f"{head}\n{exception}\n\n{traceback}"
@@ -538,6 +559,9 @@ def errors_title(snapshot: Snapshot, shown: int) -> str:
     erred = snapshot["totals"]["erred"]
     more = len(snapshot["errors"]) - shown
     text = f"Errors: {plural(erred, 'erred task')}"
+    retried = snapshot["totals"].get("retried", 0)
+    if retried:
+        text += f", {plural(retried, 'retried attempt')}"
     if more > 0:
         text += f" ({more:,} more kinds not shown)"
     if snapshot["errors_folded"]:

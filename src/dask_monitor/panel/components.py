@@ -565,6 +565,7 @@ class PrefixProgress(Component):
             _hover(
                 [("prefix", "@name"), ("done / total", "@counts")]
                 + [(label, f"@{field}") for field, label in _data.SEGMENTS]
+                + [("retried (raised, ran again)", "@retried")]
                 + [("rate", "@rate"), ("ETA", "@eta"), ("median duration", "@p50")],
                 fig.renderers[:1],
             )
@@ -578,7 +579,8 @@ class PrefixProgress(Component):
 
 class Throughput(Component):
     """Tasks finished per second over time (the snapshot's throughput ring),
-    streamed one complete bin at a time."""
+    streamed one complete bin at a time; a dashed vertical line marks each
+    Dask restart (``snapshot["restarts"]``, source ``restarts``)."""
 
     title = "Throughput"
 
@@ -598,6 +600,15 @@ class Throughput(Component):
             source=self.source, x="time", y1=0, y2="rate", fill_color=BLUE, alpha=0.15
         )
         line = fig.line(source=self.source, x="time", y="rate", color=BLUE, width=2)
+        #: Times of Dask restarts (ms), drawn as vertical lines.
+        self.restarts = ColumnDataSource({"time": []}, name="dm-restarts")
+        fig.vspan(
+            source=self.restarts,
+            x="time",
+            line_color=MUTED,
+            line_dash="dashed",
+            line_width=2,
+        )
         fig.y_range.start = 0
         fig.xaxis.formatter = DatetimeTickFormatter(
             seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M"
@@ -620,6 +631,9 @@ class Throughput(Component):
         if new["time"]:
             self._last = new["time"][-1]
             self.source.stream(new, rollover=self.rollover)
+        restarts = [t * 1000.0 for t in snapshot.get("restarts") or ()]
+        if list(self.restarts.data["time"]) != restarts:
+            self.restarts.data = {"time": restarts}
         title = _data.throughput_title(snapshot)
         if self.root.title.text != title:
             self.root.title.text = title
@@ -826,14 +840,21 @@ class Errors(Component):
         text = StringFormatter()  # renders cell values as text, never HTML
         columns = [
             TableColumn(field="prefix", title="prefix", formatter=text, width=120),
-            TableColumn(field="type", title="exception", formatter=text, width=120),
+            # Wide enough for "caused by <prefix>: <type>" rows.
+            TableColumn(field="type", title="exception", formatter=text, width=170),
             TableColumn(
                 field="count",
                 title="tasks",
                 formatter=NumberFormatter(format="0,0"),
                 width=50,
             ),
-            TableColumn(field="exception", title="message", formatter=text, width=330),
+            TableColumn(
+                field="retried",
+                title="retried",
+                formatter=NumberFormatter(format="0,0"),
+                width=50,
+            ),
+            TableColumn(field="exception", title="message", formatter=text, width=280),
             TableColumn(field="worker", title="worker", formatter=text, width=120),
             TableColumn(field="last", title="last", formatter=text, width=64),
         ]
