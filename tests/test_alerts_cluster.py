@@ -247,3 +247,40 @@ class TestSubscriptions:
             until(lambda: len(got_async.alerts) >= 2)
             assert len(dropped.alerts) == 1
             assert monitor.off(on_async) is True
+
+
+class TestDroppedTransitions:
+    """After transitions were dropped, rules take the scheduler's task state."""
+
+    def test_rules_forget_tasks_whose_departure_was_dropped(self) -> None:
+        """A buffer too small for the run: no stale in-flight task, no stale count."""
+        import time as _time
+
+        from dask_monitor.alerts import StallRule, StragglerRule
+        from dask_monitor.plugin import get_plugin
+
+        def nap(x: int) -> int:
+            _time.sleep(0.01)
+            return x
+
+        with (
+            make_cluster(n_workers=2) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, buffer_size=5, interval="50ms") as monitor,
+        ):
+            client.gather(client.map(nap, range(200)))
+            snap = monitor.snapshot(flush=True)
+            assert snap["monitor"]["dropped"] > 0
+            monitor.snapshot(flush=True)
+            plugin = get_plugin(cluster.scheduler)
+            assert plugin is not None and plugin.pipeline is not None
+            rules = plugin.pipeline.rules
+            [straggler] = [r for r in rules if isinstance(r, StragglerRule)]
+            [stall] = [r for r in rules if isinstance(r, StallRule)]
+            processing = {
+                ts.key
+                for ws in cluster.scheduler.workers.values()
+                for ts in ws.processing
+            }
+            assert set(straggler.inflight) <= processing
+            assert stall.processing == len(processing)

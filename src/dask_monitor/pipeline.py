@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, cast
 
 from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
@@ -208,6 +208,16 @@ class Pipeline:
         if self._alerted != alerted or changes != self._sink_changes:
             self._sink_changes = changes
             self._changed()
+
+    def reconcile(self, processing: Collection[Any], active: int) -> None:
+        """Transitions were dropped: let the alert rules take the scheduler's
+        task state (``processing``: keys processing now; ``active``: tasks
+        waiting, queued, no-worker or processing)."""
+        for rule in self._bind_rules():
+            try:
+                rule.reconcile(processing, active)
+            except Exception as exc:
+                self._rule_failed(rule, exc)
 
     def add_observer(self, observer: Any) -> None:
         """Subscribe an extra (user) observer; on its own thread if dispatching."""

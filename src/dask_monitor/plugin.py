@@ -477,6 +477,7 @@ class MonitorPlugin(SchedulerPlugin):
         self._marks = 0
         if dropped:
             self._prune_where()
+            self._reconcile(pipeline)
         try:
             batch = self._convert(items, time.time(), has_workers=marks > 0)
             self._name_spans(batch)
@@ -708,6 +709,22 @@ class MonitorPlugin(SchedulerPlugin):
         exception, traceback = self._raised.pop(batch.keys[i], (None, None))
         # An empty text still marks the retry when the message was missed.
         batch.details[i] = (None, None, None, None, exception or "", traceback)
+
+    def _reconcile(self, pipeline: Pipeline) -> None:
+        """After drops, hand the rules the scheduler's own task state (rare:
+        only when the buffer overflowed; O(tasks processing + prefixes))."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
+        processing = {
+            ts.key for ws in scheduler.workers.values() for ts in ws.processing
+        }
+        active = sum(
+            tp.states.get(state, 0)
+            for tp in scheduler.task_prefixes.values()
+            for state in ("waiting", "queued", "no-worker", "processing")
+        )
+        pipeline.reconcile(processing, active)
 
     def _prune_where(self) -> None:
         """Forget tasks no longer processing (their departure may have been dropped)."""

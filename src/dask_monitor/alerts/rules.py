@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol
 
@@ -311,6 +311,13 @@ class AlertRule:
         :meth:`reset`). Alerts fired, counts and cooldowns stay."""
         self.reset()
 
+    def reconcile(self, processing: Collection[Any], active: int) -> None:
+        """Transitions were dropped: set task state to what the scheduler has.
+
+        ``processing`` holds the keys processing now, ``active`` the number
+        of tasks waiting, queued, no-worker or processing (override).
+        """
+
     def stats(self) -> dict[str, Any]:
         """Alerts fired and suppressed, as plain data."""
         return {"kind": self.kind, "fired": self.fired, "suppressed": self.suppressed}
@@ -339,6 +346,11 @@ class StallRule(AlertRule):
         self.active = 0
         self.processing = 0
         self.since: float | None = None
+
+    def reconcile(self, processing: Collection[Any], active: int) -> None:
+        """Take the scheduler's counts: dropped transitions left ours wrong."""
+        self.processing = len(processing)
+        self.active = active
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Count active tasks; note the time of the latest progress.
@@ -667,6 +679,15 @@ class StragglerRule(AlertRule):
         self.inflight: dict[Any, tuple[float, str, str | None]] = {}
         #: The in-flight tasks already reported.
         self._reported: set[Any] = set()
+
+    def reconcile(self, processing: Collection[Any], active: int) -> None:
+        """Forget in-flight tasks that are no longer processing: their
+        departure was dropped, and they would read as ever slower."""
+        keep = (
+            processing if isinstance(processing, set | frozenset) else set(processing)
+        )
+        self.inflight = {k: v for k, v in self.inflight.items() if k in keep}
+        self._reported &= keep
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Track tasks entering and leaving ``processing``.
