@@ -284,3 +284,29 @@ class TestDroppedTransitions:
             }
             assert set(straggler.inflight) <= processing
             assert stall.processing == len(processing)
+
+
+class TestErrorBurstRootsOnly:
+    """The error-burst rule counts tasks that failed, not their dependents."""
+
+    def test_dependents_of_one_failure_make_no_burst(self) -> None:
+        """One failing task and ten dependents: one error, no burst of three."""
+        from tests.workloads import fail_if_odd
+
+        def add(x: int, i: int) -> int:
+            return x + i
+
+        with (
+            make_cluster(n_workers=2) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(
+                client, alerts={"error_burst": {"count": 3}}, interval="50ms"
+            ) as monitor,
+        ):
+            root = client.submit(fail_if_odd, 1)
+            dependents = [client.submit(add, root, i) for i in range(10)]
+            wait(dependents)
+            assert all(f.status == "error" for f in dependents)
+            snap = monitor.snapshot(flush=True)
+            assert snap["totals"]["erred"] == 11  # all of them erred ...
+            assert snap["alerts"]["counts"].get("error-burst", 0) == 0  # ... one failed

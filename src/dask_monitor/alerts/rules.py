@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Protocol
 from dask_monitor.batch import Batch, as_batch, key_text, pick, uniform
 from dask_monitor.config import AlertsConfig
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
+from dask_monitor.observers.errors import CAUSE_TAG
 
 __all__ = [
     "ERROR_BURST",
@@ -464,6 +465,14 @@ class StallRule(AlertRule):
         )
 
 
+def _caused(batch: Batch, i: int) -> bool:
+    """Whether event ``i`` erred because a dependency did (the plugin names
+    the root cause at the head of its traceback)."""
+    details = batch.details.get(i)
+    traceback = details[5] if details is not None else None
+    return traceback is not None and traceback.startswith(CAUSE_TAG)
+
+
 class ErrorBurstRule(AlertRule):
     """Many tasks erred within a window, or a prefix's error rate is too high.
 
@@ -537,7 +546,7 @@ class ErrorBurstRule(AlertRule):
             if i > lo:
                 self._count(_completed(batch, lo, i))
             lo = i + 1
-            if starts[i] not in _NOT_AN_ERROR_SOURCE:
+            if starts[i] not in _NOT_AN_ERROR_SOURCE and not _caused(batch, i):
                 self._erred(batch, i)
         if n > lo:
             self._count(_completed(batch, lo, n))
