@@ -163,3 +163,45 @@ class TestRestart:
         assert after["samples"] == before["samples"]
         pipeline.reset()
         assert pipeline.snapshot()["restarts"] == []
+
+
+class TestThreads:
+    """A reader on another thread never sees or causes a half-updated pipeline."""
+
+    def test_snapshots_from_another_thread_while_batches_are_fed(self) -> None:
+        """Thousands of batches fed while a second thread reads snapshots:
+        no exception on either side, and every duration is counted."""
+        import threading
+
+        now = [1_000.0]
+        pipeline = Pipeline(MonitorConfig(), clock=lambda: now[0], raise_errors=True)
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                while not stop.is_set():
+                    pipeline.snapshot()
+                    pipeline.snapshot(span="s", missing_ok=True)
+            except BaseException as e:  # the reader's failure is the test's
+                errors.append(e)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        n = 0
+        try:
+            for b in range(1_500):
+                events: list[Any] = []
+                for j in range(8):
+                    prefix = f"p{(b + j) % 40}"
+                    events += lifecycle(f"{prefix}-{b}-{j}", prefix, now[0])
+                    n += 1
+                pipeline.process(events)
+                now[0] += 0.01
+        finally:
+            stop.set()
+            reader.join(30)
+        assert not errors, errors[0]
+        snap = pipeline.snapshot()
+        assert snap["totals"]["completed"] == n
+        assert sum(r["durations"]["count"] for r in snap["prefixes"].values()) == n

@@ -9,12 +9,13 @@ This module does not import Dask.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
 from dask_monitor.batch import as_batch
@@ -59,6 +60,23 @@ class UnknownSpanError(ValueError):
     """
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(
+    method: Callable[Concatenate[Pipeline, _P], _R],
+) -> Callable[Concatenate[Pipeline, _P], _R]:
+    """Run ``method`` holding the pipeline's lock (see :class:`Pipeline`)."""
+
+    @functools.wraps(method)
+    def locked(self: Pipeline, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class Pipeline:
     """Default observers behind one subject, and the snapshot they make.
 
@@ -84,9 +102,13 @@ class Pipeline:
 
     Notes
     -----
-    Not thread-safe by itself: the plugin calls it from the scheduler's event
-    loop only. :meth:`snapshot` may be called from other threads; it takes a
-    lock and returns a fresh copy-free plain dict that callers must not mutate.
+    Thread-safe: every method that feeds or changes the pipeline, and the
+    building of a snapshot, hold one reentrant lock, so a reader on another
+    thread waits for the batch in progress rather than seeing observers
+    half-way (reading a snapshot updates some of them: the durations
+    observer merges its buffered samples). Under the lock only our own
+    observers run, and the O(1) queues of user observers and sinks: no user
+    code. A snapshot is a plain dict shared by its readers: do not mutate it.
     """
 
     def __init__(
@@ -167,12 +189,13 @@ class Pipeline:
         #: Times of Dask restarts, oldest first (see :meth:`restart`).
         self.restarts: deque[float] = deque(maxlen=MAX_RESTARTS)
         self._cache: Snapshot | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.rule_errors: dict[str, int] = {}
         self._raise_errors = raise_errors
 
     # -- feeding -----------------------------------------------------------
 
+    @_locked
     def process(self, events: Sequence[Event]) -> None:
         """Hand one batch of events to every observer.
 
@@ -189,6 +212,7 @@ class Pipeline:
             self.subject.notify_batch(chunk)
         self._changed()
 
+    @_locked
     def tick(self, now: float | None = None) -> None:
         """Let time-based alert rules (stall, straggler) look at the clock.
 
@@ -209,6 +233,7 @@ class Pipeline:
             self._sink_changes = changes
             self._changed()
 
+    @_locked
     def reconcile(self, processing: Collection[Any], active: int) -> None:
         """Transitions were dropped: let the alert rules take the scheduler's
         task state (``processing``: keys processing now; ``active``: tasks
@@ -219,6 +244,7 @@ class Pipeline:
             except Exception as exc:
                 self._rule_failed(rule, exc)
 
+    @_locked
     def add_observer(self, observer: Any) -> None:
         """Subscribe an extra (user) observer; on its own thread if dispatching."""
         if (
@@ -234,6 +260,7 @@ class Pipeline:
         self._dispatched[id(observer)] = proxy
         self.subject.subscribe(proxy)
 
+    @_locked
     def remove_observer(self, observer: Any) -> bool:
         """Unsubscribe an observer added by :meth:`add_observer`."""
         proxy = self._dispatched.pop(id(observer), None)
@@ -301,6 +328,7 @@ class Pipeline:
                 exc_info=exc,
             )
 
+    @_locked
     def account(
         self, *, events: int, dropped: int, seconds: float, merged: int = 0
     ) -> None:
@@ -328,6 +356,7 @@ class Pipeline:
         self.flush_max = max(self.flush_max, seconds)
         self._changed()
 
+    @_locked
     def restart(self, when: float | None = None) -> None:
         """Dask restarted (at ``when``, by default now): a boundary, not an eraser.
 
@@ -371,6 +400,7 @@ class Pipeline:
                 )
         self._changed()
 
+    @_locked
     def reset(self) -> None:
         """Forget all aggregates (see :meth:`restart` for Dask's restart).
 
@@ -390,6 +420,7 @@ class Pipeline:
         self.restarts.clear()
         self._changed()
 
+    @_locked
     def submit(self, submission: dict[str, Any]) -> None:
         """Record one graph submission (plain data: client, keys, time, span).
 
@@ -398,6 +429,7 @@ class Pipeline:
         self.submissions.append(submission)
         self._changed()
 
+    @_locked
     def name_spans(self, names: dict[str, str]) -> None:
         """Learn the names of Dask spans (``{id: "etl"}``), for span views.
 
@@ -461,6 +493,7 @@ class Pipeline:
                 self._cache = self._build()
             return self._cache
 
+    @_locked
     def _span_snapshot(self, selector: str) -> Snapshot:
         return _span_view(self, selector)
 
