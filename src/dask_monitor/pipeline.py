@@ -122,6 +122,7 @@ class Pipeline:
         live: bool = True,
     ) -> None:
         self.live = live
+        self._lock = threading.RLock()
         self.config = config if config is not None else MonitorConfig.from_config()
         self._dispatch = dispatch
         self._dispatched: dict[int, Dispatched] = {}
@@ -189,7 +190,6 @@ class Pipeline:
         #: Times of Dask restarts, oldest first (see :meth:`restart`).
         self.restarts: deque[float] = deque(maxlen=MAX_RESTARTS)
         self._cache: Snapshot | None = None
-        self._lock = threading.RLock()
         self.rule_errors: dict[str, int] = {}
         self._raise_errors = raise_errors
 
