@@ -177,8 +177,11 @@ async def _listen_nats(
 
     # A NATS server that goes away is said at once, and again when it is
     # back: listening goes on across restarts, but never silently.
+    closing = False
+
     async def disconnected() -> None:
-        _warn(f"lost the connection to NATS at {redact(url)}; reconnecting")
+        if not closing:  # our own close disconnects too
+            _warn(f"lost the connection to NATS at {redact(url)}; reconnecting")
 
     async def reconnected() -> None:
         click.echo(f"reconnected to NATS at {redact(url)}", err=True)
@@ -219,6 +222,7 @@ async def _listen_nats(
         click.echo(f"listening for alerts on {subject}", err=True)
         await done.wait()
     finally:
+        closing = True
         await nc.close()
 
 
