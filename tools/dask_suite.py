@@ -54,6 +54,32 @@ DEFAULT_TESTS = [
     "distributed/tests/test_worker.py::test_log_remove_worker",
 ]
 
+#: ``--extended`` adds these: the rest of test_worker.py, the dashboard and
+#: HTTP routes (the monitor adds pages and Prometheus metrics), LocalCluster,
+#: the active memory manager, spans, preloads and work stealing.
+EXTENDED = [
+    "distributed/tests/test_worker.py",
+    "distributed/dashboard/tests/",
+    "distributed/http/",
+    "distributed/deploy/tests/test_local.py",
+    "distributed/tests/test_active_memory_manager.py",
+    "distributed/tests/test_spans.py",
+    "distributed/tests/test_preload.py",
+    "distributed/tests/test_steal.py",
+]
+
+#: Tests left out always: they bind to every interface and connect to the
+#: machine's own non-loopback address (no packet leaves the machine, but
+#: these runs stay on 127.0.0.1).
+DESELECT = [
+    "distributed/deploy/tests/test_local.py::test_only_local_access",
+    "distributed/deploy/tests/test_local.py::test_remote_access",
+    "distributed/deploy/tests/test_local.py::test_local_tls",
+    "distributed/deploy/tests/test_local.py::test_capture_security",
+    "distributed/tests/test_worker.py::test_service_hosts_match_worker",
+    "distributed/tests/test_scheduler.py::test_dashboard_host",
+]
+
 PRELOAD = {"DASK_DISTRIBUTED__SCHEDULER__PRELOAD": '["dask_monitor"]'}
 
 CHECK = """
@@ -121,6 +147,7 @@ def pytest_cmd(args: argparse.Namespace, tests: list[str], xml: Path) -> list[st
         "--color=no",
         "--durations=0" if args.durations else "--durations=5",
         f"--junitxml={xml}",
+        *(f"--deselect={t}" for t in DESELECT),
         *args.pytest_args,
         *tests,
     ]
@@ -229,11 +256,19 @@ def main() -> None:
         action="store_true",
         help="read the reports of an earlier run in --out instead of running",
     )
+    p.add_argument(
+        "--extended", action="store_true", help="add the EXTENDED test files"
+    )
     p.add_argument("tests", nargs="*", default=DEFAULT_TESTS)
     p.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args()
     args.src = args.src.resolve()
     args.monitor_src = args.monitor_src.resolve()
+    if args.extended:
+        args.tests = [
+            *args.tests,
+            *(t for t in EXTENDED if t not in args.tests),
+        ]
 
     check_preload(args)
     if args.reuse:
