@@ -16,7 +16,8 @@ The next records are arrays whose first item says what they are:
 
 * ``["b", [event, ...]]``: one batch of events, as the pipeline got it; an
   event is ``["t", <TaskStatus fields in order>]``,
-  ``["w", address, action, timestamp, nthreads, processing]`` or
+  ``["w", address, action, timestamp, nthreads, processing]`` (with a
+  seventh item, ``true``, for a removal Dask expected: ``expected``) or
   ``["a", <Alert.to_dict()>]``;
 * ``["r", timestamp]``: the aggregates were reset (Dask's ``restart``);
 * ``["s", {span id: span name}]``: names of Dask spans.
