@@ -279,6 +279,20 @@ class TestWorkerLostRule:
         assert out[0].details["processing"] == 3
         assert rule.suppressed == 1
 
+    def test_an_expected_removal_is_no_loss(self) -> None:
+        """Retired (Dask expected it) with tasks in flight: no alert; lost: one."""
+        rule = WorkerLostRule(cooldown=60)
+        out = bound(rule)
+        feed(
+            rule,
+            [
+                WorkerStatus("w1", "removed", 1.0, processing=2, expected=True),
+                WorkerStatus("w2", "removed", 2.0, processing=1, expected=False),
+            ],
+        )
+        assert [(a.worker, a.severity) for a in out] == [("w2", "error")]
+        assert rule.suppressed == 0
+
 
 class TestAlertRule:
     """The base class: cooldowns per (kind, subject), and user rules."""

@@ -208,6 +208,50 @@ def test_worker_lost_when_a_worker_process_is_killed() -> None:
         client.gather(futures)
 
 
+def test_retired_busy_worker_is_no_loss_a_killed_one_is() -> None:
+    """retire_workers of a busy worker: no worker-lost alert; SIGKILL: an error.
+
+    Dask tells plugins of both removals alike (``remove_worker`` hook, no
+    ``expected``); it logs ``expected: True`` for a retirement in its own
+    ``remove-worker`` event, just before. The retired worker's tasks are
+    rescheduled as the killed one's are: only the kill is a loss.
+    """
+    with (
+        make_cluster(n_workers=3, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+        Monitor.attach(client, **FAST) as monitor,
+    ):
+        got = Collector()
+        monitor.on(WORKER_LOST, got)
+        until(lambda: subscribed(cluster))
+        name = "dask-monitor-test-retire"
+        gate = Event(name, client=client)
+        futures = client.map(blocked, [name] * 6, pure=False)
+        until(lambda: all(len(p) for p in client.processing().values()))
+        pids = client.run(os.getpid)
+        retired, killed = sorted(pids)[:2]
+        client.retire_workers([retired])
+        assert retired not in client.scheduler_info()["workers"]
+
+        def removed() -> bool:
+            rows = monitor.snapshot(flush=True)["workers"]
+            return rows.get(retired, {}).get("status") == "removed"
+
+        until(removed)
+        time.sleep(0.3)  # a few flushes: an alert would have reached us
+        assert got.alerts == []
+        assert WORKER_LOST not in monitor.snapshot(flush=True)["alerts"]["counts"]
+        until(lambda: len(client.processing().get(killed, ())) > 0)
+        os.kill(pids[killed], signal.SIGKILL)
+        until(lambda: got.alerts, timeout=30)
+        alert = got.alerts[0]
+        assert alert.worker == killed and alert.severity == "error"
+        assert alert.details["processing"] >= 1
+        assert [a.worker for a in got.alerts] == [killed]
+        gate.set()
+        assert client.gather(futures) == [1] * 6
+
+
 class TestSubscriptions:
     """Callbacks: sync and async, kind filters, unsubscribe; user rules."""
 

@@ -16,6 +16,8 @@ from dask_monitor.sinks.eventlog import (
     EventLogVersionError,
     EventLogWarning,
     EventLogWriter,
+    decode_event,
+    encode_event,
     read_events,
     read_header,
     record_settings,
@@ -66,6 +68,16 @@ class TestFormat:
         assert header["cluster"] == {"workers": 2}
         for name in ("library", "dask", "distributed", "started"):
             assert name in header
+
+    def test_expected_removals_read_back(self, tmp_path: Path) -> None:
+        """A removal Dask expected keeps its flag; other rows stay 6 fields."""
+        retired = WorkerStatus("tcp://w:1", "removed", 1.0, 2, 3, expected=True)
+        lost = WorkerStatus("tcp://w:2", "removed", 2.0, 2, 1)
+        assert encode_event(retired)[-1] is True and len(encode_event(lost)) == 6
+        _write(tmp_path / "run.dmlog", [[retired, lost]])
+        assert list(read_events(tmp_path / "run.dmlog")) == [retired, lost]
+        with pytest.raises(ValueError):
+            decode_event(["w", "tcp://w:1", "removed", 1.0, 2, 3, "yes"])
 
     def test_batches_resets_and_span_names_are_records(self, tmp_path: Path) -> None:
         """Batches keep their boundaries; resets and span names are recorded."""

@@ -597,6 +597,61 @@ class TestHook:
         assert event == WorkerStatus("tcp://w:1", "added", 1.0, 2)
 
 
+def _blocked(name: str) -> int:
+    from distributed import Event
+
+    Event(name).wait()
+    return 1
+
+
+def test_removals_say_whether_dask_expected_them() -> None:
+    """retire_workers: ``expected``; a plain ``Scheduler.remove_worker``: not.
+
+    Dask does not tell the ``remove_worker`` hook; the plugin reads it from
+    the ``remove-worker`` event Dask logs just before (same stimulus id).
+    """
+    from distributed import Event
+
+    with (
+        make_cluster(n_workers=3, threads_per_worker=1) as cluster,
+        Client(cluster) as client,
+        Monitor.attach(client, interval="50ms") as monitor,
+    ):
+        plugin = get_plugin(cluster.scheduler)
+        assert plugin is not None and plugin.pipeline is not None
+        seen: list[WorkerStatus] = []
+
+        def collect(event: Any) -> None:
+            if type(event) is WorkerStatus and event.action == "removed":
+                seen.append(event)
+
+        plugin.pipeline.subject.subscribe(collect)
+        gate = Event("dask-monitor-test-expected", client=client)
+        futures = client.map(_blocked, [gate.name] * 6, pure=False)
+        until = time.monotonic() + 15
+        while not all(len(p) for p in client.processing().values()):
+            assert time.monotonic() < until
+            time.sleep(0.02)
+        retired, removed = sorted(client.processing())[:2]
+        client.retire_workers([retired])
+
+        async def remove(dask_scheduler: Any) -> None:
+            await dask_scheduler.remove_worker(removed, stimulus_id="test-remove")
+
+        client.run_on_scheduler(remove)
+        until = time.monotonic() + 15
+        while len(seen) < 2:
+            assert time.monotonic() < until
+            monitor.snapshot(flush=True)
+            time.sleep(0.02)
+        flags = {(e.address, e.expected) for e in seen}
+        assert flags == {(retired, True), (removed, False)}
+        assert all(e.processing >= 1 for e in seen)
+        assert plugin._leaving == {}
+        gate.set()
+        assert client.gather(futures) == [1] * 6
+
+
 class TestSubmissions:
     """Each graph submission is recorded and can be looked at on its own."""
 

@@ -102,6 +102,9 @@ class WorkerStatus:
         Threads of the worker, where known.
     processing
         Tasks the worker was processing when it left (``"removed"`` only).
+    expected
+        Dask expected the removal (``"removed"`` only): a graceful
+        ``retire_workers``, whose tasks are rescheduled by design, not a loss.
     """
 
     address: str
@@ -109,6 +112,7 @@ class WorkerStatus:
     timestamp: float
     nthreads: int | None = None
     processing: int = 0
+    expected: bool = False
 
 
 #: Characters kept of an alert's text fields (message, key ...); see :func:`clip`.

@@ -159,6 +159,9 @@ class MonitorPlugin(SchedulerPlugin):
         #: their finish in the buffer (see ``transition``).
         self._created: dict[Any, int] = {}
         self._marks = 0  # worker events in the buffer
+        #: Workers Dask is removing: address -> (stimulus id, expected), from
+        #: its ``remove-worker`` event (see ``log_event``).
+        self._leaving: dict[str, tuple[Any, bool]] = {}
         self._tasks: dict[Any, Any] = {}
         self._where: dict[Any, str | None] = {}
         #: Attempts that raised and will be retried: key -> (exception,
@@ -429,11 +432,37 @@ class MonitorPlugin(SchedulerPlugin):
         self._buffer += (worker, _WORKER, "added", None, {"nthreads": nthreads})
         self._marks += 1
 
+    def log_event(self, topic: str, msg: Any) -> None:
+        """Note whether Dask expected a worker's removal (see ``remove_worker``).
+
+        Called by Dask for every event logged on the scheduler (also when not
+        overridden): two comparisons for all but ``remove-worker`` events.
+        """
+        if (
+            topic == "all"
+            and type(msg) is dict
+            and msg.get("action") == "remove-worker"
+            and "worker" in msg
+        ):
+            leaving = self._leaving
+            if len(leaving) > 10_000:  # bounded: a removal Dask never reported
+                leaving.clear()
+            leaving[msg["worker"]] = (msg.get("stimulus_id"), bool(msg.get("expected")))
+
     def remove_worker(
         self, scheduler: Scheduler, worker: str, *, stimulus_id: str, **kwargs: Any
     ) -> None:
-        """Report a worker that left."""
-        self._buffer += (worker, _WORKER, "removed", None, {})
+        """Report a worker that left, and whether Dask expected it to.
+
+        Dask passes no ``expected`` to this hook; it logs it in its own
+        ``remove-worker`` event just before calling it (``Scheduler.remove_worker``),
+        which :meth:`log_event` noted: a graceful ``retire_workers`` is expected,
+        a worker that died or was removed without retirement is not.
+        """
+        noted = self._leaving.pop(worker, None)
+        expected = noted is not None and noted == (stimulus_id, True)
+        info = {"expected": True} if expected else {}
+        self._buffer += (worker, _WORKER, "removed", None, info)
         self._marks += 1
 
     def restart(self, scheduler: Scheduler) -> None:
@@ -761,7 +790,12 @@ class MonitorPlugin(SchedulerPlugin):
             done = pos
             processing = lost.pop(address, 0) if action == "removed" else 0
             status = WorkerStatus(
-                address, action, now, info.get("nthreads"), processing
+                address,
+                action,
+                now,
+                info.get("nthreads"),
+                processing,
+                info.get("expected", False),
             )
             others.append((pos, status))
         return others

@@ -928,7 +928,11 @@ class StragglerRule(AlertRule):
 
 
 class WorkerLostRule(AlertRule):
-    """A worker left the cluster while it was processing tasks."""
+    """A worker left the cluster while it was processing tasks, unexpectedly.
+
+    A removal Dask expected (a graceful ``retire_workers``: its tasks are
+    rescheduled by design) is no loss and raises no alert.
+    """
 
     kind = WORKER_LOST
 
@@ -945,7 +949,7 @@ class WorkerLostRule(AlertRule):
         for _, e in as_batch(events).others:
             if type(e) is not WorkerStatus or e.action != "removed":
                 continue
-            if e.processing < self.min_processing:
+            if e.expected or e.processing < self.min_processing:
                 continue
             self.emit(
                 Alert(

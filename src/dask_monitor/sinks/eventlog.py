@@ -16,7 +16,8 @@ The next records are arrays whose first item says what they are:
 
 * ``["b", [event, ...]]``: one batch of events, as the pipeline got it; an
   event is ``["t", <TaskStatus fields in order>]``,
-  ``["w", address, action, timestamp, nthreads, processing]`` or
+  ``["w", address, action, timestamp, nthreads, processing]`` (with a
+  seventh item, ``true``, for a removal Dask expected: ``expected``) or
   ``["a", <Alert.to_dict()>]``;
 * ``["r", timestamp]``: the aggregates were reset (Dask's ``restart``);
 * ``["s", {span id: span name}]``: names of Dask spans.
@@ -151,7 +152,7 @@ def encode_event(event: Event) -> list[Any]:
             event.span,
         ]
     if type(event) is WorkerStatus:
-        return [
+        row = [
             "w",
             event.address,
             event.action,
@@ -159,6 +160,9 @@ def encode_event(event: Event) -> list[Any]:
             event.nthreads,
             event.processing,
         ]
+        if event.expected:  # left out when false: logs older readers can read
+            row.append(True)
+        return row
     if type(event) is Alert:
         return ["a", event.to_dict()]
     raise TypeError(f"not an event: {event!r}")
@@ -176,12 +180,13 @@ def decode_event(item: Sequence[Any]) -> Event:
         return make_task_status(*item[1:])
     if kind == "w":
         if not (
-            5 <= len(item) <= 6
+            5 <= len(item) <= 7
             and isinstance(item[1], str)
             and item[2] in ("added", "removed")
             and type(item[3]) in (int, float)
             and type(item[4]) in (int, type(None))
             and (len(item) == 5 or type(item[5]) is int)
+            and (len(item) < 7 or type(item[6]) is bool)
         ):
             raise ValueError(f"a malformed worker event {str(item)[:200]}")
         return WorkerStatus(*item[1:])
