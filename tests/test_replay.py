@@ -151,7 +151,10 @@ class TestReplay:
         assert (df.finish == "memory").sum() == live["totals"]["completed"]
         out, fmt, rows = export_events(path, tmp_path / "w.csv", kind="workers")
         assert fmt == "csv"
-        assert len(pd.read_csv(out)) == rows == 2
+        workers = pd.read_csv(out)
+        assert len(workers) == rows == 2
+        assert list(workers.columns)[-1] == "expected"
+        assert not workers.expected.any()
 
 
 class TestRecordOnARunningCluster:

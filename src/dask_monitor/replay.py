@@ -239,7 +239,14 @@ TASK_COLUMNS = (
     "traceback",
     "span",
 )
-WORKER_COLUMNS = ("address", "action", "timestamp", "nthreads", "processing")
+WORKER_COLUMNS = (
+    "address",
+    "action",
+    "timestamp",
+    "nthreads",
+    "processing",
+    "expected",
+)
 ALERT_COLUMNS = (
     "kind",
     "severity",
