@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: Graph submissions (``update_graph`` calls) kept in the snapshot.
 MAX_SUBMISSIONS = 100
+#: Seconds between two rebuilds of the snapshot for the clock's sake alone.
+_REFRESH = 1.0
 
 
 class Pipeline:
@@ -104,7 +106,13 @@ class Pipeline:
         self.sampling = SamplingObserver(
             recent=cfg.recent_events, reservoir=cfg.reservoir_size
         )
-        self.eta = EtaObserver(self.progress, self.throughput, clock=clock)
+        self.eta = EtaObserver(
+            self.progress,
+            self.throughput,
+            durations=self.durations,
+            workers=self.workers,
+            clock=clock,
+        )
         self.spans = SpansObserver(
             relative_error=cfg.relative_error, keys=self.progress.keys
         )
@@ -146,6 +154,11 @@ class Pipeline:
         self._lock = threading.Lock()
         self.rule_errors: dict[str, int] = {}
         self._raise_errors = raise_errors
+        # Rates, ETAs and utilisation move with the clock, not only with
+        # events: until this time (the last activity plus their windows) a
+        # tick rebuilds the snapshot now and then (see ``tick``).
+        self._moving_until = -float("inf")
+        self._refreshed = -float("inf")
 
     # -- feeding -----------------------------------------------------------
 
@@ -163,6 +176,9 @@ class Pipeline:
         batch = as_batch(events)
         for chunk in batch.chunks(CHUNK):
             self.subject.notify_batch(chunk)
+        self._moving_until = (
+            self.clock() + max(self.throughput.window, self.workers.window) + 1.0
+        )
         self._changed()
 
     def tick(self, now: float | None = None) -> None:
@@ -174,6 +190,12 @@ class Pipeline:
         """
         now = self.clock() if now is None else now
         alerted = self._alerted
+        if (
+            now <= self._moving_until or self.progress.remaining() > 0
+        ) and now - self._refreshed >= _REFRESH:
+            # The figures read against the clock changed (a rate decaying,
+            # an ETA counting down): let readers see them.
+            self._changed()
         for rule in self._bind_rules():
             try:
                 rule.tick(now)
@@ -340,6 +362,7 @@ class Pipeline:
     def _changed(self) -> None:
         self._seq += 1
         self._cache = None
+        self._refreshed = self.clock()
 
     # -- reading -----------------------------------------------------------
 
@@ -385,11 +408,16 @@ class Pipeline:
         durations = self.durations.snapshot(prefixes)
         for name, row in prefixes.items():
             row["durations"] = durations[name]
-            row["rate"] = self.throughput.rate(name)
-            row["eta"], row["eta_low"], row["eta_high"] = self.eta.estimate(name)
+            row["rate"] = self.throughput.rate(name, now=now)
+            estimate = self.eta.estimate(name, now=now)
+            row["eta"], row["eta_low"], row["eta_high"] = estimate
         totals = progress["totals"]
-        totals["rate"] = self.throughput.rate()
-        totals["eta"], totals["eta_low"], totals["eta_high"] = self.eta.estimate()
+        totals["rate"] = self.throughput.rate(now=now)
+        totals["eta"], totals["eta_low"], totals["eta_high"] = self.eta.estimate(
+            now=now
+        )
+        totals["average_rate"] = self.throughput.average_rate()
+        totals["run_seconds"] = self.throughput.run_seconds()
         errors = self.errors.snapshot()
         dispatch = dispatch_stats(self._dispatched.values())
         observer_errors = self.subject.errors

@@ -1,20 +1,41 @@
-"""ETA: time until the remaining tasks are done, at the recent rate."""
+"""ETA: time until the remaining tasks are done.
+
+The work left is counted per prefix, in thread-seconds: the prefix's remaining
+tasks times its recent mean compute duration (a task now running counts as
+half done). It is divided by the parallelism the cluster gives that work: the
+threads kept busy lately, by Little's law ``sum(rate[p] * duration[p])``,
+at most the threads there are and at most the tasks left. Prefixes of very
+different speeds are so weighted by what they cost, not by their count, and
+an estimate exists as soon as a few tasks finished. Without durations (no
+durations observer, or nothing finished yet) it falls back to
+``remaining / rate``.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from dask_monitor.events import Event
-from dask_monitor.observers._common import Clock
+from dask_monitor.observers._common import Clock, check_positive
 from dask_monitor.observers.progress import ProgressObserver
 from dask_monitor.observers.throughput import ThroughputObserver
+
+if TYPE_CHECKING:
+    from dask_monitor.observers.durations import DurationsObserver
+    from dask_monitor.observers.workers import WorkersObserver
 
 __all__ = ["Estimate", "EtaObserver", "EtaSnapshot"]
 
 #: ``(eta, low, high)`` in seconds; see :meth:`EtaObserver.estimate`.
 Estimate = tuple[float | None, float | None, float | None]
+
+#: The share of its duration a running task still has ahead of it, on average.
+_RUNNING_LEFT = 0.5
+#: Seconds between two checkpoints of a prefix's duration sums.
+_CHECKPOINT_EVERY = 1.0
 
 
 class EtaSnapshot(TypedDict):
@@ -25,28 +46,49 @@ class EtaSnapshot(TypedDict):
     eta_high: float | None
 
 
-class EtaObserver:
-    """Estimated time to completion, from progress and throughput.
+class _Model:
+    """The work left and the parallelism, read once per point in time."""
 
-    ``remaining / rate``, with the range ``remaining / high`` to
-    ``remaining / low`` from :meth:`ThroughputObserver.rate_range`. The rate
-    is averaged over the throughput's window (30 s by default), not taken from
-    the last bin, so that the estimate holds still when task durations vary.
+    __slots__ = ("mean", "now", "parallel", "prefixes", "threads")
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        # prefix -> (thread-seconds left, tasks left, busy threads lately)
+        self.prefixes: dict[str, tuple[float, float, float]] = {}
+        self.parallel = 0.0  # threads busy lately, over every prefix
+        self.threads = 0  # threads of the running workers (0: unknown)
+        self.mean: float | None = None  # recent mean duration, all prefixes
+
+
+class EtaObserver:
+    """Estimated time to completion, from progress, durations and throughput.
 
     Parameters
     ----------
     progress
-        Gives the remaining tasks.
+        Gives the remaining tasks (per prefix).
     throughput
-        Gives the recent rate and its range.
+        Gives the recent rates (overall and per prefix) and their range.
+    durations
+        Gives the compute durations per prefix; without it the estimate is
+        ``remaining / rate``.
+    workers
+        Gives the threads there are (an upper bound of the parallelism).
     clock
-        Returns the current time, at which the rate is read.
+        Returns the current time, at which rates are read.
+    recent
+        Seconds over which a prefix's mean duration is taken (the whole run's
+        mean when nothing of it finished that recently).
 
     Notes
     -----
-    Needs no events of its own (:meth:`update_batch` does nothing) and keeps
-    no state; subscribe it after ``progress`` and ``throughput`` all the same,
-    so that it is listed and reset with them.
+    The range is the estimate scaled by the spread of the recent rate (two
+    standard errors of its per-bin rates, see
+    :meth:`ThroughputObserver.rate_range`); ``high`` is ``None`` when the low
+    end of the rate is zero. Needs no events of its own (:meth:`update_batch`
+    does nothing): it keeps checkpoints of the durations observer's sums,
+    taken when it is read. Subscribe it after the observers it reads, so that
+    it is listed and reset with them. Not thread-safe.
     """
 
     name = "eta"
@@ -56,11 +98,18 @@ class EtaObserver:
         progress: ProgressObserver,
         throughput: ThroughputObserver,
         *,
+        durations: DurationsObserver | None = None,
+        workers: WorkersObserver | None = None,
         clock: Clock = time.time,
+        recent: float = 10.0,
     ) -> None:
         self.progress = progress
         self.throughput = throughput
+        self.durations = durations
+        self.workers = workers
         self.clock = clock
+        self.recent = check_positive("recent", recent)
+        self.reset()
 
     def update(self, event: Event) -> None:
         """Take one event (nothing to do)."""
@@ -69,30 +118,159 @@ class EtaObserver:
         """Take a batch of events (nothing to do)."""
 
     def reset(self) -> None:
-        """Forget everything (there is nothing to forget)."""
+        """Forget the duration checkpoints."""
+        # prefix -> (time, count, sum of durations), oldest first
+        self._checkpoints: dict[str, deque[tuple[float, int, float]]] = {}
+        self._model: _Model | None = None
 
-    def estimate(self, prefix: str | None = None) -> Estimate:
+    # -- reading -----------------------------------------------------------
+
+    def estimate(
+        self, prefix: str | None = None, *, now: float | None = None
+    ) -> Estimate:
         """``(eta, low, high)`` in seconds, for all tasks or one prefix.
 
         ``(0.0, 0.0, 0.0)`` when nothing remains; ``(None, None, None)`` when
-        tasks remain but none finished recently; ``high`` is ``None`` when the
-        low end of the rate range is zero.
+        tasks remain but there is nothing to estimate from (no duration and
+        no recent finish); ``high`` is ``None`` when the low end of the rate
+        range is zero.
         """
         remaining = self.progress.remaining(prefix)
         if remaining <= 0:
             return 0.0, 0.0, 0.0
-        now = self.clock()
+        now = self.clock() if now is None else now
         rate = self.throughput.rate(prefix, now=now)
+        eta = self._from_work(prefix, now)
+        if eta is None:
+            if rate <= 0:
+                return None, None, None
+            eta = remaining / rate
         if rate <= 0:
-            return None, None, None
-        low, high = self.throughput.rate_range(prefix, now=now)
+            rate = self.throughput.rate(now=now)
+            low, high = self.throughput.rate_range(now=now)
+        else:
+            low, high = self.throughput.rate_range(prefix, now=now)
+        if rate <= 0:
+            return eta, eta, eta
         return (
-            remaining / rate,
-            remaining / high if high > 0 else None,
-            remaining / low if low > 0 else None,
+            eta,
+            min(eta, eta * rate / high) if high > 0 else None,
+            max(eta, eta * rate / low) if low > 0 else None,
         )
 
     def snapshot(self) -> EtaSnapshot:
         """The overall estimate, as plain data."""
         eta, low, high = self.estimate()
         return {"eta": eta, "eta_low": low, "eta_high": high}
+
+    # -- the work model ------------------------------------------------------
+
+    def _from_work(self, prefix: str | None, now: float) -> float | None:
+        """Thread-seconds left over the parallelism; ``None`` without durations."""
+        if self.durations is None:
+            return None
+        model = self._model
+        if model is None or model.now != now:
+            model = self._model = self._build(now)
+        if model.mean is None:
+            return None
+        if prefix is None:
+            work = sum(w for w, _, _ in model.prefixes.values())
+            tasks = sum(n for _, n, _ in model.prefixes.values())
+            parallel = model.parallel
+        else:
+            entry = model.prefixes.get(prefix)
+            if entry is None:
+                return None
+            work, tasks, parallel = entry
+            if parallel <= 0:
+                # Not running lately: it will get the threads the others
+                # leave; as a first guess, all of them.
+                parallel = float(model.threads or tasks)
+        return _divide(work, tasks, parallel, model.threads)
+
+    def _build(self, now: float) -> _Model:
+        """Read the work left and the recent parallelism, per prefix."""
+        model = _Model(now)
+        durations = self.durations
+        assert durations is not None
+        throughput = self.throughput
+        if self.workers is not None:
+            model.threads = self.workers.threads()
+        # Rows of the progress observer (read-only): remaining and processing.
+        rows = self.progress._prefixes.rows
+        other = self.progress._prefixes.other
+        left: list[tuple[str, int, int]] = []
+        for name, row in rows.items():
+            remaining = row.remaining()
+            if remaining > 0:
+                left.append((name, remaining, row.states.get("processing", 0)))
+        folded = other.remaining()
+        processing = sum(p for _, _, p in left) + other.states.get("processing", 0)
+        # Tasks processing beyond the threads wait on their worker.
+        threads = model.threads
+        running_share = (
+            min(1.0, threads / processing) if threads and processing else 1.0
+        )
+
+        means: dict[str, float] = {}
+        recent_count = 0
+        recent_sum = 0.0
+        checkpoints = self._checkpoints
+        seen: dict[str, deque[tuple[float, int, float]]] = {}
+        for name, _, _ in left:
+            sketch = durations.sketch(name)
+            if sketch is None or not sketch.count:
+                continue
+            marks = checkpoints.get(name)
+            if marks is None:
+                marks = deque()
+            seen[name] = marks
+            count, total = sketch.count, sketch.total
+            if not marks or now - marks[-1][0] >= _CHECKPOINT_EVERY:
+                marks.append((now, count, total))
+            horizon = now - self.recent
+            while len(marks) > 1 and marks[1][0] <= horizon:
+                marks.popleft()
+            _, c0, s0 = marks[0]
+            if count > c0:
+                means[name] = (total - s0) / (count - c0)
+                recent_count += count - c0
+                recent_sum += total - s0
+            else:
+                means[name] = total / count
+        self._checkpoints = seen  # prefixes with nothing left are forgotten
+        if recent_count:
+            model.mean = recent_sum / recent_count
+        elif means:
+            model.mean = sum(means.values()) / len(means)
+        else:
+            return model
+        mean = model.mean
+        parallel = 0.0
+        for name, remaining, running in left:
+            d = means.get(name, mean)
+            work = (remaining - _RUNNING_LEFT * running * running_share) * d
+            busy = throughput.rate(name, now=now) * d
+            model.prefixes[name] = (max(work, 0.0), float(remaining), busy)
+            parallel += busy
+        if folded:
+            share = other.states.get("processing", 0) * running_share
+            work = (folded - _RUNNING_LEFT * share) * mean
+            model.prefixes[""] = (max(work, 0.0), float(folded), 0.0)
+        if parallel <= 0:
+            # Nothing finished lately to measure it by: the threads holding
+            # tasks now (all of them when unknown).
+            busy_now = self.workers.busy_threads() if self.workers is not None else 0
+            parallel = float(busy_now or threads)
+        model.parallel = parallel
+        return model
+
+
+def _divide(work: float, tasks: float, parallel: float, threads: int) -> float | None:
+    """``work / parallel`` with the parallelism capped by threads and tasks left."""
+    cap = min(threads, tasks) if threads else tasks
+    parallel = min(parallel, cap) if cap > 0 else parallel
+    if parallel <= 0:
+        return None
+    return work / parallel
