@@ -156,7 +156,7 @@ class WorkersObserver:
         max_workers: int = 10_000,
         clock: Clock = time.time,
         max_tasks: int = 1_000_000,
-        window: float = 10.0,
+        window: float = 5.0,
     ) -> None:
         self.max_workers = check_count("max_workers", max_workers)
         self.max_tasks = check_count("max_tasks", max_tasks)
@@ -436,6 +436,18 @@ class WorkersObserver:
         if row is None:
             return 0.0
         return self._utilisation_run(row, self.clock() if now is None else now)
+
+    def roster(self) -> dict[str, dict[str, float | int | None]]:
+        """The running workers: ``{address: {"nthreads", "first_seen"}}``.
+
+        What a recording that starts mid-run writes in its header, so that a
+        replay knows the workers it would otherwise never see added.
+        """
+        return {
+            address: {"nthreads": row.nthreads, "first_seen": row.first_seen}
+            for address, row in self._rows.items()
+            if row.status == RUNNING
+        }
 
     def threads(self) -> int:
         """Threads of the running workers (those whose count is known)."""
