@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, span
 
 from dask_monitor import Monitor, replay
 from dask_monitor.config import MonitorConfig
@@ -82,6 +82,39 @@ class TestBurstAfterIdle:
             assert after["run_seconds"] is not None
             assert abs(after["run_seconds"] - (t_end - t_first)) <= 1.5
             assert t_end - t_submit > 2.0  # the burst really took a while
+
+
+class TestSpanPace:
+    def test_a_selected_span_reads_its_own_pace(self) -> None:
+        """With a span selected while its work runs, the rate is that span's
+        real pace (the scheduler's completions over the client's clock)."""
+        with (
+            make_cluster() as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, interval="100ms") as monitor,
+        ):
+            n = 240
+            with span("naps"):
+                futures = client.map(nap, range(n), [0.1] * n)
+            samples: list[tuple[float, int, float]] = []
+            while _done(cluster, "nap") < n:
+                view = monitor.snapshot(span="naps")
+                samples.append(
+                    (time.time(), _done(cluster, "nap"), view["totals"]["rate"])
+                )
+                time.sleep(0.4)
+            client.gather(futures)
+            t_end = time.time()
+            started = [s for s in samples if s[1] > 0]
+            true_rate = (n - started[0][1]) / (t_end - started[0][0])
+            middle = [r for _, d, r in samples if n * 0.3 <= d <= n * 0.85]
+            assert len(middle) >= 2
+            assert abs(statistics.median(middle) / true_rate - 1) <= 0.35, (
+                middle,
+                true_rate,
+            )
+            prefix = monitor.snapshot(span="naps")["prefixes"]["nap"]
+            assert prefix["done"] == n
 
 
 class TestUtilisation:

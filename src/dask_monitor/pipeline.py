@@ -114,7 +114,12 @@ class Pipeline:
             clock=clock,
         )
         self.spans = SpansObserver(
-            relative_error=cfg.relative_error, keys=self.progress.keys
+            relative_error=cfg.relative_error,
+            keys=self.progress.keys,
+            clock=clock,
+            workers=self.workers,
+            bin_seconds=cfg.throughput_bin,
+            bins=cfg.throughput_bins,
         )
         # Alerts: rules are observers; what they emit goes to its own subject.
         self.alerts = Subject(name="dask-monitor-alerts", raise_errors=raise_errors)
@@ -379,10 +384,11 @@ class Pipeline:
 
         With ``span`` (a span id, or a name such as ``"etl"``: the spans of that
         name and those nested in them), ``totals``, ``prefixes``, ``groups`` and
-        ``errors`` cover that span's tasks only (rates and ETAs are left out:
-        zero and ``None``), and ``span`` describes the selection; the other
-        sections are the whole cluster's. Only the most recent spans are
-        tracked (see :class:`~dask_monitor.observers.spans.SpansObserver`).
+        ``errors`` cover that span's tasks only (rates, ETAs and the
+        throughput series too: the span's own pace), and ``span`` describes
+        the selection; the other sections are the whole cluster's. Only the
+        most recent spans are tracked (see
+        :class:`~dask_monitor.observers.spans.SpansObserver`).
         """
         if span is not None:
             return self._span_snapshot(span)
@@ -474,9 +480,14 @@ def _span_view(pipeline: Pipeline, selector: str) -> Snapshot:
     cfg = pipeline.config
     base = pipeline.snapshot()
     ids = pipeline.spans.ids(selector)
-    view = pipeline.spans.view(ids, cfg.snapshot_prefixes, cfg.snapshot_groups)
+    view = pipeline.spans.view(
+        ids, cfg.snapshot_prefixes, cfg.snapshot_groups, now=pipeline.clock()
+    )
     prefixes = set(view["prefixes"])
     out: dict[str, Any] = dict(base)
+    throughput = pipeline.spans.throughput(ids)
+    if throughput is not None:  # the span's own finishes per bin
+        out["throughput"] = throughput
     out.update(
         totals=view["totals"],
         prefixes=view["prefixes"],

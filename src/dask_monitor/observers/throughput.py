@@ -421,6 +421,17 @@ class ThroughputObserver:
             return 0.0, 0.0
         return state.spread(now, self._coarse_width, self._ncoarse, self.window, width)
 
+    @property
+    def first_event(self) -> float | None:
+        """Time of the first task event seen (``None`` before any)."""
+        return self._first_event
+
+    @property
+    def latest_finish(self) -> float | None:
+        """Time of the latest finish (``None`` before any)."""
+        latest = self._rate.latest
+        return None if latest == -math.inf else latest
+
     def run_seconds(self) -> float | None:
         """Seconds from the first task event to the latest finish.
 
