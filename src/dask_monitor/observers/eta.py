@@ -2,12 +2,14 @@
 
 The work left is counted per prefix, in thread-seconds: the prefix's remaining
 tasks times its recent mean compute duration (a task now running counts as
-half done). It is divided by the parallelism the cluster gives that work: the
-threads kept busy lately, by Little's law ``sum(rate[p] * duration[p])``,
-at most the threads there are and at most the tasks left. Prefixes of very
-different speeds are so weighted by what they cost, not by their count, and
-an estimate exists as soon as a few tasks finished. Without durations (no
-durations observer, or nothing finished yet) it falls back to
+half done). It is divided by the parallelism the cluster gives that work:
+the threads holding tasks now, at most the tasks left; or, when far fewer
+threads computed lately (Little's law: compute seconds finished per second,
+from the workers' busy time) than hold tasks, that lower figure. Prefixes of
+very different speeds are so weighted by what they cost, not by their count,
+and an estimate exists as soon as a few tasks finished; tiny tasks, whose
+pace the scheduler sets, keep the low parallelism they really get. Without
+durations (no durations observer, or nothing finished yet) it falls back to
 ``remaining / rate``.
 """
 
@@ -34,6 +36,9 @@ Estimate = tuple[float | None, float | None, float | None]
 
 #: The share of its duration a running task still has ahead of it, on average.
 _RUNNING_LEFT = 0.5
+#: Below this share of the threads holding tasks computing lately, the
+#: scheduler (not the threads) sets the pace: the parallelism is the busy time.
+_COMPUTING = 0.5
 #: Seconds between two checkpoints of a prefix's duration sums.
 _CHECKPOINT_EVERY = 1.0
 
@@ -73,7 +78,12 @@ class EtaObserver:
         Gives the compute durations per prefix; without it the estimate is
         ``remaining / rate``.
     workers
-        Gives the threads there are (an upper bound of the parallelism).
+        Gives the threads there are and those holding tasks now, and the
+        compute seconds done (the parallelism lately).
+    cluster_wide
+        Whether the work counted is all the cluster's (the parallelism is
+        then read from all the workers' busy time); a span's ETA sets it to
+        ``False`` and takes its own prefixes' ``rate * duration`` instead.
     clock
         Returns the current time, at which rates are read.
     recent
@@ -101,7 +111,8 @@ class EtaObserver:
         durations: DurationsObserver | None = None,
         workers: WorkersObserver | None = None,
         clock: Clock = time.time,
-        recent: float = 10.0,
+        recent: float = 5.0,
+        cluster_wide: bool = True,
     ) -> None:
         self.progress = progress
         self.throughput = throughput
@@ -109,6 +120,7 @@ class EtaObserver:
         self.workers = workers
         self.clock = clock
         self.recent = check_positive("recent", recent)
+        self.cluster_wide = cluster_wide
         self.reset()
 
     def update(self, event: Event) -> None:
@@ -121,6 +133,8 @@ class EtaObserver:
         """Forget the duration checkpoints."""
         # prefix -> (time, count, sum of durations), oldest first
         self._checkpoints: dict[str, deque[tuple[float, int, float]]] = {}
+        # (time, the workers' compute seconds), oldest first
+        self._busy: deque[tuple[float, float]] = deque()
         self._model: _Model | None = None
 
     # -- reading -----------------------------------------------------------
@@ -227,6 +241,10 @@ class EtaObserver:
                 marks = deque()
             seen[name] = marks
             count, total = sketch.count, sketch.total
+            if marks and now - marks[-1][0] > self.recent:
+                # Not read for longer than the window: the latest mark may
+                # predate finishes of another burst, which are no "recent".
+                marks.clear()
             if not marks or now - marks[-1][0] >= _CHECKPOINT_EVERY:
                 marks.append((now, count, total))
             horizon = now - self.recent
@@ -258,13 +276,46 @@ class EtaObserver:
             share = other.states.get("processing", 0) * running_share
             work = (folded - _RUNNING_LEFT * share) * mean
             model.prefixes[""] = (max(work, 0.0), float(folded), 0.0)
-        if parallel <= 0:
-            # Nothing finished lately to measure it by: the threads holding
-            # tasks now (all of them when unknown).
-            busy_now = self.workers.busy_threads() if self.workers is not None else 0
-            parallel = float(busy_now or threads)
+        lately = self._busy_lately(now, mean) if self.cluster_wide else None
+        if lately is not None:
+            parallel = lately
+        holding = self.workers.busy_threads() if self.workers is not None else 0
+        if holding and (parallel <= 0 or parallel >= _COMPUTING * holding):
+            # The threads holding tasks now: it follows a new stage or the
+            # tail at once, where the busy time lately (counted as tasks
+            # finish) lags by a task's length. Unless far fewer threads were
+            # computing lately than held tasks: tasks too short for the
+            # scheduler to keep the threads busy.
+            parallel = float(holding)
+        elif parallel <= 0:
+            parallel = float(threads)  # nothing to go by: all the threads
         model.parallel = parallel
         return model
+
+    def _busy_lately(self, now: float, mean: float) -> float | None:
+        """Compute seconds finished per second over the recent window.
+
+        Read from the workers' busy time at checkpoints; the window starts
+        no earlier than the current burst of finishes (less a mean duration,
+        when its first tasks began), so idle time before it does not count.
+        """
+        if self.workers is None:
+            return None
+        busy = self.workers.busy_seconds
+        marks = self._busy
+        if marks and now - marks[-1][0] > self.recent:
+            marks.clear()  # as for durations: a stale mark is no base
+        if not marks or now - marks[-1][0] >= _CHECKPOINT_EVERY:
+            marks.append((now, busy))
+        horizon = now - self.recent
+        while len(marks) > 1 and marks[1][0] <= horizon:
+            marks.popleft()
+        t0, b0 = marks[0]
+        burst = self.throughput.burst_start
+        start = t0 if burst is None else max(t0, burst - mean)
+        if busy <= b0 or now - start < _CHECKPOINT_EVERY:
+            return None
+        return (busy - b0) / (now - start)
 
 
 def _divide(work: float, tasks: float, parallel: float, threads: int) -> float | None:

@@ -75,6 +75,7 @@ class _Span:
             durations=self.durations,
             workers=owner.workers,
             clock=owner.clock,
+            cluster_wide=False,
         )
 
 

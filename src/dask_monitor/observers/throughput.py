@@ -432,6 +432,11 @@ class ThroughputObserver:
         latest = self._rate.latest
         return None if latest == -math.inf else latest
 
+    @property
+    def burst_start(self) -> float | None:
+        """Time of the first finish after the latest pause longer than the window."""
+        return None if self._rate.last is None else self._rate.first
+
     def run_seconds(self) -> float | None:
         """Seconds from the first task event to the latest finish.
 

@@ -171,6 +171,8 @@ class WorkersObserver:
         self.untracked = 0
         self.unattributed = 0
         self.forgotten = 0
+        #: Compute seconds of every completion seen (all workers, all time).
+        self.busy_seconds = 0.0
 
     # -- events ------------------------------------------------------------
 
@@ -369,7 +371,9 @@ class WorkersObserver:
             if row is not None:
                 durations = map(_DURATION, map(details.get, completions, _NONE))
                 row.completed += len(memory)
-                row.busy += sum([d for d in durations if d is not None])
+                seconds = sum([d for d in durations if d is not None])
+                row.busy += seconds
+                self.busy_seconds += seconds
                 row.erred += len(errors)
             return
         busy: dict[str | None, float] = {}
@@ -396,6 +400,7 @@ class WorkersObserver:
         for w, b in busy.items():
             if w in rows:
                 rows[w].busy += b
+                self.busy_seconds += b
         if erred is not None:
             for w, c in erred.items():
                 if w in rows:
