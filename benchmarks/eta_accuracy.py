@@ -79,16 +79,20 @@ class Outcome:
     readings: list[Reading] = field(default_factory=list)
 
     def errors(self, t_end: float, pick: Callable[[Reading], float | None]) -> float:
-        """Median absolute percentage error of the readings from ``FROM`` in."""
-        errors = []
+        """Median absolute percentage error of the readings from ``FROM`` in.
+
+        A run too short for any reading that late (``--quick`` on a loaded
+        machine) counts its last reading; one without readings, 100%.
+        """
         since = self.t_start + FROM * (t_end - self.t_start)
-        for r in self.readings:
+        usable = [r for r in self.readings if t_end - r.t > 0]
+        late = [r for r in usable if r.t >= since] or usable[-1:]
+        errors = []
+        for r in late:
             left = t_end - r.t
-            if r.t < since or left <= 0:
-                continue
             value = pick(r)
             errors.append(100.0 if value is None else abs(value - left) / left * 100)
-        return statistics.median(errors) if errors else float("nan")
+        return statistics.median(errors) if errors else 100.0
 
 
 # -- scenarios: each submits its work and returns the futures to wait for -----------
