@@ -164,6 +164,8 @@ class TestReplayOfARecordedRun:
             again = snap["workers"][address]
             assert again["nthreads"] == row["nthreads"] == 2
             assert row["utilisation_run"] > 0.3
+            # At its last event the replayed run was busy: not 0% as before.
+            assert again["utilisation"] > 0.3, again
             assert abs(again["utilisation_run"] - row["utilisation_run"]) <= 0.05, (
                 again,
                 row,
