@@ -18,9 +18,15 @@ from distributed import Client, LocalCluster, span
 from dask_monitor import Monitor, replay
 from dask_monitor.config import MonitorConfig
 from dask_monitor.panel.components import StaticFeed, TaskStream
-from tests.workloads import inc, nap
+from tests.workloads import inc
 
 from .conftest import make_cluster
+
+
+def nap(x: int, seconds: float) -> int:
+    """Sleep ``seconds`` (a task of a known duration, prefix ``nap``)."""
+    time.sleep(seconds)
+    return x
 
 
 def _done(cluster: LocalCluster, prefix: str) -> int:

@@ -21,9 +21,3 @@ def slow_inc(x: int) -> int:
     """Add one after 50 ms."""
     time.sleep(0.05)
     return x + 1
-
-
-def nap(x: int, seconds: float) -> int:
-    """Sleep ``seconds`` (a task of a known duration), return the input."""
-    time.sleep(seconds)
-    return x

@@ -41,8 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: Graph submissions (``update_graph`` calls) kept in the snapshot.
 MAX_SUBMISSIONS = 100
-#: Seconds between two rebuilds of the snapshot for the clock's sake alone.
-_REFRESH = 1.0
 
 
 class Pipeline:
@@ -384,11 +382,10 @@ class Pipeline:
 
         With ``span`` (a span id, or a name such as ``"etl"``: the spans of that
         name and those nested in them), ``totals``, ``prefixes``, ``groups`` and
-        ``errors`` cover that span's tasks only (rates, ETAs and the
-        throughput series too: the span's own pace), and ``span`` describes
-        the selection; the other sections are the whole cluster's. Only the
-        most recent spans are tracked (see
-        :class:`~dask_monitor.observers.spans.SpansObserver`).
+        ``errors`` cover that span's tasks only (rates and ETAs are left out:
+        zero and ``None``), and ``span`` describes the selection; the other
+        sections are the whole cluster's. Only the most recent spans are
+        tracked (see :class:`~dask_monitor.observers.spans.SpansObserver`).
         """
         if span is not None:
             return self._span_snapshot(span)
@@ -477,6 +474,11 @@ class Pipeline:
 
 
 def _span_view(pipeline: Pipeline, selector: str) -> Snapshot:
+    """The snapshot narrowed to the spans ``selector`` names.
+
+    Rates, ETAs, the average rate and the throughput series are the spans'
+    own (their pace now, not the cluster's, and not left at zero).
+    """
     cfg = pipeline.config
     base = pipeline.snapshot()
     ids = pipeline.spans.ids(selector)
@@ -522,3 +524,8 @@ def _name(observer: Any) -> str:
     if isinstance(name, str):
         return name
     return getattr(observer, "__qualname__", type(observer).__name__)
+
+
+#: Seconds between two rebuilds of the snapshot for the clock's sake alone
+#: (rates decaying, ETAs counting down; see ``Pipeline.tick``).
+_REFRESH = 1.0

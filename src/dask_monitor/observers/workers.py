@@ -166,13 +166,13 @@ class WorkersObserver:
 
     def reset(self) -> None:
         """Forget everything."""
+        #: Compute seconds of every completion seen (all workers, all time).
+        self.busy_seconds = 0.0
         self._rows: dict[str, _Worker] = {}
         self._where: dict[str, str | None] | None = None
         self.untracked = 0
         self.unattributed = 0
         self.forgotten = 0
-        #: Compute seconds of every completion seen (all workers, all time).
-        self.busy_seconds = 0.0
 
     # -- events ------------------------------------------------------------
 
