@@ -30,6 +30,7 @@ BENCHMARKS = (
     "panel_update",
     "memory",
     "client_side",
+    "eta_accuracy",
     "scheduler_overhead",
 )
 

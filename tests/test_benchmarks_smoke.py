@@ -29,6 +29,7 @@ NAMES = (
     "hot_path",
     "panel_update",
     "compare",
+    "eta_accuracy",
 )
 #: Arguments beyond ``--quick --json FILE``.
 ARGS = {"compare": ["HEAD", "--workloads", "map"]}
@@ -131,6 +132,27 @@ def test_compare_replays_a_revision_beside_the_working_tree(
     # Both versions' hooks took the same recorded run: the same events.
     notes = {f["note"].split(";")[0] for f in flushes.values()}
     assert len(notes) == 1 and " events for " in notes.pop()
+
+
+def test_eta_accuracy_reports_every_scenario(reports: dict[str, Any]) -> None:
+    """One ETA error per scenario, beside the naive ones, and a goal for each."""
+    report = reports["eta_accuracy"]["report"]
+    assert report is not None, reports["eta_accuracy"]["output"][-3000:]
+    names = {figure["name"] for figure in report["figures"]}
+    scenarios = (
+        "burst after idle",
+        "lognormal durations",
+        "two prefixes, 0.02 s and 1 s",
+        "multi-stage graph",
+        "queued beyond threads",
+    )
+    for scenario in scenarios:
+        for what in ("ETA error", "remaining / rate error", "duration"):
+            assert f"{scenario}: {what}" in names
+    assert len(report["goals"]) == len(scenarios)
+    for goal in report["goals"]:
+        assert goal["unit"] == "%" and goal["limit"] == 25.0
+        assert math.isfinite(goal["value"]) and goal["value"] >= 0
 
 
 def test_run_combines_the_reports(

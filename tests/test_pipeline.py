@@ -83,6 +83,37 @@ class TestPipeline:
         assert second["seq"] > first["seq"]
         assert second["totals"]["completed"] == 2
 
+    def test_ticks_refresh_figures_that_move_with_the_clock(
+        self, clock: FakeClock
+    ) -> None:
+        """After the work ends, ticks rebuild the snapshot (at most once a
+        second) until the rate has fallen to 0; then a tick changes nothing."""
+        pipeline = Pipeline(MonitorConfig(), clock=clock)
+        start = clock.now
+        for second in range(5):
+            clock.now = start + second
+            pipeline.process(
+                [
+                    e
+                    for i in range(10)
+                    for e in lifecycle(f"x-{second}-{i}", "x", start + second)
+                ]
+            )
+        clock.now += 1.0
+        busy = pipeline.snapshot()["totals"]
+        assert busy["rate"] > 5.0
+        assert busy["average_rate"] == pytest.approx(50 / 4.5)
+        assert busy["run_seconds"] == pytest.approx(4.5)
+        for _ in range(40):  # 10 s of ticks every 250 ms
+            clock.now += 0.25
+            pipeline.tick()
+        after = pipeline.snapshot()
+        assert after["totals"]["rate"] == 0.0
+        assert after["totals"]["average_rate"] == pytest.approx(50 / 4.5)
+        clock.now += 5.0
+        pipeline.tick()
+        assert pipeline.snapshot() is after
+
     def test_accounting_shows_drops_and_flush_cost(self, clock: FakeClock) -> None:
         """Events, drops and flush time are reported in the monitor section."""
         pipeline = Pipeline(MonitorConfig(), clock=clock)

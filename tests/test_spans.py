@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import dask.array as da
+import pytest
 from distributed import Client, span, wait
 
 from dask_monitor import Monitor, Pipeline, get_plugin, replay
@@ -125,6 +126,42 @@ class TestSpansObserver:
         assert etl["totals"]["total"] == 1
         assert etl["span"]["ids"] == ["a"]
         assert pipeline.snapshot(span="ml")["totals"]["remaining"] == 2
+
+
+class TestSpanPace:
+    def test_span_view_rates_are_the_spans_own(self) -> None:
+        """With a span selected, totals and prefix rates are that span's current
+        pace (not 0, not the cluster's), and its throughput series is its own."""
+        clock = [100.0]
+        pipeline = Pipeline(clock=lambda: clock[0])
+        pipeline.name_spans({"a": "etl", "b": "ml"})
+        for second in range(8):
+            t = 100.0 + second
+            events = []
+            for i in range(10):
+                key = f"x{second}-{i}"
+                events += [
+                    _ts(key, "load", "new", "processing", t, "a"),
+                    _ts(key, "load", "processing", "memory", t, "a", 0.1),
+                ]
+            for i in range(2):
+                key = f"y{second}-{i}"
+                events += [
+                    _ts(key, "fit", "new", "processing", t, "b"),
+                    _ts(key, "fit", "processing", "memory", t, "b", 0.5),
+                ]
+            pipeline.process(events)
+            clock[0] = t + 1.0
+        etl = pipeline.snapshot(span="etl")
+        ml = pipeline.snapshot(span="ml")
+        assert pipeline.snapshot()["totals"]["rate"] == pytest.approx(12.0, rel=0.05)
+        assert etl["totals"]["rate"] == pytest.approx(10.0, rel=0.05)
+        assert etl["prefixes"]["load"]["rate"] == pytest.approx(10.0, rel=0.05)
+        assert ml["totals"]["rate"] == pytest.approx(2.0, rel=0.05)
+        assert sum(etl["throughput"]["counts"]) == 80
+        assert etl["totals"]["average_rate"] == pytest.approx(80 / 7.0)
+        clock[0] = 120.0  # nothing finished for a while
+        assert pipeline.snapshot(span="etl")["totals"]["rate"] == 0.0
 
 
 def test_two_computations_at_once_in_different_spans(tmp_path: Path) -> None:

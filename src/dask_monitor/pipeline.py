@@ -149,9 +149,20 @@ class Pipeline:
         self.sampling = SamplingObserver(
             recent=cfg.recent_events, reservoir=cfg.reservoir_size
         )
-        self.eta = EtaObserver(self.progress, self.throughput, clock=clock)
+        self.eta = EtaObserver(
+            self.progress,
+            self.throughput,
+            durations=self.durations,
+            workers=self.workers,
+            clock=clock,
+        )
         self.spans = SpansObserver(
-            relative_error=cfg.relative_error, keys=self.progress.keys
+            relative_error=cfg.relative_error,
+            keys=self.progress.keys,
+            clock=clock,
+            workers=self.workers,
+            bin_seconds=cfg.throughput_bin,
+            bins=cfg.throughput_bins,
         )
         # Alerts: rules are observers; what they emit goes to its own subject.
         self.alerts = Subject(name="dask-monitor-alerts", raise_errors=raise_errors)
@@ -192,6 +203,11 @@ class Pipeline:
         self._cache: Snapshot | None = None
         self.rule_errors: dict[str, int] = {}
         self._raise_errors = raise_errors
+        # Rates, ETAs and utilisation move with the clock, not only with
+        # events: until this time (the last activity plus their windows) a
+        # tick rebuilds the snapshot now and then (see ``tick``).
+        self._moving_until = -float("inf")
+        self._refreshed = -float("inf")
 
     # -- feeding -----------------------------------------------------------
 
@@ -210,6 +226,9 @@ class Pipeline:
         batch = as_batch(events)
         for chunk in batch.chunks(CHUNK):
             self.subject.notify_batch(chunk)
+        self._moving_until = (
+            self.clock() + max(self.throughput.window, self.workers.window) + 1.0
+        )
         self._changed()
 
     @_locked
@@ -222,6 +241,12 @@ class Pipeline:
         """
         now = self.clock() if now is None else now
         alerted = self._alerted
+        if (
+            now <= self._moving_until or self.progress.remaining() > 0
+        ) and now - self._refreshed >= _REFRESH:
+            # The figures read against the clock changed (a rate decaying,
+            # an ETA counting down): let readers see them.
+            self._changed()
         for rule in self._bind_rules():
             try:
                 rule.tick(now)
@@ -450,6 +475,7 @@ class Pipeline:
     def _changed(self) -> None:
         self._seq += 1
         self._cache = None
+        self._refreshed = self.clock()
 
     # -- reading -----------------------------------------------------------
 
@@ -508,11 +534,16 @@ class Pipeline:
         durations = self.durations.snapshot(prefixes)
         for name, row in prefixes.items():
             row["durations"] = durations[name]
-            row["rate"] = self.throughput.rate(name)
-            row["eta"], row["eta_low"], row["eta_high"] = self.eta.estimate(name)
+            row["rate"] = self.throughput.rate(name, now=now)
+            estimate = self.eta.estimate(name, now=now)
+            row["eta"], row["eta_low"], row["eta_high"] = estimate
         totals = progress["totals"]
-        totals["rate"] = self.throughput.rate()
-        totals["eta"], totals["eta_low"], totals["eta_high"] = self.eta.estimate()
+        totals["rate"] = self.throughput.rate(now=now)
+        totals["eta"], totals["eta_low"], totals["eta_high"] = self.eta.estimate(
+            now=now
+        )
+        totals["average_rate"] = self.throughput.average_rate()
+        totals["run_seconds"] = self.throughput.run_seconds()
         errors = self.errors.snapshot()
         dispatch = dispatch_stats(self._dispatched.values())
         observer_errors = self.subject.errors
@@ -596,12 +627,22 @@ class Pipeline:
 
 
 def _span_view(pipeline: Pipeline, selector: str) -> Snapshot:
+    """The snapshot narrowed to the spans ``selector`` names.
+
+    Rates, ETAs, the average rate and the throughput series are the spans'
+    own (their pace now, not the cluster's, and not left at zero).
+    """
     cfg = pipeline.config
     base = pipeline.snapshot()
     ids = pipeline.spans.ids(selector)
-    view = pipeline.spans.view(ids, cfg.snapshot_prefixes, cfg.snapshot_groups)
+    view = pipeline.spans.view(
+        ids, cfg.snapshot_prefixes, cfg.snapshot_groups, now=pipeline.clock()
+    )
     prefixes = set(view["prefixes"])
     out: dict[str, Any] = dict(base)
+    throughput = pipeline.spans.throughput(ids)
+    if throughput is not None:  # the span's own finishes per bin
+        out["throughput"] = throughput
     out.update(
         totals=view["totals"],
         prefixes=view["prefixes"],
@@ -660,3 +701,8 @@ def _name(observer: Any) -> str:
     if isinstance(name, str):
         return name
     return getattr(observer, "__qualname__", type(observer).__name__)
+
+
+#: Seconds between two rebuilds of the snapshot for the clock's sake alone
+#: (rates decaying, ETAs counting down; see ``Pipeline.tick``).
+_REFRESH = 1.0

@@ -867,6 +867,9 @@ class MonitorPlugin(SchedulerPlugin):
             "cluster": cluster,
             "started": self.pipeline.started,
             "config": self.config.to_dict(),
+            # Workers that joined before the recording: their "added" events
+            # are not in the log, their threads are needed for utilisation.
+            "workers": self.pipeline.workers.roster(),
         }
 
     async def stop_recording(self) -> dict[str, Any] | None:

@@ -123,6 +123,34 @@ def _last_time_of(batch: Batch) -> float | None:
     return None
 
 
+def _known_workers(header: dict[str, Any]) -> list[Event]:
+    """``added`` events of the workers a recording found running when it began.
+
+    Their own ``added`` events happened before the log started; without them
+    a replay would not know their threads (nor their utilisation).
+    """
+    workers = header.get("workers")
+    if not isinstance(workers, dict):
+        return []
+    events: list[Event] = []
+    for address, info in sorted(workers.items()):
+        if not isinstance(address, str) or not isinstance(info, dict):
+            continue
+        nthreads = info.get("nthreads")
+        first_seen = info.get("first_seen")
+        if not isinstance(first_seen, int | float):
+            first_seen = float(header.get("started") or 0.0)
+        events.append(
+            WorkerStatus(
+                address,
+                "added",
+                float(first_seen),
+                nthreads if isinstance(nthreads, int) else None,
+            )
+        )
+    return events
+
+
 def _feed(
     path: str | os.PathLike[str],
     config: MonitorConfig | None,
@@ -138,6 +166,9 @@ def _feed(
     for rule in getattr(pipeline, "rules", ()):
         rule.bind(_discard)
     alerts = getattr(pipeline, "alerts", None)
+    known = _known_workers(log.header)
+    if known:
+        pipeline.process(known)
     for record in log.records(columns=True):
         if record.kind == "b" and record.batch is not None:
             batch = record.batch

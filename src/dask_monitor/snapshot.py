@@ -84,10 +84,14 @@ class Totals(TypedDict):
     done: int  # completed - recomputed + erred: distinct tasks finished
     remaining: int  # tasks in waiting, queued, no-worker or processing now
     total: int  # done + remaining
-    rate: float  # tasks finished per second, recent (smoothed)
-    eta: float | None  # seconds until remaining reaches 0 at the recent rate
+    rate: float  # tasks finished per second now (last seconds); 0 when idle
+    eta: float | None  # seconds until remaining reaches 0 (see EtaObserver)
     eta_low: float | None  # optimistic end of the ETA range
     eta_high: float | None  # pessimistic end of the ETA range
+    # finishes / run_seconds: the whole run's pace (None before any finish)
+    average_rate: NotRequired[float | None]
+    # seconds from the first task event to the latest finish (None before one)
+    run_seconds: NotRequired[float | None]
 
 
 class PrefixRow(TypedDict):
@@ -146,7 +150,8 @@ class WorkerRow(TypedDict):
     completed: int
     erred: int
     busy: float  # compute seconds summed from startstops
-    utilisation: float  # busy / (nthreads * seconds since seen), 0..1
+    utilisation: float  # share of threads busy over the last seconds, 0..1
+    utilisation_run: NotRequired[float]  # busy / (nthreads * its run), 0..1
     first_seen: float
     last_seen: float
 

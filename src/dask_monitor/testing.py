@@ -240,6 +240,8 @@ def make_snapshot(
         "eta": 0.0 if not remaining_all else eta_all,
         "eta_low": None if eta_all is None else eta_all * 0.8,
         "eta_high": None if eta_all is None else eta_all * 1.4,
+        "average_rate": rate_all if done_all else None,
+        "run_seconds": elapsed if done_all else None,
     }
 
     # Groups: one per prefix for the first few prefixes.
@@ -270,6 +272,7 @@ def make_snapshot(
             "erred": 0,
             "busy": utilisation * threads * elapsed,
             "utilisation": utilisation,
+            "utilisation_run": utilisation,
             "first_seen": started,
             "last_seen": now,
         }

@@ -117,8 +117,9 @@ class TestThroughputObserver:
         assert throughput.rate("b") == 0.0
 
     def test_rate_of_a_bursty_stream(self, stream: Any, clock: Any) -> None:
-        """Alternating 1 and 9 a second reads as 5/s, within its range."""
-        throughput = ThroughputObserver(clock=clock)
+        """Alternating 1 and 9 a second reads as 5/s over a 30 s window, within
+        its range."""
+        throughput = ThroughputObserver(clock=clock, window=30.0)
         for i in range(60):
             throughput.update_batch(_done(stream, "a", 1 if i % 2 else 9, clock.now))
             clock.advance(1.0)
@@ -191,6 +192,62 @@ class TestThroughputObserver:
         """Widths and sizes must be positive."""
         with pytest.raises(ValueError):
             ThroughputObserver(**kwargs)  # type: ignore[arg-type]
+
+
+class TestCurrentPace:
+    """The rate is the pace of the last seconds: bursts, pauses and the end."""
+
+    def test_burst_after_idle_reads_its_own_pace(self, stream: Any, clock: Any) -> None:
+        """100 quick finishes, 12 s idle, then 40/s: the rate reads 40/s, not an
+        average diluted by the pause."""
+        throughput = ThroughputObserver(clock=clock)
+        _steady(stream, throughput, clock, {"warm": 100}, 1)
+        clock.advance(12.0)
+        _steady(stream, throughput, clock, {"nap": 40}, 4)
+        assert throughput.rate() == pytest.approx(40.0, rel=0.1)
+        assert throughput.rate("nap") == pytest.approx(40.0, rel=0.1)
+        assert throughput.rate("warm") == 0.0
+
+    def test_rate_decays_to_zero_when_nothing_finishes(
+        self, stream: Any, clock: Any
+    ) -> None:
+        """After the last finish the rate falls, and is 0 once the window passed."""
+        throughput = ThroughputObserver(clock=clock)
+        _steady(stream, throughput, clock, {"a": 20}, 10)
+        during = throughput.rate()
+        clock.advance(3.0)
+        assert 0.0 < throughput.rate() < during
+        clock.advance(3.0)
+        assert throughput.rate() == 0.0
+        assert throughput.rate("a") == 0.0
+        assert throughput.rate_range() == (0.0, 0.0)
+
+    def test_per_prefix_pace(self, stream: Any, clock: Any) -> None:
+        """Each prefix reads its own pace; one that stopped reads 0."""
+        throughput = ThroughputObserver(clock=clock)
+        _steady(stream, throughput, clock, {"a": 30, "b": 5}, 10)
+        _steady(stream, throughput, clock, {"b": 5}, 8)
+        assert throughput.rate("a") == 0.0
+        assert throughput.rate("b") == pytest.approx(5.0, rel=0.05)
+        assert throughput.rate() == pytest.approx(5.0, rel=0.05)
+
+    def test_average_rate_and_run_seconds(self, stream: Any, clock: Any) -> None:
+        """The run spans the first task event to the latest finish; the average
+        is its finishes over it, idle time included, and stays after the end."""
+        throughput = ThroughputObserver(clock=clock)
+        assert (throughput.average_rate(), throughput.run_seconds()) == (None, None)
+        throughput.update_batch(
+            [stream.task("a-0", NEW, "released", clock.now, prefix="a")]
+        )
+        assert (throughput.average_rate(), throughput.run_seconds()) == (None, None)
+        clock.advance(1.0)
+        _steady(stream, throughput, clock, {"a": 10}, 10)  # finishes at 1..10 s
+        clock.advance(10.0)
+        _steady(stream, throughput, clock, {"a": 10}, 10)  # at 21..30 s
+        clock.advance(60.0)
+        assert throughput.run_seconds() == pytest.approx(30.0)
+        assert throughput.average_rate() == pytest.approx(200 / 30.0)
+        assert throughput.rate() == 0.0
 
 
 class TestThroughputBatches:

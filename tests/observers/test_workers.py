@@ -99,25 +99,60 @@ class TestWorkersObserver:
         assert (snap[A]["status"], snap[A]["processing"]) == ("removed", 0)
         assert snap[B]["processing"] == 1
 
-    def test_utilisation(self, stream: Any, clock: Any) -> None:
-        """Busy time over thread time since first seen, clipped to [0, 1]."""
+    def test_utilisation_run(self, stream: Any, clock: Any) -> None:
+        """Busy time over thread time of the worker's run (its first task to its
+        latest task event), clipped to [0, 1]; idle time after it does not count."""
+        workers = WorkersObserver(clock=clock)
+        workers.update_batch(stream.workers(1_000.0, nthreads=2))
+        workers.update_batch([_start(stream, "x-1", A, 1_000.0)])
+        workers.update_batch([_finish(stream, "x-1", A, 1_010.0, duration=5.0)])
+        clock.now = 1_100.0
+        assert workers.snapshot()[A]["utilisation_run"] == pytest.approx(0.25)
+        assert workers.utilisation_run(A) == pytest.approx(0.25)
+        assert workers.snapshot()[B]["utilisation_run"] == 0.0
+        workers.update_batch(
+            [_start(stream, "x-2", A, 1_010.0), _finish(stream, "x-2", A, 1_011.0, 500)]
+        )
+        assert workers.utilisation_run(A) == 1.0
+        workers.update(WorkerStatus(A, "removed", 1_020.0))
+        clock.now = 2_000.0
+        assert workers.utilisation_run(A) == 1.0
+        assert workers.utilisation(A) == 0.0  # a removed worker is busy no more
+        assert workers.utilisation_run("tcp://nope:1") == 0.0
+
+    def test_utilisation_now_counts_running_tasks(
+        self, stream: Any, clock: Any
+    ) -> None:
+        """Threads held by tasks still running count: saturated reads 1.0 before
+        any task finished, one task on two threads 0.5."""
         workers = WorkersObserver(clock=clock)
         workers.update_batch(stream.workers(1_000.0, nthreads=2))
         workers.update_batch(
-            [_start(stream, "x-1", A), _finish(stream, "x-1", A, duration=5.0)]
+            [_start(stream, f"x-{i}", A, 1_000.0) for i in range(3)]
+            + [_start(stream, "y-1", B, 1_000.0)]
         )
-        clock.now = 1_010.0
-        assert workers.snapshot()[A]["utilisation"] == pytest.approx(0.25)
-        assert workers.utilisation(A) == pytest.approx(0.25)
-        assert workers.snapshot()[B]["utilisation"] == 0.0
+        clock.now = 1_030.0
+        snap = workers.snapshot()
+        assert snap[A]["utilisation"] == 1.0  # 3 tasks on 2 threads: all held
+        assert snap[B]["utilisation"] == pytest.approx(0.5)
+        assert workers.utilisation(A) == 1.0
+
+    def test_utilisation_now_looks_back_a_window(self, stream: Any, clock: Any) -> None:
+        """Busy then idle: the figure covers the last ``window`` seconds only
+        (or the time since the worker appeared), not the worker's lifetime."""
+        workers = WorkersObserver(clock=clock, window=10.0)
+        workers.update_batch(stream.workers(1_000.0, nthreads=2, n=1))
+        workers.update_batch([_start(stream, f"x-{i}", A, 1_000.0) for i in range(2)])
         workers.update_batch(
-            [_start(stream, "x-2", A), _finish(stream, "x-2", A, duration=500.0)]
+            [_finish(stream, f"x-{i}", A, 1_005.0, duration=5.0) for i in range(2)]
         )
-        assert workers.utilisation(A) == 1.0
-        workers.update(WorkerStatus(A, "removed", 1_005.0))
-        clock.now = 2_000.0  # a removed worker's lifetime ended at its removal
-        assert workers.utilisation(A) == 1.0
-        assert workers.utilisation("tcp://nope:1") == 0.0
+        clock.now = 1_008.0  # busy 5 s of the 8 since it appeared
+        assert workers.utilisation(A) == pytest.approx(5 / 8)
+        clock.now = 1_012.0  # the window [1002, 1012]: busy 3 s of 10
+        assert workers.utilisation(A) == pytest.approx(0.3)
+        clock.now = 1_020.0
+        assert workers.utilisation(A) == 0.0
+        assert workers.utilisation_run(A) == 1.0  # the run itself was saturated
 
     def test_unknown_threads(self, stream: Any, clock: Any) -> None:
         """A worker first seen in task events has no threads and zero utilisation."""

@@ -4,8 +4,10 @@ Dask puts every task in a span (``with distributed.span("etl"): ...``; tasks
 submitted outside any span are in the ``default`` span), and every
 :class:`~dask_monitor.events.TaskStatus` carries its span's id. This observer
 keeps, for the ``max_spans`` most recently active spans, a
-:class:`ProgressObserver` and a :class:`DurationsObserver` of their own, so that
-the snapshot can be asked for one computation: ``Pipeline.snapshot(span=...)``.
+:class:`ProgressObserver`, a :class:`DurationsObserver` and a
+:class:`ThroughputObserver` (with the ETA read from them) of their own, so that
+the snapshot can be asked for one computation: ``Pipeline.snapshot(span=...)``,
+its rates being the span's own pace.
 
 Span names (``"etl"``, ``"etl/load"`` for nested spans) are not in the events:
 the plugin looks them up on the scheduler and hands them to
@@ -14,13 +16,16 @@ the plugin looks them up on the scheduler and hands them to
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dask_monitor.batch import Batch, as_batch
 from dask_monitor.events import Event
+from dask_monitor.observers._common import Clock
 from dask_monitor.observers.durations import DurationsObserver
+from dask_monitor.observers.eta import EtaObserver
 from dask_monitor.observers.progress import (
     Keys,
     ProgressObserver,
@@ -28,7 +33,11 @@ from dask_monitor.observers.progress import (
     part_verdict,
 )
 from dask_monitor.observers.sketch import LogHistogram
-from dask_monitor.snapshot import DurationStats, PrefixRow
+from dask_monitor.observers.throughput import ThroughputObserver
+from dask_monitor.snapshot import DurationStats, PrefixRow, Throughput
+
+if TYPE_CHECKING:
+    from dask_monitor.observers.workers import WorkersObserver
 
 __all__ = ["SpanRow", "SpansObserver"]
 
@@ -46,9 +55,9 @@ _COUNTS = (
 
 
 class _Span:
-    __slots__ = ("durations", "first", "last", "progress")
+    __slots__ = ("durations", "eta", "first", "last", "progress", "throughput")
 
-    def __init__(self, first: float, max_prefixes: int, relative_error: float) -> None:
+    def __init__(self, first: float, max_prefixes: int, owner: SpansObserver) -> None:
         self.first = first
         self.last = first
         # Folded names bounded by the table's size: one span's tables must
@@ -57,7 +66,24 @@ class _Span:
             max_prefixes=max_prefixes, max_groups=100, max_folded=max_prefixes
         )
         self.durations = DurationsObserver(
-            relative_error=relative_error, max_prefixes=max_prefixes
+            relative_error=owner.relative_error, max_prefixes=max_prefixes
+        )
+        # The span's own pace: no per-prefix series (the chart shows the
+        # span's total), rates per prefix as the pipeline's.
+        self.throughput = ThroughputObserver(
+            bin_seconds=owner.bin_seconds,
+            bins=owner.bins,
+            top_prefixes=0,
+            clock=owner.clock,
+            max_prefixes=max_prefixes,
+        )
+        self.eta = EtaObserver(
+            self.progress,
+            self.throughput,
+            durations=self.durations,
+            workers=owner.workers,
+            clock=owner.clock,
+            cluster_wide=False,
         )
 
 
@@ -78,6 +104,12 @@ class SpansObserver:
         :class:`ProgressObserver` (its ``keys``): the duplicate creations and
         recomputations of a batch are then found once for both. By default
         the observer keeps its own.
+    clock
+        Returns the current time, at which the spans' rates are read.
+    workers
+        The pipeline's workers observer: the threads a span's ETA may use.
+    bin_seconds, bins
+        Time bins of a span's throughput series (as the pipeline's).
 
     Notes
     -----
@@ -95,9 +127,17 @@ class SpansObserver:
         max_prefixes: int = 200,
         relative_error: float = 0.01,
         keys: Keys | None = None,
+        clock: Clock = time.time,
+        workers: WorkersObserver | None = None,
+        bin_seconds: float = 1.0,
+        bins: int = 300,
     ) -> None:
         if max_spans <= 0 or max_prefixes <= 0:
             raise ValueError("max_spans and max_prefixes must be positive")
+        self.clock = clock
+        self.workers = workers
+        self.bin_seconds = bin_seconds
+        self.bins = bins
         self.max_spans = max_spans
         self.max_prefixes = max_prefixes
         self.relative_error = relative_error
@@ -177,7 +217,7 @@ class SpansObserver:
         spans = self._spans
         span = spans.get(span_id)
         if span is None:
-            span = spans[span_id] = _Span(first, self.max_prefixes, self.relative_error)
+            span = spans[span_id] = _Span(first, self.max_prefixes, self)
             while len(spans) > self.max_spans:
                 spans.popitem(last=False)
                 self.evicted += 1
@@ -186,6 +226,7 @@ class SpansObserver:
         span.last = max(span.last, last)
         span.progress.take(batch, verdict)
         span.durations.update_batch(batch)
+        span.throughput.update_batch(batch)
 
     def name_spans(self, names: Mapping[str, str]) -> None:
         """Learn the names of spans (``{id: "etl/load"}``)."""
@@ -238,20 +279,93 @@ class SpansObserver:
         return self.summary()
 
     def view(
-        self, ids: Iterable[str], top_prefixes: int = 200, top_groups: int = 50
+        self,
+        ids: Iterable[str],
+        top_prefixes: int = 200,
+        top_groups: int = 50,
+        *,
+        now: float | None = None,
     ) -> ProgressSnapshot:
-        """Progress of the given spans together, with durations, as plain data."""
+        """Progress of the given spans together, with durations, as plain data.
+
+        Rates are the spans' own pace at ``now`` (``clock()`` by default),
+        summed over the spans; ETAs the latest of the spans' (they run side
+        by side); ``average_rate`` and ``run_seconds`` cover the spans from
+        the first task event of any to the latest finish of any.
+        """
         spans = [self._spans[i] for i in ids if i in self._spans]
         parts = [s.progress.snapshot(top_prefixes, top_groups) for s in spans]
         if not parts:
             empty = ProgressObserver(max_prefixes=1, max_groups=1)
             return empty.snapshot(top_prefixes, top_groups)
         view = parts[0] if len(parts) == 1 else _merge(parts)
+        now = self.clock() if now is None else now
         for name, row in view["prefixes"].items():
             row["durations"] = _durations(
                 [s.durations.sketch(name) for s in spans], self.relative_error
             )
+            row["rate"] = sum(s.throughput.rate(name, now=now) for s in spans)
+            row["eta"], row["eta_low"], row["eta_high"] = _latest(
+                [s.eta.estimate(name, now=now) for s in spans]
+            )
+        totals = view["totals"]
+        totals["rate"] = sum(s.throughput.rate(now=now) for s in spans)
+        totals["eta"], totals["eta_low"], totals["eta_high"] = _latest(
+            [s.eta.estimate(now=now) for s in spans]
+        )
+        firsts = [t for s in spans if (t := s.throughput.first_event) is not None]
+        latest = [t for s in spans if (t := s.throughput.latest_finish) is not None]
+        finished = sum(s.throughput.total for s in spans)
+        run = max(0.0, max(latest) - min(firsts)) if firsts and latest else None
+        totals["run_seconds"] = run
+        totals["average_rate"] = finished / run if run and finished else None
         return view
+
+    def throughput(self, ids: Iterable[str]) -> Throughput | None:
+        """The given spans' finishes per time bin, summed.
+
+        ``None`` when none of them is tracked.
+        """
+        series = [self._spans[i].throughput.snapshot() for i in ids if i in self._spans]
+        if not series:
+            return None
+        if len(series) == 1:
+            return series[0]
+        width = series[0]["bin"]
+        counts: dict[int, int] = {}
+        for s in series:
+            first = round(s["start"] / width)
+            for i, c in enumerate(s["counts"]):
+                counts[first + i] = counts.get(first + i, 0) + c
+        lo, hi = min(counts), max(counts)
+        return {
+            "bin": width,
+            "start": lo * width,
+            "counts": [counts.get(b, 0) for b in range(lo, hi + 1)],
+            "prefixes": {},
+            "total": sum(s["total"] for s in series),
+            "late": sum(s["late"] for s in series),
+        }
+
+
+def _latest(
+    estimates: list[tuple[float | None, float | None, float | None]],
+) -> tuple[float | None, float | None, float | None]:
+    """The estimate of spans running side by side: the one ending last.
+
+    ``None`` (unknown) wins over any number; ``(0.0, 0.0, 0.0)`` when none
+    has anything left.
+    """
+    out: tuple[float | None, float | None, float | None] = (0.0, 0.0, 0.0)
+    worst = 0.0
+    for estimate in estimates:
+        eta = estimate[0]
+        if eta is None:
+            return None, None, None
+        if eta > worst:
+            worst = eta
+            out = estimate
+    return out
 
 
 def _merge(parts: list[ProgressSnapshot]) -> ProgressSnapshot:

@@ -176,7 +176,9 @@ class ThroughputObserver:
     clock
         Returns the current time; ``snapshot`` and the rates look back from it.
     window
-        Seconds over which :meth:`rate` averages.
+        Seconds over which :meth:`rate` averages: short, so that the rate is
+        the current pace (a burst after a pause reads its own rate, and the
+        rate falls to 0 this long after the last finish).
     max_prefixes
         Prefixes with a recent-rate state (a ring of 6 coarse bins, about
         200 bytes); when the table is full, prefixes idle for longer than the
@@ -187,7 +189,8 @@ class ThroughputObserver:
     -----
     :meth:`rate` is the number of finishes in the complete bins of the last
     ``window`` seconds (or since activity resumed after a longer pause)
-    divided by the time they cover, so a rate that varies from bin to bin
+    divided by the time they cover (which ends now, so the rate decays to 0
+    when nothing finishes), so a rate that varies from bin to bin
     (bursts of completions) does not make it jump; in the very first bin of a
     burst it is the finishes so far over the time since the first one (at
     least a bin). Prefixes use bins of a sixth of the window, so their rate
@@ -205,7 +208,7 @@ class ThroughputObserver:
         bins: int = 300,
         top_prefixes: int = 10,
         clock: Clock = time.time,
-        window: float = 30.0,
+        window: float = 5.0,
         max_prefixes: int = 10_000,
     ) -> None:
         self.bin_seconds = check_positive("bin_seconds", bin_seconds)
@@ -233,6 +236,8 @@ class ThroughputObserver:
         self._prefixes: dict[str, _Rate] = {}
         self._series: dict[str, _Ring] = {}
         self._next_scan = -math.inf
+        # The first task event seen (any transition), the start of the run.
+        self._first_event: float | None = None
         self.total = 0
         self.late = 0
         self.untracked = 0
@@ -248,6 +253,8 @@ class ThroughputObserver:
         if not events:
             return
         batch = as_batch(events)
+        if self._first_event is None and batch.keys:
+            self._first_event = batch.timestamp(0)
         memory = batch.has_finish(MEMORY)
         erred = batch.has_finish(ERRED)
         if not memory and not erred:
@@ -413,6 +420,43 @@ class ThroughputObserver:
         if state is None:
             return 0.0, 0.0
         return state.spread(now, self._coarse_width, self._ncoarse, self.window, width)
+
+    @property
+    def first_event(self) -> float | None:
+        """Time of the first task event seen (``None`` before any)."""
+        return self._first_event
+
+    @property
+    def latest_finish(self) -> float | None:
+        """Time of the latest finish (``None`` before any)."""
+        latest = self._rate.latest
+        return None if latest == -math.inf else latest
+
+    @property
+    def burst_start(self) -> float | None:
+        """Time of the first finish after the latest pause longer than the window."""
+        return None if self._rate.last is None else self._rate.first
+
+    def run_seconds(self) -> float | None:
+        """Seconds from the first task event to the latest finish.
+
+        ``None`` before any finish.
+        """
+        latest = self._rate.latest
+        if self._first_event is None or latest == -math.inf:
+            return None
+        return max(0.0, latest - self._first_event)
+
+    def average_rate(self) -> float | None:
+        """Finishes per second over :meth:`run_seconds` (the whole run).
+
+        ``None`` before any finish, or when the run took no time at all
+        (every event at one instant: a count over no time is no rate).
+        """
+        run = self.run_seconds()
+        if not run or self.total == 0:
+            return None
+        return self.total / run
 
     def snapshot(self) -> Throughput:
         """Finishes per bin up to the bin of ``clock()``, oldest first, as plain data.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from itertools import islice, repeat
 from operator import itemgetter
@@ -33,6 +33,7 @@ from dask_monitor.observers._common import (
     PROCESSING,
     Clock,
     check_count,
+    check_positive,
 )
 from dask_monitor.snapshot import WorkerRow
 
@@ -56,10 +57,12 @@ class _Worker:
         "completed",
         "erred",
         "first_seen",
+        "first_task",
         "last_seen",
         "nthreads",
         "processing",
         "status",
+        "steps",
     )
 
     def __init__(self, t: float, nthreads: int | None = None) -> None:
@@ -71,6 +74,27 @@ class _Worker:
         self.busy = 0.0
         self.first_seen = t
         self.last_seen = t
+        # When a task first entered processing here: the start of its run.
+        self.first_task: float | None = None
+        # (time, tasks processing from then on): the recent history of the
+        # processing count, one step per batch that changed it, oldest first.
+        self.steps: deque[tuple[float, int]] = deque()
+
+    def step(self, t: float, processing: int, window: float) -> None:
+        """The processing count became ``processing`` at ``t``."""
+        steps = self.steps
+        if steps:
+            last_t, last_p = steps[-1]
+            if last_p == processing:
+                return
+            t = max(t, last_t)  # out of order by a little: keep steps sorted
+            if t == last_t:
+                steps.pop()
+        steps.append((t, processing))
+        # Keep the one step in force at the window's start, drop older ones.
+        horizon = t - window
+        while len(steps) > 1 and steps[1][0] <= horizon:
+            steps.popleft()
 
 
 class WorkersObserver:
@@ -91,6 +115,8 @@ class WorkersObserver:
         departure from ``processing`` that carries no worker; beyond it the
         oldest entries are dropped (counted in :attr:`forgotten`). Only kept
         once such a departure was seen (see Notes).
+    window
+        Seconds over which ``utilisation`` (now) looks back.
 
     Notes
     -----
@@ -103,11 +129,23 @@ class WorkersObserver:
     ones in; departures it cannot attribute are counted in
     :attr:`unattributed`.
 
+    ``utilisation`` is the share of the worker's threads busy over the last
+    ``window`` seconds: the time integral of ``min(processing, nthreads)``
+    (a task processing there holds a thread, the ones beyond the threads
+    wait) over ``nthreads * window`` (or the time since the worker appeared,
+    if shorter); ``0.0`` for a removed worker. A task still running counts
+    from the moment it entered ``processing``, so a worker busy on long tasks
+    reads busy before any of them finish. The count is stepped once a batch
+    per worker, at its latest event in the batch.
+
     ``busy`` sums the compute durations of the worker's completions;
-    ``utilisation`` is ``busy / (nthreads * lifetime)`` clipped to ``[0, 1]``
-    (``0.0`` when ``nthreads`` is unknown), where the lifetime ends at
-    ``clock()`` for a running worker and at its removal otherwise. A worker
-    added again after its removal starts a new row. Not thread-safe.
+    ``utilisation_run`` is ``busy / (nthreads * run)`` clipped to ``[0, 1]``,
+    where the run starts when a task first entered ``processing`` on the
+    worker and ends at its latest task event (at ``clock()`` while tasks are
+    processing there): the whole run, unaffected by idle time before or after
+    it, and the same in a replay as live. Both are ``0.0`` when ``nthreads``
+    is unknown. A worker added again after its removal starts a new row. Not
+    thread-safe.
     """
 
     name = "workers"
@@ -118,14 +156,18 @@ class WorkersObserver:
         max_workers: int = 10_000,
         clock: Clock = time.time,
         max_tasks: int = 1_000_000,
+        window: float = 5.0,
     ) -> None:
         self.max_workers = check_count("max_workers", max_workers)
         self.max_tasks = check_count("max_tasks", max_tasks)
+        self.window = check_positive("window", window)
         self.clock = clock
         self.reset()
 
     def reset(self) -> None:
         """Forget everything."""
+        #: Compute seconds of every completion seen (all workers, all time).
+        self.busy_seconds = 0.0
         self._rows: dict[str, _Worker] = {}
         self._where: dict[str, str | None] | None = None
         self.untracked = 0
@@ -227,6 +269,7 @@ class WorkersObserver:
                 return
             row.status = REMOVED
             row.processing = 0
+            row.step(t, 0, self.window)
             row.last_seen = max(row.last_seen, t)
             where = self._where
             if where is not None:
@@ -310,7 +353,12 @@ class WorkersObserver:
                 self.untracked += gained[address] + lost[address]
                 continue
             rows[address] = row
-            row.processing = max(0, row.processing + gained[address] - lost[address])
+            processing = max(0, row.processing + gained[address] - lost[address])
+            if processing != row.processing:
+                row.processing = processing
+                row.step(t, processing, self.window)
+            if row.first_task is None and gained[address]:
+                row.first_task = _first_entry(address, entered, enter, times, t)
             if t > row.last_seen:
                 row.last_seen = t
 
@@ -351,7 +399,9 @@ class WorkersObserver:
             if row is not None:
                 durations = map(_DURATION, map(details.get, completions, _NONE))
                 row.completed += len(memory)
-                row.busy += sum([d for d in durations if d is not None])
+                seconds = sum([d for d in durations if d is not None])
+                row.busy += seconds
+                self.busy_seconds += seconds
                 row.erred += len(errors)
             return
         busy: dict[str | None, float] = {}
@@ -378,6 +428,7 @@ class WorkersObserver:
         for w, b in busy.items():
             if w in rows:
                 rows[w].busy += b
+                self.busy_seconds += b
         if erred is not None:
             for w, c in erred.items():
                 if w in rows:
@@ -406,19 +457,72 @@ class WorkersObserver:
     # -- reading -----------------------------------------------------------
 
     def utilisation(self, address: str, now: float | None = None) -> float:
-        """Share of a worker's thread time spent computing, ``0.0`` to ``1.0``."""
+        """Share of a worker's threads busy lately (see Notes), ``0.0`` to ``1.0``."""
         row = self._rows.get(address)
         if row is None:
             return 0.0
         return self._utilisation(row, self.clock() if now is None else now)
 
-    @staticmethod
-    def _utilisation(row: _Worker, now: float) -> float:
-        end = now if row.status == RUNNING else row.last_seen
-        lifetime = end - row.first_seen
-        if not row.nthreads or lifetime <= 0:
+    def utilisation_run(self, address: str, now: float | None = None) -> float:
+        """Share of a worker's thread time spent computing over its whole run."""
+        row = self._rows.get(address)
+        if row is None:
             return 0.0
-        return min(1.0, max(0.0, row.busy / (row.nthreads * lifetime)))
+        return self._utilisation_run(row, self.clock() if now is None else now)
+
+    def roster(self) -> dict[str, dict[str, float | int | None]]:
+        """The running workers: ``{address: {"nthreads", "first_seen"}}``.
+
+        What a recording that starts mid-run writes in its header, so that a
+        replay knows the workers it would otherwise never see added.
+        """
+        return {
+            address: {"nthreads": row.nthreads, "first_seen": row.first_seen}
+            for address, row in self._rows.items()
+            if row.status == RUNNING
+        }
+
+    def threads(self) -> int:
+        """Threads of the running workers (those whose count is known)."""
+        return sum(
+            r.nthreads
+            for r in self._rows.values()
+            if r.status == RUNNING and r.nthreads
+        )
+
+    def busy_threads(self) -> int:
+        """Threads holding a task now: ``min(processing, nthreads)`` summed."""
+        return sum(
+            min(r.processing, r.nthreads)
+            for r in self._rows.values()
+            if r.status == RUNNING and r.nthreads
+        )
+
+    def _utilisation(self, row: _Worker, now: float) -> float:
+        threads = row.nthreads
+        if not threads or row.status != RUNNING:
+            return 0.0
+        lo = max(now - self.window, row.first_seen)
+        if now <= lo:
+            return min(1.0, row.processing / threads)
+        held = 0.0  # thread-seconds held by tasks in [lo, now]
+        steps = row.steps
+        for i, (t, processing) in enumerate(steps):
+            end = steps[i + 1][0] if i + 1 < len(steps) else now
+            start = max(t, lo)
+            if end > start:
+                held += min(processing, threads) * (min(end, now) - start)
+        return min(1.0, max(0.0, held / (threads * (now - lo))))
+
+    @staticmethod
+    def _utilisation_run(row: _Worker, now: float) -> float:
+        if not row.nthreads or row.first_task is None:
+            return 0.0
+        end = now if row.status == RUNNING and row.processing else row.last_seen
+        run = end - row.first_task
+        if run <= 0:
+            return 0.0
+        return min(1.0, max(0.0, row.busy / (row.nthreads * run)))
 
     def snapshot(self) -> dict[str, WorkerRow]:
         """One row per worker, by address, as plain data."""
@@ -432,8 +536,28 @@ class WorkersObserver:
                 "erred": row.erred,
                 "busy": row.busy,
                 "utilisation": self._utilisation(row, now),
+                "utilisation_run": self._utilisation_run(row, now),
                 "first_seen": row.first_seen,
                 "last_seen": row.last_seen,
             }
             for address, row in sorted(self._rows.items())
         }
+
+
+def _first_entry(
+    address: str,
+    entered: list[str | None],
+    enter: Sequence[int],
+    times: Sequence[float] | None,
+    default: float,
+) -> float:
+    """Time of the first task of a batch that entered processing on ``address``.
+
+    Once per worker (its first task), so a scan is fine.
+    """
+    if times is None:
+        return default
+    for i, w in zip(enter, entered, strict=True):
+        if w == address:
+            return times[i]
+    return default

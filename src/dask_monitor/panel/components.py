@@ -1003,8 +1003,19 @@ class TaskStream(Component):
         }
 
     def _lane(self, worker: str, threads: int, begin: float, end: float) -> int:
-        """Greedy lane of a task on its worker: the first thread free at ``begin``."""
-        lanes = self._lanes.setdefault(worker, [float("-inf")] * max(threads, 1))
+        """Greedy lane of a task on its worker: the first thread free at ``begin``.
+
+        A worker's lanes grow to its threads when those become known. Dask
+        shifts compute intervals by the worker's clock offset, which moves
+        between tasks: a task may start a few milliseconds before any lane is
+        free, and then takes the lane free first.
+        """
+        lanes = self._lanes.get(worker)
+        if lanes is None or len(lanes) < threads:
+            known = lanes or []
+            lanes = self._lanes[worker] = known + [float("-inf")] * (
+                max(threads, 1) - len(known)
+            )
         for i, free in enumerate(lanes):
             if free <= begin:
                 lanes[i] = end

@@ -11,7 +11,10 @@ The first record of every segment is the header, a map: ``format``
 (``"dask-monitor-eventlog"``), ``version``, ``library`` (dask-monitor's version),
 ``dask``, ``distributed``, ``python``, ``cluster`` (scheduler address, workers,
 ...), ``started`` (when monitoring started), ``created`` (when this segment was
-opened), ``config`` (the live pipeline's settings), ``segment`` (0, 1, ...).
+opened), ``config`` (the live pipeline's settings), ``segment`` (0, 1, ...),
+and from the live plugin ``workers`` (``{address: {"nthreads", "first_seen"}}``:
+the workers running when the recording began, whose ``added`` events are not in
+the log; a replay adds them first).
 The next records are arrays whose first item says what they are:
 
 * ``["b", [event, ...]]``: one batch of events, as the pipeline got it; an
