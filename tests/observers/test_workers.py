@@ -295,3 +295,24 @@ class TestRestart:
         # A worker removed later, with no restart in between, stays listed.
         workers.update_batch([WorkerStatus(new[0], "removed", 12.0)])
         assert workers.snapshot()[new[0]]["status"] == "removed"
+
+    def test_threads_are_free_after_a_restart(self, stream: Any) -> None:
+        """Tasks Dask forgot at a restart no longer hold threads: utilisation
+        now falls to 0 once the window has passed the restart."""
+        now = [1_000.0]
+        address = stream.workers_addresses[0]
+        workers = WorkersObserver(clock=lambda: now[0])
+        workers.update_batch([WorkerStatus(address, "added", 1_000.0, 2)])
+        workers.update_batch(
+            [
+                stream.task(
+                    f"inc-{i}", "waiting", "processing", 1_000.0, worker=address
+                )
+                for i in range(2)
+            ]
+        )
+        now[0] = 1_004.0
+        assert workers.snapshot()[address]["utilisation"] > 0.5
+        workers.restart()
+        now[0] = 1_020.0
+        assert workers.snapshot()[address]["utilisation"] == 0.0

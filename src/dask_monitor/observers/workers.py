@@ -187,8 +187,10 @@ class WorkersObserver:
         rows = self._rows
         for address in [a for a, r in rows.items() if r.status == REMOVED]:
             del rows[address]
+        now = self.clock()
         for row in rows.values():
             row.processing = 0  # Dask forgot those tasks
+            row.step(now, 0, self.window)  # threads are free from now on
         self._leaving = set(rows)
         if self._where is not None:
             self._where.clear()
