@@ -183,7 +183,8 @@ class SpansObserver:
         if column.count(first) == len(column):
             if first is not None:
                 verdict = self.keys.verdict(batch)
-                self._feed(first, batch, verdict, batch.timestamp(0), batch.time)
+                last = batch.time if batch.times is None else max(batch.times)
+                self._feed(first, batch, verdict, batch.timestamp(0), last)
             return
         by_span: dict[str, list[int]] = {}
         for i, span_id in enumerate(column):

@@ -281,10 +281,28 @@ class ThroughputObserver:
             return
         for b, run in groupby(finished, key=lambda i: int(times[i] // width)):
             part = list(run)
-            self._bin(b, times[part[0]], times[part[-1]], [prefixes[i] for i in part])
+            names = [prefixes[i] for i in part]
+            # Events at different times (the plugin stamps a batch with one):
+            # each prefix's burst starts at its own first finish.
+            own: dict[str, tuple[float, float]] = {}
+            for name, i in zip(names, part, strict=True):
+                seen = own.get(name)
+                own[name] = (
+                    (times[i], times[i]) if seen is None else (seen[0], times[i])
+                )
+            self._bin(b, times[part[0]], times[part[-1]], names, own)
 
-    def _bin(self, b: int, t_first: float, t_last: float, names: list[str]) -> None:
-        """Count the finishes of one bin (``names``: their prefixes)."""
+    def _bin(
+        self,
+        b: int,
+        t_first: float,
+        t_last: float,
+        names: list[str],
+        own: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        """Count the finishes of one bin (``names``: their prefixes; ``own``:
+        each prefix's first and last finish in it, if not ``t_first`` and
+        ``t_last``)."""
         n = len(names)
         if not self._ring.add(b, n):
             self.late += n
@@ -322,11 +340,12 @@ class ThroughputObserver:
                 state.counts[slot] += c
             else:
                 state.add(coarse, c)
+            p_first, p_last = (t_first, t_last) if own is None else own[prefix]
             latest = state.latest  # _Rate.seen, inlined
-            if t_first - latest > window:
-                state.first = t_first
-            if t_last > latest:
-                state.latest = t_last
+            if p_first - latest > window:
+                state.first = p_first
+            if p_last > latest:
+                state.latest = p_last
             series = get_series(prefix)
             if series is not None:
                 if series.last == b:

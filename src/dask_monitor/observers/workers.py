@@ -345,6 +345,16 @@ class WorkersObserver:
                     if t > latest.get(w, -math.inf):
                         latest[w] = t
 
+        # Events at different times (replays of merged batches, tests; the
+        # plugin stamps a batch with one time): the count steps at each
+        # event, so that the window sees when each thread was held.
+        moves: dict[str | None, list[tuple[int, int]]] | None = None
+        if latest is not None:
+            moves = {}
+            for i, w in zip(enter, entered, strict=True):
+                moves.setdefault(w, []).append((i, 1))
+            for i, w in zip(leave, ran, strict=True):
+                moves.setdefault(w, []).append((i, -1))
         rows: dict[str | None, _Worker] = {}
         for address in gained.keys() | lost.keys():
             if address is None:
@@ -355,10 +365,18 @@ class WorkersObserver:
                 self.untracked += gained[address] + lost[address]
                 continue
             rows[address] = row
-            processing = max(0, row.processing + gained[address] - lost[address])
-            if processing != row.processing:
-                row.processing = processing
-                row.step(t, processing, self.window)
+            if moves is None:
+                processing = max(0, row.processing + gained[address] - lost[address])
+                if processing != row.processing:
+                    row.processing = processing
+                    row.step(t, processing, self.window)
+            else:
+                assert times is not None
+                for i, change in sorted(moves[address]):
+                    processing = max(0, row.processing + change)
+                    if processing != row.processing:
+                        row.processing = processing
+                        row.step(times[i], processing, self.window)
             if row.first_task is None and gained[address]:
                 row.first_task = _first_entry(address, entered, enter, times, t)
             if t > row.last_seen:
