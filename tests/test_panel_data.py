@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import pytest
 
@@ -252,3 +253,56 @@ class TestSummaryStates:
         assert "average tasks/s" in text
         assert "finished" in text
         assert not any("flush time" in m for m in health_columns(snap)["metric"])
+
+
+class TestWorkerUtilisation:
+    """The utilisation bars read 'now' while work is under way and 'over the
+    run' once it is finished (its threads are idle now)."""
+
+    @staticmethod
+    def _snapshot(finish: bool) -> Any:
+        from dask_monitor import Pipeline
+        from dask_monitor.events import TaskStatus, WorkerStatus
+
+        now = [1_000.0]
+        pipeline = Pipeline(clock=lambda: now[0])
+        w = "tcp://127.0.0.1:1"
+        events: list[Any] = [WorkerStatus(w, "added", 1_000.0, 2)]
+        for i in range(2):
+            events.append(
+                TaskStatus(f"a-{i}", "a", "a-g", "new", "processing", 1_000.0, w)
+            )
+        pipeline.process(events)
+        if finish:
+            pipeline.process(
+                [
+                    TaskStatus(
+                        f"a-{i}", "a", "a-g", "processing", "memory", 1_004.0, w,
+                        duration=4.0, begin=1_000.0, end=1_004.0,
+                    )
+                    for i in range(2)
+                ]
+            )  # fmt: skip
+        now[0] = 1_004.0 if not finish else 1_030.0
+        return pipeline.snapshot()
+
+    def test_under_way_bars_show_threads_busy_now(self) -> None:
+        """Two tasks on two threads for 4 s: 100% now."""
+        from dask_monitor.panel._data import worker_columns, worker_title
+
+        snap = self._snapshot(finish=False)
+        data, _ = worker_columns(snap, 10)
+        assert data["utilisation"] == [pytest.approx(1.0)]
+        assert data["text"][0].startswith("100% now")
+        assert worker_title(snap).startswith("Worker utilisation now")
+
+    def test_finished_bars_show_the_run(self) -> None:
+        """Long after the work, the bar is the run's share, not 0% now."""
+        from dask_monitor.panel._data import worker_columns, worker_title
+
+        snap = self._snapshot(finish=True)
+        assert snap["workers"]["tcp://127.0.0.1:1"]["utilisation"] == 0.0
+        data, _ = worker_columns(snap, 10)
+        assert data["utilisation"] == [pytest.approx(1.0)]
+        assert "over the run" in data["text"][0]
+        assert "over the run" in worker_title(snap)

@@ -449,8 +449,32 @@ def duration_labels(data: Columns) -> dict[float, str]:
 # -- workers ---------------------------------------------------------------------------
 
 
+def worker_title(snapshot: Snapshot) -> str:
+    """The utilisation view's title: workers running, and their mean
+    utilisation now (work under way) or over the run (finished)."""
+    workers = snapshot["workers"].values()
+    running = [w for w in workers if w["status"] == "running"]
+    if is_finished(snapshot):
+        shown = list(workers)
+        if not shown:
+            return "Worker utilisation: no workers"
+        total = 0.0
+        for w in shown:
+            total += w.get("utilisation_run", w["utilisation"])
+        mean = total / len(shown)
+        return (
+            f"Worker utilisation over the run: {len(shown):,} workers, mean {mean:.0%}"
+        )
+    if not running:
+        return "Worker utilisation: no workers"
+    mean = sum(w["utilisation"] for w in running) / len(running)
+    return f"Worker utilisation now: {len(running):,} running, mean {mean:.0%}"
+
+
 def worker_columns(snapshot: Snapshot, n: int) -> tuple[Columns, int]:
-    """Utilisation bars of up to ``n`` workers (running first, by address).
+    """Utilisation bars of up to ``n`` workers (running first, by address):
+    threads busy now while work is under way, over the whole run once it
+    is finished.
 
     Returns the columns and how many workers were left out.
     """
@@ -476,19 +500,28 @@ def worker_columns(snapshot: Snapshot, n: int) -> tuple[Columns, int]:
             "busy",
         )
     }
+    finished = is_finished(snapshot)
     for i, (address, w) in enumerate(shown):
         running = w["status"] == "running"
-        util = min(max(w["utilisation"], 0.0), 1.0)
+        now = min(max(w["utilisation"], 0.0), 1.0)
+        run = min(max(w.get("utilisation_run", now), 0.0), 1.0)
         data["y"].append(-float(i))
         data["name"].append(display_text(address, 200))
         data["label"].append(display_text(short_address(address), 28))
-        data["utilisation"].append(util)
+        # A finished run's threads are idle now: what they did over the run
+        # is what means something then.
+        data["utilisation"].append(run if finished else now)
         data["color"].append(BLUE if running else REMOVED)
-        data["text"].append(
-            f"{util:.0%} \u00b7 {w['processing']:,} processing"
-            if running
-            else w["status"]
-        )
+        if finished:
+            text = f"{run:.0%} over the run \u00b7 {w['completed']:,} done"
+        elif running:
+            text = (
+                f"{now:.0%} now \u00b7 {run:.0%} run \u00b7 "
+                f"{w['processing']:,} processing"
+            )
+        else:
+            text = w["status"]
+        data["text"].append(text)
         data["status"].append(display_text(w["status"], 40))
         data["nthreads"].append("-" if w["nthreads"] is None else str(w["nthreads"]))
         data["processing"].append(f"{w['processing']:,}")

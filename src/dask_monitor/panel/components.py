@@ -810,13 +810,7 @@ class Workers(Component):
                 if y in ticks
             }
             self.root.y_range.start = -(max(rows, 4) - 0.4)
-        running = [w for w in snapshot["workers"].values() if w["status"] == "running"]
-        mean = sum(w["utilisation"] for w in running) / len(running) if running else 0
-        title = (
-            f"Worker utilisation: {len(running):,} running, mean {mean:.0%}"
-            if running
-            else "Worker utilisation: no workers"
-        )
+        title = _data.worker_title(snapshot)
         if hidden:
             title += f" ({hidden:,} not shown)"
         if self.root.title.text != title:
