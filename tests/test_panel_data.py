@@ -293,7 +293,7 @@ class TestWorkerUtilisation:
         snap = self._snapshot(finish=False)
         data, _ = worker_columns(snap, 10)
         assert data["utilisation"] == [pytest.approx(1.0)]
-        assert data["text"][0].startswith("100% now")
+        assert data["text"][0].startswith("100%") and data["now"] == ["100%"]
         assert worker_title(snap).startswith("Worker utilisation now")
 
     def test_finished_bars_show_the_run(self) -> None:
@@ -304,5 +304,5 @@ class TestWorkerUtilisation:
         assert snap["workers"]["tcp://127.0.0.1:1"]["utilisation"] == 0.0
         data, _ = worker_columns(snap, 10)
         assert data["utilisation"] == [pytest.approx(1.0)]
-        assert "over the run" in data["text"][0]
+        assert data["text"][0] == "100% \u00b7 2 done" and data["now"] == ["0%"]
         assert "over the run" in worker_title(snap)

@@ -498,6 +498,8 @@ def worker_columns(snapshot: Snapshot, n: int) -> tuple[Columns, int]:
             "completed",
             "erred",
             "busy",
+            "now",
+            "run",
         )
     }
     finished = is_finished(snapshot)
@@ -513,15 +515,14 @@ def worker_columns(snapshot: Snapshot, n: int) -> tuple[Columns, int]:
         data["utilisation"].append(run if finished else now)
         data["color"].append(BLUE if running else REMOVED)
         if finished:
-            text = f"{run:.0%} over the run \u00b7 {w['completed']:,} done"
+            text = f"{run:.0%} \u00b7 {w['completed']:,} done"
         elif running:
-            text = (
-                f"{now:.0%} now \u00b7 {run:.0%} run \u00b7 "
-                f"{w['processing']:,} processing"
-            )
+            text = f"{now:.0%} \u00b7 {w['processing']:,} processing"
         else:
             text = w["status"]
         data["text"].append(text)
+        data["now"].append(f"{now:.0%}")
+        data["run"].append(f"{run:.0%}")
         data["status"].append(display_text(w["status"], 40))
         data["nthreads"].append("-" if w["nthreads"] is None else str(w["nthreads"]))
         data["processing"].append(f"{w['processing']:,}")

@@ -788,6 +788,8 @@ class Workers(Component):
                     ("completed", "@completed"),
                     ("erred", "@erred"),
                     ("busy", "@busy"),
+                    ("utilisation now", "@now"),
+                    ("over the run", "@run"),
                 ],
                 [bars, fig.renderers[0]],
             )
