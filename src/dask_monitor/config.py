@@ -21,6 +21,7 @@ import yaml
 from dask.utils import parse_timedelta
 
 __all__ = [
+    "PLUGIN_NAME",
     "AlertsConfig",
     "ConfigError",
     "MonitorConfig",
@@ -36,6 +37,11 @@ with open(_DEFAULTS_FILE) as _f:
     _DEFAULTS: dict[str, Any] = yaml.safe_load(_f)
 
 dask.config.update_defaults(_DEFAULTS)
+
+
+#: The name the monitor's plugin goes by on a scheduler (``scheduler.plugins``):
+#: how the dashboard's pages find it without importing the plugin.
+PLUGIN_NAME = "dask-monitor"
 
 
 class ConfigError(ValueError):

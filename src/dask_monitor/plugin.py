@@ -32,7 +32,7 @@ from tornado.ioloop import PeriodicCallback
 
 from dask_monitor.alerts.rules import topics as alert_topics
 from dask_monitor.batch import Batch, Details, pick
-from dask_monitor.config import ConfigError, MonitorConfig
+from dask_monitor.config import PLUGIN_NAME, ConfigError, MonitorConfig
 from dask_monitor.events import NEW, Alert, Event, WorkerStatus, exception_type
 from dask_monitor.observers.errors import cause_line
 from dask_monitor.pipeline import Pipeline
@@ -51,7 +51,6 @@ __all__ = ["PLUGIN_NAME", "MonitorPlugin", "get_plugin"]
 
 logger = logging.getLogger(__name__)
 
-PLUGIN_NAME = "dask-monitor"
 
 #: Names of the RPC handlers the plugin adds to the scheduler.
 HANDLERS = (
@@ -250,12 +249,9 @@ class MonitorPlugin(SchedulerPlugin):
     @staticmethod
     def _add_pages(scheduler: Scheduler) -> None:
         """Serve the panel's pages on a running dashboard that lacks them."""
-        try:
-            from dask_monitor.panel import ensure_pages
+        from dask_monitor.dashboard import add_pages
 
-            ensure_pages(scheduler)
-        except Exception:  # the dashboard is optional: never fail the plugin
-            logger.warning("dask-monitor: could not add the panel pages", exc_info=True)
+        add_pages(scheduler)
 
     async def close(self) -> None:
         """Flush what is buffered, then stop the flush and remove the handlers."""

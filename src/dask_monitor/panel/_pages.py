@@ -19,7 +19,13 @@ from distributed.dashboard.scheduler import applications, template_variables
 from dask_monitor.config import MonitorConfig
 
 from ._style import THEME
-from .components import Component, Composite, SchedulerFeed, SpanSelector
+from .components import (
+    Component,
+    Composite,
+    SchedulerFeed,
+    SpanSelector,
+    running_monitor,
+)
 from .views import full_view, individual_view
 
 __all__ = ["PAGE_FACTORIES", "ensure_pages", "monitor_doc", "register_pages"]
@@ -30,12 +36,10 @@ DocFactory = Callable[[Any, dict[str, Any], Document], None]
 
 
 def _config(scheduler: Any) -> MonitorConfig:
-    """The running plugin's settings, else Dask config's."""
-    from dask_monitor.plugin import get_plugin
-
-    plugin = get_plugin(scheduler)
-    if plugin is not None:
-        return plugin.config
+    """The running monitor's settings, else Dask config's."""
+    config = getattr(running_monitor(scheduler), "config", None)
+    if isinstance(config, MonitorConfig):
+        return config
     return MonitorConfig.from_config()
 
 

@@ -46,7 +46,7 @@ from bokeh.models.widgets import (
 )
 from bokeh.plotting import figure
 
-from dask_monitor.config import MonitorConfig
+from dask_monitor.config import PLUGIN_NAME, MonitorConfig
 from dask_monitor.snapshot import Snapshot
 from dask_monitor.units import DURATION_JS
 
@@ -144,12 +144,7 @@ class SchedulerFeed:
         self.span = span
 
     def _plugin(self) -> Any:
-        from dask_monitor.plugin import get_plugin
-
-        plugin = get_plugin(self.scheduler)
-        if plugin is None or plugin.pipeline is None:
-            return None
-        return plugin
+        return running_monitor(self.scheduler)
 
     def version(self) -> Hashable:
         plugin = self._plugin()
@@ -164,6 +159,16 @@ class SchedulerFeed:
         if self.span is None:
             return cast(Snapshot, plugin.snapshot())
         return _span_snapshot(plugin.pipeline, self.span)
+
+
+def running_monitor(scheduler: Any) -> Any:
+    """The monitor's plugin running on ``scheduler`` (one with a pipeline),
+    or ``None``: found by name, so that the panel need not import it."""
+    plugins = getattr(scheduler, "plugins", None) or {}
+    plugin = plugins.get(PLUGIN_NAME)
+    if getattr(plugin, "pipeline", None) is None:
+        return None
+    return plugin
 
 
 # Span snapshots of the current seq, shared by the sessions of a pipeline.
