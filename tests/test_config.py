@@ -179,3 +179,41 @@ class TestSecrets:
         from dask_monitor.config import redact_url
 
         assert redact_url(url) == expected
+
+
+class TestOneSourceOfDefaults:
+    """monitor.yaml, the settings classes and the rules agree on defaults."""
+
+    def test_yaml_defaults_equal_the_dataclass_defaults(self) -> None:
+        """What Dask config ships is what MonitorConfig() says."""
+        assert MonitorConfig.from_config() == MonitorConfig()
+
+    def test_rules_take_their_defaults_from_their_settings(self) -> None:
+        """A rule built without arguments is the rule its settings build."""
+        from dask_monitor.alerts import (
+            ErrorBurstRule,
+            StallRule,
+            StragglerRule,
+            WorkerLostRule,
+        )
+        from dask_monitor.config import AlertsConfig
+
+        settings = AlertsConfig()
+        pairs = [
+            (StallRule(), StallRule.from_settings(settings.stall)),
+            (ErrorBurstRule(), ErrorBurstRule.from_settings(settings.error_burst)),
+            (WorkerLostRule(), WorkerLostRule.from_settings(settings.worker_lost)),
+            (
+                StragglerRule(None),  # type: ignore[arg-type]
+                StragglerRule.from_settings(settings.straggler, None),  # type: ignore[arg-type]
+            ),
+        ]
+        for plain, configured in pairs:
+            fields = {
+                k: v
+                for k, v in vars(plain).items()
+                if isinstance(v, int | float) and not k.startswith("_")
+            }
+            assert fields, type(plain)
+            for name, value in fields.items():
+                assert getattr(configured, name) == value, (type(plain), name)

@@ -407,7 +407,7 @@ class _Section:
 
 
 @dataclass(frozen=True, slots=True)
-class StallRule(_Section):
+class StallSettings(_Section):
     """``monitor.alerts.stall``: tasks wait or run, none completes."""
 
     enabled: bool = True
@@ -416,7 +416,7 @@ class StallRule(_Section):
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorBurstRule(_Section):
+class ErrorBurstSettings(_Section):
     """``monitor.alerts.error-burst``: many errors at once, or a failing prefix."""
 
     enabled: bool = True
@@ -428,7 +428,7 @@ class ErrorBurstRule(_Section):
 
 
 @dataclass(frozen=True, slots=True)
-class StragglerRule(_Section):
+class StragglerSettings(_Section):
     """``monitor.alerts.straggler``: a task runs far longer than its prefix's p95."""
 
     enabled: bool = True
@@ -442,7 +442,7 @@ class StragglerRule(_Section):
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerLostRule(_Section):
+class WorkerLostSettings(_Section):
     """``monitor.alerts.worker-lost``: a worker left while processing tasks."""
 
     enabled: bool = True
@@ -456,10 +456,14 @@ class AlertsConfig(_Section):
 
     enabled: bool = True
     recent: int = 100  # alerts kept in the snapshot
-    stall: StallRule = dataclasses.field(default_factory=StallRule)
-    error_burst: ErrorBurstRule = dataclasses.field(default_factory=ErrorBurstRule)
-    straggler: StragglerRule = dataclasses.field(default_factory=StragglerRule)
-    worker_lost: WorkerLostRule = dataclasses.field(default_factory=WorkerLostRule)
+    stall: StallSettings = dataclasses.field(default_factory=StallSettings)
+    error_burst: ErrorBurstSettings = dataclasses.field(
+        default_factory=ErrorBurstSettings
+    )
+    straggler: StragglerSettings = dataclasses.field(default_factory=StragglerSettings)
+    worker_lost: WorkerLostSettings = dataclasses.field(
+        default_factory=WorkerLostSettings
+    )
 
     @classmethod
     def from_config(cls, raw: Any = None, override: Any = None) -> AlertsConfig:

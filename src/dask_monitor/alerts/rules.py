@@ -29,7 +29,13 @@ from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol
 
 from dask_monitor.batch import Batch, as_batch, key_text, pick, uniform
-from dask_monitor.config import AlertsConfig
+from dask_monitor.config import (
+    AlertsConfig,
+    ErrorBurstSettings,
+    StallSettings,
+    StragglerSettings,
+    WorkerLostSettings,
+)
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
 from dask_monitor.observers.errors import CAUSE_TAG
 
@@ -58,6 +64,12 @@ WORKER_LOST = "worker-lost"
 
 #: Dask event topic of every alert; ``f"{TOPIC}-{kind}"`` carries one kind.
 TOPIC = "dask-monitor-alerts"
+
+# The rules' defaults are their settings' defaults: one place for them.
+_STALL = StallSettings()
+_BURST = ErrorBurstSettings()
+_STRAGGLER = StragglerSettings()
+_LOST = WorkerLostSettings()
 
 _ACTIVE = frozenset({"waiting", "queued", "processing", "no-worker"})
 _NOT_AN_ERROR_SOURCE = frozenset({"waiting", "erred", NEW})
@@ -335,7 +347,14 @@ class StallRule(AlertRule):
 
     kind = STALL
 
-    def __init__(self, *, seconds: float = 300.0, cooldown: float = 600.0) -> None:
+    @classmethod
+    def from_settings(cls, settings: StallSettings) -> StallRule:
+        """The rule as ``monitor.alerts.stall`` sets it up."""
+        return cls(seconds=settings.seconds, cooldown=settings.cooldown)
+
+    def __init__(
+        self, *, seconds: float = _STALL.seconds, cooldown: float = _STALL.cooldown
+    ) -> None:
         super().__init__(cooldown=cooldown)
         if not seconds > 0:
             raise ValueError(f"seconds must be positive, got {seconds!r}")
@@ -493,14 +512,25 @@ class ErrorBurstRule(AlertRule):
 
     kind = ERROR_BURST
 
+    @classmethod
+    def from_settings(cls, settings: ErrorBurstSettings) -> ErrorBurstRule:
+        """The rule as ``monitor.alerts.error-burst`` sets it up."""
+        return cls(
+            count=settings.count,
+            window=settings.window,
+            rate=settings.rate,
+            min_tasks=settings.min_tasks,
+            cooldown=settings.cooldown,
+        )
+
     def __init__(
         self,
         *,
-        count: int = 10,
-        window: float = 60.0,
-        rate: float = 0.5,
-        min_tasks: int = 20,
-        cooldown: float = 300.0,
+        count: int = _BURST.count,
+        window: float = _BURST.window,
+        rate: float = _BURST.rate,
+        min_tasks: int = _BURST.min_tasks,
+        cooldown: float = _BURST.cooldown,
         max_prefixes: int = 10_000,
     ) -> None:
         super().__init__(cooldown=cooldown)
@@ -653,17 +683,33 @@ class StragglerRule(AlertRule):
 
     kind = STRAGGLER
 
+    @classmethod
+    def from_settings(
+        cls, settings: StragglerSettings, durations: _Sketches
+    ) -> StragglerRule:
+        """The rule as ``monitor.alerts.straggler`` sets it up."""
+        return cls(
+            durations,
+            factor=settings.factor,
+            quantile=settings.quantile,
+            min_seconds=settings.min_seconds,
+            min_samples=settings.min_samples,
+            check_interval=settings.check_interval,
+            max_tasks=settings.max_tasks,
+            cooldown=settings.cooldown,
+        )
+
     def __init__(
         self,
         durations: _Sketches,
         *,
-        factor: float = 3.0,
-        quantile: float = 0.95,
-        min_seconds: float = 30.0,
-        min_samples: int = 20,
-        check_interval: float = 1.0,
-        max_tasks: int = 100_000,
-        cooldown: float = 300.0,
+        factor: float = _STRAGGLER.factor,
+        quantile: float = _STRAGGLER.quantile,
+        min_seconds: float = _STRAGGLER.min_seconds,
+        min_samples: int = _STRAGGLER.min_samples,
+        check_interval: float = _STRAGGLER.check_interval,
+        max_tasks: int = _STRAGGLER.max_tasks,
+        cooldown: float = _STRAGGLER.cooldown,
     ) -> None:
         super().__init__(cooldown=cooldown)
         if not factor > 0 or not 0 < quantile < 1 or min_samples < 1 or max_tasks < 1:
@@ -936,7 +982,17 @@ class WorkerLostRule(AlertRule):
 
     kind = WORKER_LOST
 
-    def __init__(self, *, min_processing: int = 1, cooldown: float = 60.0) -> None:
+    @classmethod
+    def from_settings(cls, settings: WorkerLostSettings) -> WorkerLostRule:
+        """The rule as ``monitor.alerts.worker-lost`` sets it up."""
+        return cls(min_processing=settings.min_processing, cooldown=settings.cooldown)
+
+    def __init__(
+        self,
+        *,
+        min_processing: int = _LOST.min_processing,
+        cooldown: float = _LOST.cooldown,
+    ) -> None:
         super().__init__(cooldown=cooldown)
         self.min_processing = min_processing
 
@@ -972,39 +1028,14 @@ def default_rules(config: AlertsConfig, durations: _Sketches) -> list[AlertRule]
     if not config.enabled:
         return []
     rules: list[AlertRule] = []
-    c = config
-    if c.stall.enabled:
-        rules.append(StallRule(seconds=c.stall.seconds, cooldown=c.stall.cooldown))
-    if c.error_burst.enabled:
-        b = c.error_burst
-        rules.append(
-            ErrorBurstRule(
-                count=b.count,
-                window=b.window,
-                rate=b.rate,
-                min_tasks=b.min_tasks,
-                cooldown=b.cooldown,
-            )
-        )
-    if c.straggler.enabled:
-        s = c.straggler
-        rules.append(
-            StragglerRule(
-                durations,
-                factor=s.factor,
-                quantile=s.quantile,
-                min_seconds=s.min_seconds,
-                min_samples=s.min_samples,
-                check_interval=s.check_interval,
-                max_tasks=s.max_tasks,
-                cooldown=s.cooldown,
-            )
-        )
-    if c.worker_lost.enabled:
-        w = c.worker_lost
-        rules.append(
-            WorkerLostRule(min_processing=w.min_processing, cooldown=w.cooldown)
-        )
+    if config.stall.enabled:
+        rules.append(StallRule.from_settings(config.stall))
+    if config.error_burst.enabled:
+        rules.append(ErrorBurstRule.from_settings(config.error_burst))
+    if config.straggler.enabled:
+        rules.append(StragglerRule.from_settings(config.straggler, durations))
+    if config.worker_lost.enabled:
+        rules.append(WorkerLostRule.from_settings(config.worker_lost))
     return rules
 
 
