@@ -282,10 +282,10 @@ class Monitor:
 
         The block runs in a Dask span of its own; a tqdm bar (a widget in
         notebooks) follows that span's snapshot and closes cleanly on errors
-        and ``KeyboardInterrupt``. See :func:`dask_monitor.progress.progress`
+        and ``KeyboardInterrupt``. See :func:`dask_monitor.progressbar.progress`
         for the options. Needs a synchronous client.
         """
-        from dask_monitor.progress import progress
+        from dask_monitor.progressbar import progress
 
         return progress(self, desc=desc, **options)
 

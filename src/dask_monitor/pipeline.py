@@ -25,7 +25,7 @@ from dask_monitor.events import Alert, Event
 from dask_monitor.observers import (
     DurationsObserver,
     ErrorsObserver,
-    EtaObserver,
+    EtaEstimator,
     ProgressObserver,
     SamplingObserver,
     ThroughputObserver,
@@ -149,7 +149,7 @@ class Pipeline:
         self.sampling = SamplingObserver(
             recent=cfg.recent_events, reservoir=cfg.reservoir_size
         )
-        self.eta = EtaObserver(
+        self.eta = EtaEstimator(
             self.progress,
             self.throughput,
             durations=self.durations,

@@ -351,13 +351,13 @@ class MonitorPlugin(SchedulerPlugin):
 
         A call that leaves the task where it was is no event: Dask reports
         ``waiting -> waiting`` for every task it queues instead of sending it
-        to a worker (then ``waiting -> queued``): 3-14% of the events of
-        the benchmarks' real runs. ``erred -> erred`` is kept (the task erred again).
+        to a worker (then ``waiting -> queued``). ``erred -> erred`` is kept
+        (the task erred again).
 
         A task's first move, ``released -> waiting``, right after its creation
         was buffered (``update_graph``; in the same tick of the loop, so
         nearly always before the next flush) is folded into it: one event
-        ``new -> waiting`` instead of two, one event in six of a real run.
+        ``new -> waiting`` instead of two.
         """
         if start == finish and finish != _ERRED:
             return

@@ -85,7 +85,7 @@ class Totals(TypedDict):
     remaining: int  # tasks in waiting, queued, no-worker or processing now
     total: int  # done + remaining
     rate: float  # tasks finished per second now (last seconds); 0 when idle
-    eta: float | None  # seconds until remaining reaches 0 (see EtaObserver)
+    eta: float | None  # seconds until remaining reaches 0 (see EtaEstimator)
     eta_low: float | None  # optimistic end of the ETA range
     eta_high: float | None  # pessimistic end of the ETA range
     # finishes / run_seconds: the whole run's pace (None before any finish)

@@ -1,4 +1,4 @@
-"""EtaObserver: time to completion from progress and throughput."""
+"""EtaEstimator: time to completion from progress and throughput."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import pytest
 from dask_monitor.events import NEW
 from dask_monitor.observers import (
     DurationsObserver,
-    EtaObserver,
+    EtaEstimator,
     ProgressObserver,
     ThroughputObserver,
     WorkersObserver,
 )
 
 
-def _observers(clock: Any) -> tuple[ProgressObserver, ThroughputObserver, EtaObserver]:
+def _observers(clock: Any) -> tuple[ProgressObserver, ThroughputObserver, EtaEstimator]:
     progress = ProgressObserver()
     throughput = ThroughputObserver(clock=clock)
-    return progress, throughput, EtaObserver(progress, throughput, clock=clock)
+    return progress, throughput, EtaEstimator(progress, throughput, clock=clock)
 
 
 def _submit(stream: Any, prefix: str, n: int, t: float) -> list[Any]:
@@ -134,7 +134,7 @@ class _Cluster:
         self.throughput = ThroughputObserver(clock=clock)
         self.durations = DurationsObserver()
         self.workers = WorkersObserver(clock=clock)
-        self.eta = EtaObserver(
+        self.eta = EtaEstimator(
             self.progress,
             self.throughput,
             durations=self.durations,

@@ -13,7 +13,7 @@ from dask_monitor.events import Alert, WorkerStatus
 from dask_monitor.observers import (
     DurationsObserver,
     ErrorsObserver,
-    EtaObserver,
+    EtaEstimator,
     ProgressObserver,
     SamplingObserver,
     ThroughputObserver,
@@ -22,8 +22,10 @@ from dask_monitor.observers import (
 from dask_monitor.subject import Subject
 
 
-def _eta(clock: Callable[[], float]) -> EtaObserver:
-    return EtaObserver(ProgressObserver(), ThroughputObserver(clock=clock), clock=clock)
+def _eta(clock: Callable[[], float]) -> EtaEstimator:
+    return EtaEstimator(
+        ProgressObserver(), ThroughputObserver(clock=clock), clock=clock
+    )
 
 
 FACTORIES: dict[str, Callable[[Callable[[], float]], Any]] = {
@@ -71,7 +73,7 @@ class TestObserverContract:
         assert set(observers.__all__) >= {
             "DurationsObserver",
             "ErrorsObserver",
-            "EtaObserver",
+            "EtaEstimator",
             "LogHistogram",
             "ProgressObserver",
             "SamplingObserver",

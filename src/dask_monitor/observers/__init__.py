@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dask_monitor.observers.durations import DurationsObserver
 from dask_monitor.observers.errors import ErrorsObserver, ErrorsSnapshot
-from dask_monitor.observers.eta import EtaObserver, EtaSnapshot
+from dask_monitor.observers.eta import EtaEstimator, EtaSnapshot
 from dask_monitor.observers.progress import ProgressObserver, ProgressSnapshot
 from dask_monitor.observers.sampling import SamplingObserver
 from dask_monitor.observers.sketch import LogHistogram
@@ -24,7 +24,7 @@ __all__ = [
     "DurationsObserver",
     "ErrorsObserver",
     "ErrorsSnapshot",
-    "EtaObserver",
+    "EtaEstimator",
     "EtaSnapshot",
     "LogHistogram",
     "ProgressObserver",

@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from dask_monitor.observers.durations import DurationsObserver
     from dask_monitor.observers.workers import WorkersObserver
 
-__all__ = ["Estimate", "EtaObserver", "EtaSnapshot"]
+__all__ = ["Estimate", "EtaEstimator", "EtaSnapshot"]
 
-#: ``(eta, low, high)`` in seconds; see :meth:`EtaObserver.estimate`.
+#: ``(eta, low, high)`` in seconds; see :meth:`EtaEstimator.estimate`.
 Estimate = tuple[float | None, float | None, float | None]
 
 #: The share of its duration a running task still has ahead of it, on average.
@@ -44,7 +44,7 @@ _CHECKPOINT_EVERY = 1.0
 
 
 class EtaSnapshot(TypedDict):
-    """What :meth:`EtaObserver.snapshot` returns (seconds)."""
+    """What :meth:`EtaEstimator.snapshot` returns (seconds)."""
 
     eta: float | None
     eta_low: float | None
@@ -65,8 +65,10 @@ class _Model:
         self.mean: float | None = None  # recent mean duration, all prefixes
 
 
-class EtaObserver:
+class EtaEstimator:
     """Estimated time to completion, from progress, durations and throughput.
+
+    Not an observer of events: it reads the observers it is given when asked.
 
     Parameters
     ----------

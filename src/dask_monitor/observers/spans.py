@@ -25,7 +25,7 @@ from dask_monitor.batch import Batch, as_batch
 from dask_monitor.events import Event
 from dask_monitor.observers._common import Clock
 from dask_monitor.observers.durations import DurationsObserver
-from dask_monitor.observers.eta import EtaObserver
+from dask_monitor.observers.eta import EtaEstimator
 from dask_monitor.observers.progress import (
     Keys,
     ProgressObserver,
@@ -77,7 +77,7 @@ class _Span:
             clock=owner.clock,
             max_prefixes=max_prefixes,
         )
-        self.eta = EtaObserver(
+        self.eta = EtaEstimator(
             self.progress,
             self.throughput,
             durations=self.durations,
