@@ -117,16 +117,18 @@ class TestTupleKeys:
     def _batch(self) -> Batch:
         key = ("x-123", 0, 1)
         return Batch(
-            [key, key],
-            ["x", "x"],
-            ["x-123", "x-123"],
-            ["processing", "processing"],
-            ["memory", "erred"],
-            ["tcp://w:1", "tcp://w:1"],
-            [None, None],
-            5.0,
-            None,
-            {0: (0.1, 4.9, 5.0, 8, None, None), 1: (None,) * 4 + ("E('a')", "tb")},
+            keys=[key, key],
+            prefixes=["x", "x"],
+            groups=["x-123", "x-123"],
+            starts=["processing", "processing"],
+            finishes=["memory", "erred"],
+            workers=["tcp://w:1", "tcp://w:1"],
+            spans=[None, None],
+            time=5.0,
+            details={
+                0: (0.1, 4.9, 5.0, 8, None, None),
+                1: (None,) * 4 + ("E('a')", "tb"),
+            },
         )
 
     def test_events_carry_the_key_text(self) -> None:

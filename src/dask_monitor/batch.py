@@ -104,6 +104,7 @@ class Batch(Sequence[Event]):
 
     def __init__(
         self,
+        *,
         keys: list[Any],
         prefixes: list[str],
         groups: list[str],
@@ -179,24 +180,40 @@ class Batch(Sequence[Event]):
             spans.append(e.span)
             times.append(e.timestamp)
         batch = cls.from_columns(
-            keys,
-            prefixes,
-            groups,
-            starts,
-            finishes,
-            workers,
-            spans,
-            times,
-            details,
-            others,
+            keys=keys,
+            prefixes=prefixes,
+            groups=groups,
+            starts=starts,
+            finishes=finishes,
+            workers=workers,
+            spans=spans,
+            timestamps=times,
+            details=details,
+            others=others,
         )
         if isinstance(events, list):
             batch._events = events
         return batch
 
     @classmethod
+    def empty(cls, time: float, others: list[tuple[int, Event]] | None = None) -> Batch:
+        """A batch without task events (worker events in ``others``, maybe)."""
+        return cls(
+            keys=[],
+            prefixes=[],
+            groups=[],
+            starts=[],
+            finishes=[],
+            workers=[],
+            spans=[],
+            time=time,
+            others=others,
+        )
+
+    @classmethod
     def from_columns(
         cls,
+        *,
         keys: list[Any],
         prefixes: list[str],
         groups: list[str],
@@ -224,17 +241,17 @@ class Batch(Sequence[Event]):
             and timestamps.count(time) == len(timestamps)
         )
         return cls(
-            keys,
-            prefixes,
-            groups,
-            starts,
-            finishes,
-            workers,
-            spans,
-            time,
-            None if same or not timestamps else timestamps,
-            details,
-            others,
+            keys=keys,
+            prefixes=prefixes,
+            groups=groups,
+            starts=starts,
+            finishes=finishes,
+            workers=workers,
+            spans=spans,
+            time=time,
+            times=None if same or not timestamps else timestamps,
+            details=details,
+            others=others,
         )
 
     # -- columns -------------------------------------------------------------
@@ -372,16 +389,16 @@ class Batch(Sequence[Event]):
         if type(indices) is range and indices.step == 1:  # slices: C speed
             lo, hi = indices.start, indices.stop
             return Batch(
-                self.keys[lo:hi],
-                self.prefixes[lo:hi],
-                self.groups[lo:hi],
-                self.starts[lo:hi],
-                self.finishes[lo:hi],
-                self.workers[lo:hi],
-                self.spans[lo:hi],
-                self.time,
-                None if times is None else times[lo:hi],
-                {i - lo: d for i, d in details.items() if lo <= i < hi},
+                keys=self.keys[lo:hi],
+                prefixes=self.prefixes[lo:hi],
+                groups=self.groups[lo:hi],
+                starts=self.starts[lo:hi],
+                finishes=self.finishes[lo:hi],
+                workers=self.workers[lo:hi],
+                spans=self.spans[lo:hi],
+                time=self.time,
+                times=None if times is None else times[lo:hi],
+                details={i - lo: d for i, d in details.items() if lo <= i < hi},
             )
         keys = self.keys
         prefixes = self.prefixes
@@ -391,18 +408,20 @@ class Batch(Sequence[Event]):
         workers = self.workers
         spans = self.spans
         return Batch(
-            [keys[i] for i in indices],
-            [prefixes[i] for i in indices],
-            [groups[i] for i in indices],
-            [starts[i] for i in indices],
-            [finishes[i] for i in indices],
-            [workers[i] for i in indices],
-            [spans[i] for i in indices],
-            self.time,
-            None if times is None else [times[i] for i in indices],
-            {j: details[i] for j, i in enumerate(indices) if i in details}
-            if details
-            else {},
+            keys=[keys[i] for i in indices],
+            prefixes=[prefixes[i] for i in indices],
+            groups=[groups[i] for i in indices],
+            starts=[starts[i] for i in indices],
+            finishes=[finishes[i] for i in indices],
+            workers=[workers[i] for i in indices],
+            spans=[spans[i] for i in indices],
+            time=self.time,
+            times=None if times is None else [times[i] for i in indices],
+            details=(
+                {j: details[i] for j, i in enumerate(indices) if i in details}
+                if details
+                else {}
+            ),
         )
 
     def chunks(self, size: int) -> Iterator[Batch]:

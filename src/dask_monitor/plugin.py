@@ -601,10 +601,10 @@ class MonitorPlugin(SchedulerPlugin):
             )
             others = self._worker_events(tasks, marks, now)
             if not tasks:
-                return Batch([], [], [], [], [], [], [], now, None, {}, others)
+                return Batch.empty(now, others)
             raw, starts, finishes, tgs, kws = map(list, zip(*tasks, strict=True))
         if not raw:
-            return Batch([], [], [], [], [], [], [], now, None, {}, others)
+            return Batch.empty(now, others)
         n = len(raw)
         tg = tgs[0]
         if tg is not None and tgs[-1] is tg and tgs.count(tg) == n:
@@ -622,17 +622,16 @@ class MonitorPlugin(SchedulerPlugin):
         workers: list[str | None] = [None] * len(raw)
         details: dict[int, Details] = {}
         batch = Batch(
-            raw,
-            prefixes,
-            groups,
-            starts,
-            finishes,
-            workers,
-            spans,
-            now,
-            None,
-            details,
-            others,
+            keys=raw,
+            prefixes=prefixes,
+            groups=groups,
+            starts=starts,
+            finishes=finishes,
+            workers=workers,
+            spans=spans,
+            time=now,
+            details=details,
+            others=others,
         )
         index = batch.finish_index()
         enter = index.get(_PROCESSING, ())

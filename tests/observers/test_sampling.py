@@ -107,14 +107,14 @@ class TestSamplingObserver:
         keys: list[object] = [("getitem-a1", i) for i in range(5)] + ["x-1"]
         n = len(keys)
         batch = Batch(
-            keys,
-            ["getitem"] * (n - 1) + ["x"],
-            ["getitem-a1"] * (n - 1) + ["x-1"],
-            ["waiting"] * n,
-            ["processing"] * n,
-            ["tcp://w:1"] * n,
-            [None] * n,
-            7.0,
+            keys=keys,
+            prefixes=["getitem"] * (n - 1) + ["x"],
+            groups=["getitem-a1"] * (n - 1) + ["x-1"],
+            starts=["waiting"] * n,
+            finishes=["processing"] * n,
+            workers=["tcp://w:1"] * n,
+            spans=[None] * n,
+            time=7.0,
             details={0: (1.5, 5.5, 7.0, 8, None, None)},
         )
         sampling = SamplingObserver(recent=n, reservoir=n, seed=0)

@@ -384,16 +384,16 @@ def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
         (durations, begins, ends, nbytes, exceptions, tracebacks, spans),
     )
     return Batch.from_columns(
-        list(keys),
-        list(prefixes),
-        list(groups),
-        list(starts),
-        list(finishes),
-        list(workers),
-        list(spans),
-        list(stamps),
-        details,
-        others,
+        keys=list(keys),
+        prefixes=list(prefixes),
+        groups=list(groups),
+        starts=list(starts),
+        finishes=list(finishes),
+        workers=list(workers),
+        spans=list(spans),
+        timestamps=list(stamps),
+        details=details,
+        others=others,
     )
 
 
