@@ -13,6 +13,7 @@ __all__ = [
     "MEMORY",
     "PROCESSING",
     "RELEASED",
+    "BatchObserver",
     "Clock",
     "check_count",
     "check_positive",
@@ -32,6 +33,31 @@ ERRED = "erred"
 PROCESSING = "processing"
 FORGOTTEN = "forgotten"
 RELEASED = "released"
+
+
+class BatchObserver:
+    """Base of the built-in observers: they take batches, read as columns
+    (:func:`~dask_monitor.batch.as_batch`); one event is a batch of one.
+
+    Subclasses set :attr:`name` and implement :meth:`update_batch` and
+    :meth:`reset`. Not thread-safe: feed and read one from one thread (the
+    pipeline's, which holds its lock).
+    """
+
+    #: The name in the snapshot's monitor section (observer errors ...).
+    name = "observer"
+
+    def update(self, event: Event) -> None:
+        """Take one event."""
+        self.update_batch([event])
+
+    def update_batch(self, events: Sequence[Event]) -> None:
+        """Take a batch of events, in the order they happened."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget everything."""
+        raise NotImplementedError
 
 
 def task_events(events: Sequence[Event]) -> list[TaskStatus]:

@@ -18,7 +18,12 @@ from collections.abc import Iterable, Sequence
 
 from dask_monitor.batch import as_batch
 from dask_monitor.events import Event
-from dask_monitor.observers._common import MEMORY, PROCESSING, check_count
+from dask_monitor.observers._common import (
+    MEMORY,
+    PROCESSING,
+    BatchObserver,
+    check_count,
+)
 from dask_monitor.observers.sketch import LogHistogram
 from dask_monitor.snapshot import DurationStats
 
@@ -29,7 +34,7 @@ _QUANTILES = (0.5, 0.9, 0.99)
 _FLUSH_AT = 16_384
 
 
-class DurationsObserver:
+class DurationsObserver(BatchObserver):
     """Streaming statistics of compute durations, per task prefix.
 
     Each prefix gets a :class:`~dask_monitor.observers.sketch.LogHistogram`
@@ -77,10 +82,6 @@ class DurationsObserver:
         self.folded = 0
 
     # -- events ------------------------------------------------------------
-
-    def update(self, event: Event) -> None:
-        """Take one event."""
-        self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events; only ``processing -> memory`` ones count."""

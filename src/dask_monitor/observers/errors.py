@@ -32,6 +32,7 @@ from dask_monitor.observers._common import (
     ERRED,
     PROCESSING,
     RELEASED,
+    BatchObserver,
     check_count,
 )
 from dask_monitor.snapshot import Cause, ErrorRow
@@ -159,7 +160,7 @@ class _Error:
         self.last = t
 
 
-class ErrorsObserver:
+class ErrorsObserver(BatchObserver):
     """Erred tasks grouped by ``(prefix, exception type)``, with one example each.
 
     Every transition into ``erred`` counts, including ``new -> erred`` (a task
@@ -197,10 +198,6 @@ class ErrorsObserver:
         """Forget everything."""
         self._rows: dict[tuple[str, str], _Error] = {}
         self.folded = 0
-
-    def update(self, event: Event) -> None:
-        """Take one event."""
-        self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events; only transitions into ``erred`` count."""

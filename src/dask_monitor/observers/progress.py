@@ -48,6 +48,7 @@ from dask_monitor.observers._common import (
     MEMORY,
     PROCESSING,
     RELEASED,
+    BatchObserver,
     check_count,
 )
 from dask_monitor.observers.errors import retried_attempts
@@ -459,7 +460,7 @@ def part_verdict(
     )
 
 
-class ProgressObserver:
+class ProgressObserver(BatchObserver):
     """Counts of tasks per state, per task prefix and per task group.
 
     Parameters
@@ -565,10 +566,6 @@ class ProgressObserver:
         self._totals.clear()
 
     # -- events ------------------------------------------------------------
-
-    def update(self, event: Event) -> None:
-        """Take one event."""
-        self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events, in the order they happened.

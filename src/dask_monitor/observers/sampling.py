@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from dask_monitor.batch import Batch, as_batch, row_event
 from dask_monitor.events import Event, TaskStatus
-from dask_monitor.observers._common import check_count
+from dask_monitor.observers._common import BatchObserver, check_count
 from dask_monitor.observers.errors import truncate
 from dask_monitor.snapshot import EventRecord, Samples
 
@@ -42,7 +42,7 @@ def record(event: TaskStatus, max_text: int | None = None) -> EventRecord:
     return cast(EventRecord, out)
 
 
-class SamplingObserver:
+class SamplingObserver(BatchObserver):
     """The last ``recent`` task events and a uniform sample of ``reservoir`` of them.
 
     The reservoir follows Li's Algorithm L: after it is full, the index of the
@@ -99,10 +99,6 @@ class SamplingObserver:
         self.seen = 0
 
     # -- events ------------------------------------------------------------
-
-    def update(self, event: Event) -> None:
-        """Take one event."""
-        self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events; events other than task events are ignored."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask_monitor.batch import Batch, as_batch
 from dask_monitor.events import Event
-from dask_monitor.observers._common import Clock
+from dask_monitor.observers._common import BatchObserver, Clock
 from dask_monitor.observers.durations import DurationsObserver
 from dask_monitor.observers.eta import EtaEstimator
 from dask_monitor.observers.progress import (
@@ -87,7 +87,7 @@ class _Span:
         )
 
 
-class SpansObserver:
+class SpansObserver(BatchObserver):
     """Progress and durations per Dask span, for the most recent spans.
 
     Parameters
@@ -162,10 +162,6 @@ class SpansObserver:
             self.keys.clear()
 
     # -- events ------------------------------------------------------------
-
-    def update(self, event: Event) -> None:
-        """Take one event."""
-        self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Hand each span its events, in order.

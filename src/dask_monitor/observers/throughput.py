@@ -26,6 +26,7 @@ from dask_monitor.observers._common import (
     ERRED,
     MEMORY,
     PROCESSING,
+    BatchObserver,
     Clock,
     check_count,
     check_positive,
@@ -160,7 +161,7 @@ class _Rate(_Ring):
         return max(0.0, rate - 2 * se), rate + 2 * se
 
 
-class ThroughputObserver:
+class ThroughputObserver(BatchObserver):
     """Tasks finished per time bin, overall and for the most active prefixes.
 
     Parameters
@@ -243,10 +244,6 @@ class ThroughputObserver:
         self.untracked = 0
 
     # -- events ------------------------------------------------------------
-
-    def update(self, event: Event) -> None:
-        """Take one event."""
-        self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events, in the order they happened."""

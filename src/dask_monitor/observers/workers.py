@@ -31,6 +31,7 @@ from dask_monitor.observers._common import (
     ERRED,
     MEMORY,
     PROCESSING,
+    BatchObserver,
     Clock,
     check_count,
     check_positive,
@@ -97,7 +98,7 @@ class _Worker:
             steps.popleft()
 
 
-class WorkersObserver:
+class WorkersObserver(BatchObserver):
     """Per worker: status, threads, tasks processing now, completions, busy time.
 
     Parameters
@@ -196,10 +197,6 @@ class WorkersObserver:
             self._where.clear()
 
     # -- events ------------------------------------------------------------
-
-    def update(self, event: Event) -> None:
-        """Take one event."""
-        self.update_batch([event])
 
     def update_batch(self, events: Sequence[Event]) -> None:
         """Take a batch of events, in the order they happened.
