@@ -31,7 +31,7 @@ __all__ = [
     "NO_DETAILS",
     "Batch",
     "Details",
-    "Latest",
+    "LastBatch",
     "as_batch",
     "key_text",
     "pick",
@@ -511,7 +511,7 @@ class Batch(Sequence[Event]):
         )
 
 
-class Latest:
+class LastBatch:
     """Recognises the latest batch it was shown, without keeping it alive.
 
     The same batch is recognised (held by a weak reference), and so is

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import TypedDict
 
-from dask_monitor.batch import Batch, Latest, as_batch
+from dask_monitor.batch import Batch, LastBatch, as_batch
 from dask_monitor.events import NEW, Event
 from dask_monitor.observers._common import (
     CHUNK,
@@ -344,7 +344,7 @@ class Keys:
     def __init__(self) -> None:
         self.live: set[object] = set()
         self.done: set[object] = set()
-        self._latest = Latest()  # the batch of ``_verdict``
+        self._latest = LastBatch()  # the batch of ``_verdict``
         self._verdict: tuple[list[int], list[int]] = ([], [])
 
     def clear(self) -> None:
@@ -614,9 +614,9 @@ class ProgressObserver(BatchObserver):
         # by event when (nearly) every event is another one: the counting
         # would cost more than it saves. Judged on the first events.
         sample = groups[:64]
-        wide = len(set(sample)) * 4 > len(sample)
+        distinct = len(set(sample)) * 4 > len(sample)  # most events differ
         counts: Counter[tuple[str, str, str, str]] | None = None
-        if not wide:
+        if not distinct:
             counts = batch.transitions()  # shared with the span's observers
         duplicates, recomputed = (
             self.keys.verdict(batch) if verdict is None else verdict
@@ -637,7 +637,7 @@ class ProgressObserver(BatchObserver):
             self._last_active = t_last
 
         totals = self._totals
-        if wide:
+        if distinct:
             # Totals from the columns, rather than two more updates per event.
             for s, c in Counter(starts).items():
                 if s != NEW and s != FORGOTTEN:
@@ -652,11 +652,11 @@ class ProgressObserver(BatchObserver):
                 g, p, f = groups[i], prefixes[i], fins[i]
                 counts[g, p, NEW, f] -= 1
                 if f == RELEASED:  # reported again: no move
-                    if wide:
+                    if distinct:
                         totals[f] -= 1
                 else:  # reported again in released, then moved on
                     counts[g, p, RELEASED, f] += 1
-                    if wide:
+                    if distinct:
                         totals[RELEASED] -= 1
 
         # States, completions and errors.
@@ -675,13 +675,13 @@ class ProgressObserver(BatchObserver):
         gother = gtable.other
         # Rows are touched (see ``_Table.touch``) as they are met when the
         # batch has one time, not before any other: the common case.
-        inline = (
+        touch_as_met = (
             latest is None
             and t_last > 0.0
             and t_last >= ptable.newest
             and t_last >= gtable.newest
         )
-        if inline:
+        if touch_as_met:
             ptable.newest = gtable.newest = t_last
         n_completed = 0
         n_erred = 0
@@ -697,7 +697,7 @@ class ProgressObserver(BatchObserver):
             # stays folded.)
             row = prow(p) or ptable.row(p, p)
             group = grow(g) or gtable.row(g, p)
-            if inline:
+            if touch_as_met:
                 last = row.last_active
                 if t_last > last:
                     row.last_active = t_last
@@ -730,12 +730,12 @@ class ProgressObserver(BatchObserver):
                 states[s0] = v
                 if v < 0:
                     gnegative.append((s0, group))
-                if not wide:
+                if not distinct:
                     totals[s0] -= c
             if f != FORGOTTEN:
                 row.states[f] += c
                 group.states[f] += c
-                if not wide:
+                if not distinct:
                     totals[f] += c
                 if f == MEMORY:
                     if s0 == PROCESSING:
@@ -750,8 +750,8 @@ class ProgressObserver(BatchObserver):
                     lost = True
             else:
                 emptied.add(g)
-        if inline:
-            pass
+        if touch_as_met:
+            pass  # touched in the loop
         elif latest is None:
             ptable.touch(prows, t_last, None)
             gtable.touch(grows, t_last, None)
