@@ -279,3 +279,17 @@ def test_combine_takes_the_newest_full_report_of_each_benchmark(
     assert "| flush goal | 3.00 ns | 10.0 ns | yes |" in table
     assert "(results/2026-11-30-aaaaaaa-flush.json)" in table
 
+
+def test_the_readme_table_is_the_generated_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``benchmarks/README.md``'s table of current figures is what ``run.py
+    --combine --readme`` makes of the newest result files: nobody edits it."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import run
+
+    readme = (BENCHMARKS / "README.md").read_text()
+    assert run.BEGIN in readme and run.END in readme
+    shown = readme.split(run.BEGIN + "\n", 1)[1].split(run.END, 1)[0]
+    reports = run.latest_reports(BENCHMARKS / "results", list(run.BENCHMARKS))
+    assert shown == run.goals_table(reports)
