@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> Report:
     args = parse_args(__doc__.splitlines()[0], argv, _extra)
     report = Report("compare", args.quick)
     sizes = so.QUICK_SIZES if args.quick else so.FULL_SIZES
+    if args.quick:
+        so.quick_interval()
     current = so.MonitorPlugin
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)
