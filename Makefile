@@ -50,5 +50,8 @@ test: setup system-deps lint typecheck
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
+bench-smoke: setup
+	$(BIN)/pytest tests/test_benchmarks_smoke.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

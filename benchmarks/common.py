@@ -2,8 +2,11 @@
 
 Every script builds a :class:`Report`: figures (a name, a unit and the values of
 all rounds), goals (a figure against a limit from the benchmarks issue) and
-notes. ``Report.finish()`` prints a markdown table and, with ``--json PATH``,
-writes the report as JSON for ``benchmarks/run.py``.
+notes. ``Report.finish()`` prints a markdown table and writes the report as
+JSON: to ``--json PATH`` when given, else (full runs only) to a new file in
+``benchmarks/results/`` named by :func:`result_path`. Result files are written
+by the scripts, one per run, and never edited: ``benchmarks/run.py --combine``
+reads the newest one of each benchmark.
 
 Also here: fake scheduler task states (plain namespaces with the attributes the
 plugins read) and the synthetic task life cycle the hot-path, flush and memory
@@ -20,6 +23,7 @@ import os
 import pickle
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -32,6 +36,8 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+#: Where full runs write their reports, one file per run.
+RESULTS = HERE / "results"
 if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
@@ -49,6 +55,7 @@ __all__ = [
     "lifecycle_calls",
     "machine",
     "parse_args",
+    "result_path",
     "rss_bytes",
 ]
 
@@ -216,6 +223,7 @@ class Report:
             "benchmark": self.benchmark,
             "quick": self.quick,
             "machine": machine(),
+            "argv": sys.argv[1:],
             "started": self.started,
             "seconds": time.time() - self.started,
             "figures": [f.to_dict() for f in self.figures],
@@ -224,11 +232,20 @@ class Report:
         }
 
     def finish(self, args: argparse.Namespace) -> Report:
-        """Print the tables; write JSON when ``--json`` was given."""
+        """Print the tables and write the JSON report.
+
+        To ``--json PATH`` when given; otherwise a full run writes a new file
+        in ``benchmarks/results/`` (:func:`result_path`) and a quick run,
+        whose figures mean nothing, writes none.
+        """
         print()
         print(self.markdown(), flush=True)
-        if getattr(args, "json", None):
-            Path(args.json).write_text(json.dumps(self.to_dict(), indent=1))
+        path = getattr(args, "json", None)
+        if path is None and not self.quick:
+            path = result_path(self.benchmark)
+        if path is not None:
+            Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+            print(f"report written to {path}", flush=True)
         return self
 
 
@@ -245,7 +262,12 @@ def parse_args(
     parser.add_argument(
         "--rounds", type=int, default=None, help="rounds (default: 5, quick: 2)"
     )
-    parser.add_argument("--json", default=None, help="write the report to this file")
+    parser.add_argument(
+        "--json",
+        default=None,
+        help="write the report to this file (default: a new file in "
+        "benchmarks/results/ for a full run, none for a quick one)",
+    )
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
@@ -262,8 +284,11 @@ def machine() -> dict[str, Any]:
         dask_version = distributed.__version__
     except ImportError:  # pragma: no cover
         dask_version = "?"
+    commit, dirty = git_revision()
     return {
         "src": src_digest(),
+        "commit": commit,
+        "dirty": dirty,
         "load": os.getloadavg()[0],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -279,6 +304,56 @@ def src_digest() -> str:
     for path in sorted((ROOT / "src" / "dask_monitor").rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
+
+
+def git_revision() -> tuple[str, bool]:
+    """HEAD's short commit, and whether ``src/`` or ``benchmarks/`` differ from it.
+
+    Only tracked files count as a difference: result files written by a run
+    do not make the next run's tree dirty. Outside a git checkout the commit
+    is ``"nogit"``.
+    """
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode != 0:
+        return "nogit", False
+    status = git(
+        "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks"
+    )
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def result_path(
+    benchmark: str,
+    folder: Path = RESULTS,
+    today: datetime.date | None = None,
+    revision: tuple[str, bool] | None = None,
+) -> Path:
+    """A new file for one run's report: ``<date>-<commit>[-dirty]-<benchmark>.json``.
+
+    The date is today's, the commit HEAD's short hash, and ``-dirty`` says
+    the measured code (``src/`` or ``benchmarks/``) had uncommitted changes.
+    A second run of the same day and commit gets ``-2`` (``-3``, ...) at the
+    end rather than overwriting the first: every run keeps its file.
+    """
+    today = today or datetime.date.today()
+    commit, dirty = revision or git_revision()
+    stem = f"{today.isoformat()}-{commit}{'-dirty' if dirty else ''}-{benchmark}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.json"
+    n = 2
+    while path.exists():
+        path = folder / f"{stem}-{n}.json"
+        n += 1
+    return path
 
 
 # -- timing ----------------------------------------------------------------------------

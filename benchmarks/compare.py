@@ -9,6 +9,12 @@ the working tree's package, the harness alone, an empty plugin and Dask's
 ``TaskStreamPlugin`` + ``AllProgress``. Every variant replays the same
 recorded run, in interleaved rounds.
 
+Why renamed copies: the variants must share one process, because they replay
+one recording (Dask's own ``TaskState`` objects) on one scheduler loop, round
+after round; a process per revision would compare runs, not variants of one
+run. In one process each version needs its own top-level name, since the
+package imports itself absolutely (``from dask_monitor.batch import ...``).
+
 A second section, ``flush``, is steadier: each version's hook takes the
 recorded calls of one real run (off the loop), and then only its flushes are
 timed, on the buffers its own hook filled, in interleaved rounds in this
@@ -141,6 +147,8 @@ def main(argv: list[str] | None = None) -> Report:
     args = parse_args(__doc__.splitlines()[0], argv, _extra)
     report = Report("compare", args.quick)
     sizes = so.QUICK_SIZES if args.quick else so.FULL_SIZES
+    if args.quick:
+        so.quick_interval()
     current = so.MonitorPlugin
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, tmp)

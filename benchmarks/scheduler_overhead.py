@@ -98,6 +98,15 @@ def idle_seconds() -> float:
     return max(IDLE, 3 * MonitorPlugin().config.interval)
 
 
+def quick_interval() -> None:
+    """Flush every 100 ms in a quick run (its figures mean nothing anyway).
+
+    Each replay idles three flush intervals and then times an idle window as
+    long: at the default 250 ms that sleeping is most of a quick run.
+    """
+    dask.config.set({"monitor.interval": "100ms"})
+
+
 GRAPH = object()  # marks a recorded update_graph call
 FLUSH = object()  # marks where a periodic flush ran in the recorded run
 
@@ -817,6 +826,8 @@ def main(argv: list[str] | None = None) -> Report:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     logging.getLogger("bokeh").setLevel(logging.ERROR)
     dask.config.set({"distributed.admin.tick.limit": "1h"})
+    if args.quick:
+        quick_interval()
     bench = Bench()
     try:
         for workload in workloads:

@@ -209,3 +209,87 @@ def test_the_core_variant_keeps_only_the_core_aggregates(
     assert snap["samples"]["recent"] == [] and snap["samples"]["reservoir"] == []
     full = Pipeline(scheduler_overhead.MonitorPlugin().config)
     assert full.rules, "the default monitor has alert rules"
+
+
+def _report(name: str, started: float, *, quick: bool = False) -> dict[str, Any]:
+    """A minimal report as ``Report.to_dict`` writes it."""
+    return {
+        "benchmark": name,
+        "quick": quick,
+        "started": started,
+        "figures": [{"name": "x", "unit": "ns", "values": [started], "note": ""}],
+        "goals": [
+            {
+                "text": f"{name} goal",
+                "value": started,
+                "limit": 10.0,
+                "unit": "ns",
+                "higher_is_better": False,
+                "met": started <= 10.0,
+            }
+        ],
+        "notes": [],
+    }
+
+
+def test_result_files_are_named_by_date_and_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's report goes to ``<date>-<commit>[-dirty]-<benchmark>.json``, and a
+    second run of the same day and commit gets a new file, not the first's."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import datetime
+
+    from common import result_path
+
+    day = datetime.date(2026, 12, 3)
+    first = result_path("hot_path", tmp_path, day, ("4ee4fbf", False))
+    assert first.name == "2026-12-03-4ee4fbf-hot_path.json"
+    first.write_text("{}")
+    again = result_path("hot_path", tmp_path, day, ("4ee4fbf", False))
+    assert again.name == "2026-12-03-4ee4fbf-hot_path-2.json"
+    dirty = result_path("hot_path", tmp_path, day, ("4ee4fbf", True))
+    assert dirty.name == "2026-12-03-4ee4fbf-dirty-hot_path.json"
+
+
+def test_combine_takes_the_newest_full_report_of_each_benchmark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run.py --combine`` reads the newest full run of each benchmark by the
+    start time inside the report, whatever the files are called."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import run
+
+    files = {
+        # The later name sorts first: the name must not decide.
+        "2026-12-01-bbbbbbb-flush.json": _report("flush", 2.0),
+        "2026-11-30-aaaaaaa-flush.json": _report("flush", 3.0),
+        "2026-12-02-ccccccc-flush.json": _report("flush", 9.0, quick=True),
+        # A name that a glob for "flush*" would take for the flush benchmark.
+        "flush_interval.json": _report("flush_interval", 1.0),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    reports = run.latest_reports(tmp_path, ["flush", "flush_interval"])
+    assert [(r["benchmark"], r["file"]) for r in reports] == [
+        ("flush", "2026-11-30-aaaaaaa-flush.json"),
+        ("flush_interval", "flush_interval.json"),
+    ]
+    table = run.goals_table(reports)
+    assert "| flush goal | 3.00 ns | 10.0 ns | yes |" in table
+    assert "(results/2026-11-30-aaaaaaa-flush.json)" in table
+
+
+def test_the_readme_table_is_the_generated_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``benchmarks/README.md``'s table of current figures is what ``run.py
+    --combine --readme`` makes of the newest result files: nobody edits it."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import run
+
+    readme = (BENCHMARKS / "README.md").read_text()
+    assert run.BEGIN in readme and run.END in readme
+    shown = readme.split(run.BEGIN + "\n", 1)[1].split(run.END, 1)[0]
+    reports = run.latest_reports(BENCHMARKS / "results", list(run.BENCHMARKS))
+    assert shown == run.goals_table(reports)
