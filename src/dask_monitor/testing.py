@@ -774,7 +774,8 @@ def make_snapshot(
         raise ValueError(f"elapsed must be positive, got {elapsed!r}")
     now = time.time() if now is None else now
     started = now - elapsed
-    plan = _plan(n_prefixes, n_workers, n_errors, seed, threads)
+    shape = (n_prefixes, n_workers, n_errors, seed, threads)
+    plan = _plan(*shape)
     ends = plan.ends
     # The plan's time u maps to started + scale * u; at now, u_now: just
     # after the completion that makes ``progress``, before the next.
@@ -789,7 +790,7 @@ def make_snapshot(
     if done == 0:
         u_now = -1.0  # no thread has taken a task yet
 
-    events = _run_events(plan, started, scale, u_now, threads, spans)
+    events = _run_events(shape, started, scale, u_now, tuple(spans))
     # Keep the last n_events completions among the recent samples.
     recent = len(events)
     seen = 0
@@ -828,36 +829,53 @@ def make_snapshot(
     return cast(Snapshot, snapshot)
 
 
+@functools.lru_cache(maxsize=4)
+def _submitted(
+    shape: tuple[int, int, int, int, int], started: float, spans: tuple[str, ...]
+) -> tuple[Event, ...]:
+    """The workers joining and the graph arriving at ``started`` (events are
+    immutable: successive snapshots of one run share them)."""
+    plan = _plan(*shape)
+    threads = shape[4]
+    out: list[Event] = [
+        WorkerStatus(w, "added", started, threads) for w in plan.workers
+    ]
+    n_spans = len(spans)
+    make = make_task_status  # the same TaskStatus, five times faster to build
+    for task in plan.tasks:
+        key, prefix, group = task.key, task.prefix, task.group
+        span = f"span-{task.span % n_spans}" if n_spans else None
+        out += [
+            make(key, prefix, group, s0, f, started, None, None, None, None,
+                 None, None, None, span)
+            for s0, f in _SUBMITTED
+        ]  # fmt: skip
+    return tuple(out)
+
+
 def _run_events(
-    plan: _Plan,
+    shape: tuple[int, int, int, int, int],
     started: float,
     scale: float,
     u_now: float,
-    threads: int,
-    spans: Sequence[str],
+    spans: tuple[str, ...],
 ) -> list[tuple[float, Event]]:
     """The run's events up to ``u_now`` (plan time), as (time, event), in order."""
-    out: list[tuple[float, Event]] = [
-        (started, WorkerStatus(w, "added", started, threads)) for w in plan.workers
-    ]
-    submitted: list[tuple[float, Event]] = []
+    plan = _plan(*shape)
+    out = [(started, e) for e in _submitted(shape, started, spans)]
     later: list[tuple[float, Event]] = []
     n_spans = len(spans)
-    # make_task_status: the same TaskStatus, five times faster to build.
     make = make_task_status
     for task in plan.tasks:
-        key, prefix, group, worker = task.key, task.prefix, task.group, task.worker
-        span = f"span-{task.span % n_spans}" if n_spans else None
-        submitted += [
-            (started, make(key, prefix, group, s0, f, started, span=span))
-            for s0, f in _SUBMITTED
-        ]
         if task.begin > u_now:
             continue
+        key, prefix, group, worker = task.key, task.prefix, task.group, task.worker
+        span = f"span-{task.span % n_spans}" if n_spans else None
         begin = started + scale * task.begin
         taken = make(
-            key, prefix, group, "queued", "processing", begin, worker, span=span
-        )
+            key, prefix, group, "queued", "processing", begin, worker,
+            None, None, None, None, None, None, span,
+        )  # fmt: skip
         later.append((begin, taken))
         if task.end > u_now:
             continue
@@ -865,22 +883,23 @@ def _run_events(
         if task.error is None:
             finish = make(
                 key, prefix, group, "processing", "memory", end, worker,
-                end - begin, begin, end, task.nbytes, span=span,
+                end - begin, begin, end, task.nbytes, None, None, span,
             )  # fmt: skip
         else:
             finish = make(
                 key, prefix, group, "processing", "erred", end, worker,
-                exception=task.error,
-                traceback=_TRACEBACK.format(error=task.error),
-                span=span,
+                None, None, None, None, task.error,
+                _TRACEBACK.format(error=task.error), span,
             )  # fmt: skip
         later.append((end, finish))
     later.sort(key=_time)
-    return out + submitted + later
+    return out + later
 
 
-#: The transitions of a task when its graph arrives and the cluster is busy.
-_SUBMITTED = ((NEW, "released"), ("released", "waiting"), ("waiting", "queued"))
+#: The events of a task when its graph arrives and the cluster is busy, as
+#: the plugin reports them: Dask's ``new -> released -> waiting`` is folded
+#: into one event (counted as ``merged``), then the task is queued.
+_SUBMITTED = ((NEW, "waiting"), ("waiting", "queued"))
 
 
 def _time(item: tuple[float, Event]) -> float:
@@ -912,6 +931,12 @@ def _feed(
             pipeline.process(batch)
             # A flush's cost on the scheduler, modelled (1 us an event): the
             # health view shows it; nothing here measures a real one.
-            pipeline.account(events=hi - lo, dropped=0, seconds=1e-6 * (hi - lo))
+            created = sum(1 for e in batch if type(e) is TaskStatus and e.start == NEW)
+            pipeline.account(
+                events=hi - lo,
+                dropped=0,
+                seconds=1e-6 * (hi - lo),
+                merged=created,
+            )
             lo = hi
         pipeline.tick(t)
