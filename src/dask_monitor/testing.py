@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
 from dask_monitor.alerts.rules import AlertRule
-from dask_monitor.config import AlertsConfig, MonitorConfig
+from dask_monitor.config import MonitorConfig
 from dask_monitor.events import (
     NEW,
     Alert,
@@ -536,7 +536,7 @@ class _Task(NamedTuple):
     end: float  # when it finishes
     nbytes: int
     error: str | None  # exception text if it errs
-    span: int  # index into the run's span names (-1: none)
+    span: int  # its prefix's index: the task is in span ``span % len(spans)``
 
 
 class _Plan(NamedTuple):
@@ -598,7 +598,7 @@ def _plan(
                 key=f"('{group}', {j})",
                 prefix=name,
                 group=group,
-                worker=workers[min(slot // threads, n_workers - 1)] if workers else "",
+                worker=workers[slot // threads],
                 begin=t,
                 end=t + duration,
                 nbytes=8 * (1 + (j * 7919 + i * 104729) % 65536),
@@ -711,9 +711,11 @@ def make_snapshot(
     (earlier ones further along), the tasks that fail first. Durations are
     lognormal around a median of each prefix, and time runs at the pace at
     which the share ``progress`` of the tasks is done at ``now``. Its events
-    (:class:`EventStream` builders' kind) are fed to the pipeline, with a
-    :class:`FakeClock`, in flushes of ``interval`` (0.25 s) with the
-    pipeline ticked after each, as the scheduler plugin does.
+    (those the scheduler plugin reports: ``new -> waiting -> queued ->
+    processing -> memory`` or ``erred``) are fed to the pipeline batch by
+    batch, one second of the run each, with a :class:`FakeClock` at the
+    batch's end and the pipeline ticked after each, as the plugin does after
+    its flushes.
 
     Deterministic: the same arguments give the same snapshot. Snapshots with
     the same ``seed``, shape and start (``now - elapsed``) are of the same
@@ -772,6 +774,10 @@ def make_snapshot(
         raise ValueError(f"progress must be in [0, 1], got {progress!r}")
     if elapsed <= 0:
         raise ValueError(f"elapsed must be positive, got {elapsed!r}")
+    if n_workers < 1 or threads < 1:
+        raise ValueError(
+            f"a run needs a worker and a thread, got {n_workers!r} and {threads!r}"
+        )
     now = time.time() if now is None else now
     started = now - elapsed
     shape = (n_prefixes, n_workers, n_errors, seed, threads)
@@ -792,7 +798,7 @@ def make_snapshot(
 
     events = _run_events(shape, started, scale, u_now, tuple(spans))
     # Keep the last n_events completions among the recent samples.
-    recent = len(events)
+    recent = len(events) if n_events > 0 else 1
     seen = 0
     for back, (_, event) in enumerate(reversed(events)):
         if type(event) is TaskStatus and event.start == "processing":
@@ -800,13 +806,14 @@ def make_snapshot(
             if seen == n_events:
                 recent = back + 1
                 break
+    # Defaults, not the user's Dask config: the same arguments, the same
+    # snapshot, wherever it runs. Room for every prefix and worker asked for.
     config = MonitorConfig(
         max_prefixes=max(10_000, n_prefixes),
         snapshot_prefixes=max(200, n_prefixes),
         max_workers=max(10_000, n_workers),
         max_errors=max(100, n_errors),
-        recent_events=max(1, recent),
-        alerts=AlertsConfig(),
+        recent_events=recent,
     )
     clock = FakeClock(started)
     scripted = _ScriptedAlerts(_script_alerts(n_alerts, now, elapsed, plan, seed))
