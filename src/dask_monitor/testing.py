@@ -500,9 +500,10 @@ _EXCEPTIONS = (
 )
 
 #: Seconds of a synthetic run handed to the pipeline in one batch. The
-#: plugin flushes four times as often (``monitor.interval``); observers end
-#: in the same state whatever the batches (``tests/test_differential.py``),
-#: and a quarter of the calls builds 10,000 prefixes in a second.
+#: plugin flushes four times as often (``monitor.interval``), but observers
+#: end in the same state however a stream is cut into batches
+#: (``tests/test_differential.py``), and four times fewer calls keep a
+#: snapshot of 10,000 prefixes under a second to build.
 _FLUSH = 1.0
 
 #: Tasks a synthetic run aims at over all its prefixes (a prefix has one at
