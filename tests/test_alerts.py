@@ -27,6 +27,7 @@ from dask_monitor.batch import Batch
 from dask_monitor.config import AlertsConfig
 from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
 from dask_monitor.observers import DurationsObserver
+from dask_monitor.testing import FakeClock
 
 
 def task(key: str, start: str, finish: str, t: float, **kw: Any) -> TaskStatus:
@@ -320,7 +321,7 @@ class TestAlertRule:
             def tick(self, now: float) -> None:
                 self.emit(Alert("custom", "info", "tick", now))
 
-        clock = FakeClock()
+        clock = FakeClock(0.0)
         pipeline = Pipeline(clock=clock, observers=[Every(cooldown=5)])
         for now in range(12):
             clock.now = float(now)
@@ -335,20 +336,12 @@ class TestAlertRule:
             StallRule(cooldown=-1)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class TestPipelineAlerts:
     """The pipeline runs the built-in rules and shows alerts in its snapshot."""
 
     def test_snapshot_has_recent_alerts_and_counts(self) -> None:
         """A stall and a lost worker appear in recent, counts and rules."""
-        clock = FakeClock()
+        clock = FakeClock(0.0)
         config = MonitorConfig.from_config(alerts={"stall": {"seconds": 5}})
         pipeline = Pipeline(config, clock=clock, raise_errors=True)
         seen: list[Event] = []
@@ -367,7 +360,7 @@ class TestPipelineAlerts:
 
     def test_tick_invalidates_the_cached_snapshot_only_on_alerts(self) -> None:
         """A quiet tick keeps the snapshot's seq; an alert changes it."""
-        clock = FakeClock()
+        clock = FakeClock(0.0)
         config = MonitorConfig.from_config(alerts={"stall": {"seconds": 5}})
         pipeline = Pipeline(config, clock=clock)
         pipeline.process(run("a-1", 0, 1)[:3])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from bokeh.document import Document
 from bokeh.models.widgets import DataTable, Div, StringFormatter
@@ -35,7 +34,8 @@ def snap(n_alerts: int = 6, seq: int = 1) -> Snapshot:
 class TestAlertsTable:
     def test_make_snapshot_default_has_no_alerts(self) -> None:
         """Existing callers are unchanged: no alerts unless asked."""
-        assert make_snapshot(seed=1)["alerts"] == {}
+        none = make_snapshot(seed=1)["alerts"]
+        assert none["total"] == 0 and none["recent"] == [] and none["counts"] == {}
         alerts = snap(6)["alerts"]
         assert alerts["total"] == 6 == len(alerts["recent"])
         assert sum(alerts["counts"].values()) == 6
@@ -141,13 +141,8 @@ class _SpanFeed(StaticFeed):
 
 
 def with_spans(names: list[str]) -> Snapshot:
-    snapshot = snap(0)
-    spans: dict[str, Any] = {
-        f"id-{i}": {"name": name, "done": 1, "remaining": 0, "total": 1, "erred": 0}
-        for i, name in enumerate(names)
-    }
-    snapshot["spans"] = spans
-    return snapshot
+    """A run whose tasks belong to spans of these names (one id each)."""
+    return make_snapshot(seed=3, now=NOW, spans=names)
 
 
 class TestSpanSelector:

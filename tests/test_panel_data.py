@@ -29,38 +29,6 @@ from dask_monitor.testing import make_snapshot
 XSS = "<img src=x onerror=window.__pwned=1>"
 
 
-class TestMakeSnapshot:
-    """The synthetic snapshot has a live snapshot's shape and consistency."""
-
-    def test_totals_are_the_sums_of_the_prefixes(self) -> None:
-        """done + remaining = total, and totals add up over prefixes."""
-        snap = make_snapshot(n_prefixes=50, n_workers=7, n_errors=5, seed=3)
-        t = snap["totals"]
-        assert t["done"] + t["remaining"] == t["total"]
-        assert t["done"] == sum(r["done"] for r in snap["prefixes"].values())
-        assert t["erred"] == sum(e["count"] for e in snap["errors"])
-        assert len(snap["prefixes"]) == 50
-        assert len(snap["workers"]) == 7
-        for row in snap["prefixes"].values():
-            assert row["done"] + row["remaining"] == row["total"]
-            assert sum(row["states"].values()) == row["total"]
-
-    def test_deterministic_and_successive(self) -> None:
-        """Same arguments, same snapshot; a later one keeps names and old bins."""
-        a = make_snapshot(seed=5, now=1_000_000.0)
-        assert a == make_snapshot(seed=5, now=1_000_000.0)
-        b = make_snapshot(seed=5, now=1_000_010.0, elapsed=130.0, seq=2, progress=0.7)
-        assert list(a["prefixes"]) == list(b["prefixes"])
-        assert b["totals"]["done"] >= a["totals"]["done"]
-        shift = 10
-        assert a["throughput"]["counts"][shift:] == b["throughput"]["counts"][:-shift]
-
-    def test_rejects_bad_progress(self) -> None:
-        """progress outside [0, 1] is an error."""
-        with pytest.raises(ValueError, match="progress"):
-            make_snapshot(progress=1.5)
-
-
 class TestColumns:
     """Every table is cut to its top N rows."""
 

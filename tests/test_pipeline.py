@@ -11,16 +11,7 @@ import pytest
 from dask_monitor.config import MonitorConfig
 from dask_monitor.events import NEW, TaskStatus, WorkerStatus
 from dask_monitor.pipeline import Pipeline
-
-
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from dask_monitor.testing import FakeClock
 
 
 def lifecycle(

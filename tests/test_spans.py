@@ -14,6 +14,7 @@ from dask_monitor import Monitor, Pipeline, get_plugin, replay
 from dask_monitor.events import TaskStatus
 from dask_monitor.observers.spans import SpansObserver
 from dask_monitor.replay import replay_pipeline
+from dask_monitor.testing import FakeClock
 
 from .conftest import make_cluster
 
@@ -132,8 +133,8 @@ class TestSpanPace:
     def test_span_view_rates_are_the_spans_own(self) -> None:
         """With a span selected, totals and prefix rates are that span's current
         pace (not 0, not the cluster's), and its throughput series is its own."""
-        clock = [100.0]
-        pipeline = Pipeline(clock=lambda: clock[0])
+        clock = FakeClock(100.0)
+        pipeline = Pipeline(clock=clock)
         pipeline.name_spans({"a": "etl", "b": "ml"})
         for second in range(8):
             t = 100.0 + second
@@ -151,7 +152,7 @@ class TestSpanPace:
                     _ts(key, "fit", "processing", "memory", t, "b", 0.5),
                 ]
             pipeline.process(events)
-            clock[0] = t + 1.0
+            clock.now = t + 1.0
         etl = pipeline.snapshot(span="etl")
         ml = pipeline.snapshot(span="ml")
         assert pipeline.snapshot()["totals"]["rate"] == pytest.approx(12.0, rel=0.05)
@@ -160,7 +161,7 @@ class TestSpanPace:
         assert ml["totals"]["rate"] == pytest.approx(2.0, rel=0.05)
         assert sum(etl["throughput"]["counts"]) == 80
         assert etl["totals"]["average_rate"] == pytest.approx(80 / 7.0)
-        clock[0] = 120.0  # nothing finished for a while
+        clock.now = 120.0  # nothing finished for a while
         assert pipeline.snapshot(span="etl")["totals"]["rate"] == 0.0
 
 
