@@ -165,8 +165,11 @@ class TestReplayOfARecordedRun:
             Client(cluster) as client,
             Monitor.attach(client, interval="50ms") as monitor,
         ):
-            client.gather(client.map(inc, range(10)))
+            # Workers run before the recording starts (the header lists
+            # them); the tasks are all recorded, so that the whole-run figures
+            # of the live run and of its replay cover the same work.
             monitor.record(path)
+            client.gather(client.map(inc, range(10)))
             client.gather(client.map(nap, range(40), [0.2] * 40))
             live = monitor.snapshot(flush=True)
             monitor.stop_recording()
