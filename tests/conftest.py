@@ -27,6 +27,30 @@ def require_executable(name: str, *candidates: str) -> str:
     pytest.skip(message)
 
 
+#: Debian's Chromium, headless, on this closed network: no background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (``/usr/bin/chromium``) driven by Playwright."""
+    chromium = require_executable("chromium", "/usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 def make_cluster(**kwargs: Any) -> LocalCluster:
     """A small LocalCluster on loopback with its dashboard on a free port."""
     options: dict[str, Any] = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ from dask_monitor.panel import write_report
 from dask_monitor.snapshot import Snapshot
 from dask_monitor.units import format_duration
 
-from .conftest import require_executable
-from .test_panel_live import CHROMIUM_ARGS, Page
+from .test_panel_live import Page
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +60,6 @@ def _snapshot(durations: dict[str, list[float]]) -> Snapshot:
             ]
     pipeline.process(events)
     return pipeline.snapshot()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium = require_executable("chromium", "/usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _axis(browser: Any, snapshot: Snapshot, tmp_path: Path) -> dict[str, Any]:

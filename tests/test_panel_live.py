@@ -27,21 +27,12 @@ from dask_monitor.panel._data import display_text, top_prefixes
 from dask_monitor.snapshot import Snapshot
 from tests.workloads import inc
 
-from .conftest import make_cluster, require_executable
+from .conftest import make_cluster
 
 pytestmark = pytest.mark.slow
 
 IMG = "<img src=x onerror=window.__pwned=1>"
 SCRIPT = "<script>window.__pwned=1</script>"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 def slow_inc(x: int) -> int:
@@ -113,17 +104,6 @@ def live(live_cluster: LocalCluster) -> Iterator[tuple[Client, Monitor, Snapshot
         snapshot = monitor.snapshot(flush=True)
         yield client, monitor, snapshot
         monitor.detach()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    chromium = require_executable("chromium", "/usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Page:

@@ -15,7 +15,6 @@ from dask_monitor.alerts import ERROR_BURST
 
 from .conftest import make_cluster
 from .test_panel_live import IMG, Page, get, wait_for
-from .test_panel_live import browser as browser  # (fixture)
 
 pytestmark = pytest.mark.slow
 
