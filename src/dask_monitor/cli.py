@@ -100,7 +100,8 @@ def replay(log: str, serve: bool, port: int, address: str) -> None:
     click.echo(format_summary(snapshot))
     if not serve:
         return
-    from dask_monitor.replay import run_info, serve_snapshot
+    from dask_monitor.panel import serve_snapshot
+    from dask_monitor.replay import run_info
 
     server = serve_snapshot(
         snapshot, config=config, port=port, address=address, **run_info(log)

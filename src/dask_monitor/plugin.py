@@ -502,7 +502,6 @@ class MonitorPlugin(SchedulerPlugin):
         self._marks = 0
         if dropped:
             self._prune_where()
-            self._reconcile(pipeline)
         try:
             batch = self._convert(items, time.time(), has_workers=marks > 0)
             self._name_spans(batch)
@@ -511,6 +510,10 @@ class MonitorPlugin(SchedulerPlugin):
             logger.exception(
                 "dask-monitor: flush failed; %d events lost", len(items) // FIELDS
             )
+        if dropped:
+            # After the batch: the scheduler's state now is what the buffered
+            # transitions led to, and they must not be applied on top of it.
+            self._reconcile(pipeline)
         pipeline.account(
             events=len(items) // FIELDS,
             dropped=dropped,

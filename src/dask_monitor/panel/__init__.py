@@ -35,6 +35,7 @@ __all__ = [
     "panel_url",
     "register_pages",
     "report_html",
+    "serve_snapshot",
     "write_report",
 ]
 
@@ -102,4 +103,29 @@ def write_report(
 
     return write(
         snapshot, path, title=title, config=config, source=source, versions=versions
+    )
+
+
+def serve_snapshot(
+    snapshot: Snapshot,
+    *,
+    config: MonitorConfig | None = None,
+    port: int = 0,
+    address: str = "127.0.0.1",
+    title: str = "dask-monitor replay",
+    source: str | None = None,
+    versions: dict[str, str] | None = None,
+) -> Any:
+    """A started Bokeh server showing the panel for ``snapshot`` at ``/``
+    (see :func:`dask_monitor.panel.serve.serve_snapshot`)."""
+    from .serve import serve_snapshot as serve
+
+    return serve(
+        snapshot,
+        config=config,
+        port=port,
+        address=address,
+        title=title,
+        source=source,
+        versions=versions,
     )
