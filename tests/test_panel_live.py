@@ -73,7 +73,7 @@ def wait_for(condition: Any, timeout: float = 10.0) -> Any:
 
 @pytest.fixture(scope="module")
 def live_cluster() -> Iterator[LocalCluster]:
-    """Created after ``import dask_monitor``: the pages are registered."""
+    """The pages come with the monitor: the ``live`` fixture attaches it."""
     with make_cluster(protocol="tcp://", host="127.0.0.1") as cluster:
         yield cluster
 
@@ -159,7 +159,7 @@ class TestPages:
         assert b"navbar" in body  # Dask's template
         assert b'href="monitor"' in body  # our link among Dask's pages
 
-    def test_individual_plots_json(self, base: str) -> None:
+    def test_individual_plots_json(self, base: str, live: Any) -> None:
         """dask-labextension's list holds the individual pages."""
         status, body = get(base + "/individual-plots.json")
         assert status == 200

@@ -16,8 +16,8 @@ from typing import Any
 
 from dask_monitor.client import Monitor
 from dask_monitor.config import ConfigError, MonitorConfig
+from dask_monitor.dashboard import add_pages
 from dask_monitor.events import NEW, Alert, TaskStatus, WorkerStatus
-from dask_monitor.panel import routes as _panel_routes  # noqa: F401  (dashboard pages)
 from dask_monitor.pipeline import Pipeline, UnknownSpanError
 from dask_monitor.plugin import MonitorPlugin, get_plugin
 from dask_monitor.replay import replay
@@ -49,7 +49,9 @@ logger = logging.getLogger(__name__)
 def dask_setup(server: Any) -> None:
     """Preload hook: ``dask scheduler --preload dask_monitor`` installs the plugin.
 
-    Settings come from the scheduler's Dask config (``monitor.*``).
+    Settings come from the scheduler's Dask config (``monitor.*``). The panel's
+    pages are added to this scheduler's dashboard only: importing the package
+    changes nothing in the process.
     """
     from distributed import Scheduler
 
@@ -61,3 +63,4 @@ def dask_setup(server: Any) -> None:
         return
     if get_plugin(server) is None:
         server.add_plugin(MonitorPlugin(preloaded=True))
+    add_pages(server)

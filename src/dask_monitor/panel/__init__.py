@@ -33,7 +33,6 @@ __all__ = [
     "ensure_pages",
     "panel_iframe",
     "panel_url",
-    "register_pages",
     "report_html",
     "serve_snapshot",
     "write_report",
@@ -43,24 +42,14 @@ __all__ = [
 PATHS: tuple[str, ...] = tuple(f"/{path}" for path in PAGES.values())
 
 
-def register_pages() -> None:
-    """Add the pages to Dask's dashboard for schedulers started from now on.
-
-    Done at ``import dask_monitor`` already (see :mod:`dask_monitor.panel.routes`).
-    """
-    from ._pages import register_pages as register
-
-    register()
-
-
 def ensure_pages(scheduler: Any) -> bool:
     """Serve the panel's pages on a running scheduler's dashboard (idempotent).
 
     Call it on the scheduler's event loop (e.g. in ``SchedulerPlugin.start``).
     Returns whether the pages are served: ``False`` when the scheduler has no
     dashboard (disabled, or Bokeh missing); it never raises for that.
-    Pages added to an already running scheduler are served, but not listed in
-    ``/individual-plots.json``.
+    Only this scheduler serves them; they are listed in
+    ``/individual-plots.json`` and linked from the navbar.
     """
     http = getattr(scheduler, "http_application", None)
     if http is None or not getattr(http, "applications", None):
