@@ -111,3 +111,72 @@ def test_the_panel_does_not_import_the_plugin_or_the_client() -> None:
     for name, targets in import_graph().items():
         if name.startswith("dask_monitor.panel"):
             assert not targets & forbidden, (name, targets & forbidden)
+
+
+def panel_imports() -> set[tuple[str, str]]:
+    """``(module, where)`` for each import of the panel by a module outside it,
+    ``where`` being the enclosing function's qualified name (``""`` at the top)."""
+    found: set[tuple[str, str]] = set()
+    for name, path in modules().items():
+        if name.startswith("dask_monitor.panel"):
+            continue
+        tree = ast.parse(path.read_text())
+
+        def visit(node: ast.AST, where: str, module: str = name) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ClassDef | ast.FunctionDef):
+                    inner = f"{where}.{child.name}" if where else child.name
+                    visit(child, inner)
+                    continue
+                if _type_only(child):
+                    continue
+                targets: list[str] = []
+                if isinstance(child, ast.ImportFrom) and not child.level:
+                    base = child.module or ""
+                    targets = [base] + [f"{base}.{a.name}" for a in child.names]
+                elif isinstance(child, ast.Import):
+                    targets = [a.name for a in child.names]
+                if any(
+                    t == "dask_monitor.panel" or t.startswith("dask_monitor.panel.")
+                    for t in targets
+                ):
+                    found.add((module, where))
+                visit(child, where)
+
+        visit(tree, "")
+    return found
+
+
+#: Where the panel may be imported from outside it (module, function), and why.
+PANEL_IMPORTERS = {
+    # The one place that wires a scheduler to the panel's pages (before and
+    # after the plugin's move into the scheduler package).
+    ("dask_monitor.dashboard", "add_pages"),
+    ("dask_monitor.scheduler.dashboard", "add_pages"),
+    # ``Monitor.report(path)``: the user's one-call report is rendered by the
+    # panel from the client's snapshot, on the client, only when asked for.
+    ("dask_monitor.client", "Monitor.report"),
+    ("dask_monitor.client.monitor", "Monitor.report"),
+}
+
+
+def _may_import_the_panel(module: str, where: str) -> bool:
+    """The command line serves and writes panels; elsewhere see PANEL_IMPORTERS."""
+    if module == "dask_monitor.cli" or module.startswith("dask_monitor.cli."):
+        return True
+    return (module, where) in PANEL_IMPORTERS
+
+
+def test_only_the_wiring_and_the_commands_import_the_panel() -> None:
+    """Nothing else imports the panel, even lazily: the client's live panel
+    link, the demo and replay reach the pages through ``dask_monitor.links``."""
+    wrong = {(m, w) for m, w in panel_imports() if not _may_import_the_panel(m, w)}
+    assert wrong == set()
+
+
+def test_the_panel_import_finder_finds_imports() -> None:
+    """The check itself can fail: known importers are found, at their function."""
+    found = panel_imports()
+    assert ("dask_monitor.client", "Monitor.report") in found
+    assert any(m.startswith("dask_monitor.cli") for m, _ in found)
+    assert not _may_import_the_panel("dask_monitor.client", "Monitor.panel")

@@ -386,7 +386,7 @@ class Monitor:
         Returns an ``IPython.display.IFrame``: the last expression of a cell
         displays it. Needs a synchronous client and a scheduler dashboard.
         """
-        from dask_monitor.panel import panel_iframe
+        from dask_monitor.links import panel_iframe
 
         return panel_iframe(self.client, page, height=height, width=width, link=link)
 

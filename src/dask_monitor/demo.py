@@ -71,7 +71,7 @@ def run_demo(
     from distributed import Client, LocalCluster
 
     from dask_monitor.client import Monitor
-    from dask_monitor.panel import panel_url
+    from dask_monitor.links import panel_url
     from dask_monitor.text import format_line, format_summary
 
     with (

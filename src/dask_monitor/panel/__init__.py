@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .notebook import PAGES, dashboard_prefix, panel_iframe, panel_url
+from dask_monitor.links import PAGES, dashboard_prefix, panel_iframe, panel_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

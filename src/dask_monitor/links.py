@@ -1,4 +1,9 @@
-"""The live panel inside Jupyter: an IFrame of the scheduler's dashboard page."""
+"""Where the panel's pages live on a dashboard, and an IFrame of one for Jupyter.
+
+URL arithmetic only: no Bokeh, no panel import, so that the client
+(``Monitor.panel()``) and the demo can point at the pages without loading the
+panel. The pages themselves are served by :mod:`dask_monitor.panel`.
+"""
 
 from __future__ import annotations
 
