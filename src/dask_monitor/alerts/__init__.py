@@ -6,10 +6,13 @@
 * :mod:`dask_monitor.alerts.client`: callbacks and async iteration on the
   client (``Monitor.on``, ``Monitor.alerts``).
 * :mod:`dask_monitor.sinks.nats`: the optional NATS publisher.
+* :mod:`dask_monitor.alerts.on`: :class:`On`, responders to the alerts
+  published on NATS, with no Dask client.
 """
 
 from __future__ import annotations
 
+from dask_monitor.alerts.on import On
 from dask_monitor.alerts.rules import (
     ERROR_BURST,
     STALL,
@@ -36,6 +39,7 @@ __all__ = [
     "AlertLog",
     "AlertRule",
     "ErrorBurstRule",
+    "On",
     "StallRule",
     "StragglerRule",
     "WorkerLostRule",

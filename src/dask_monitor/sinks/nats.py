@@ -55,10 +55,12 @@ def token(text: str) -> str:
 def alert_subject(cluster: str, kind: str) -> str:
     """The subject of an alert: ``dask.monitor.<cluster>.alerts.<kind>``.
 
-    ``cluster`` and ``kind`` may be ``*`` (a wildcard, for subscribers).
+    ``cluster`` and ``kind`` may be ``*`` (a wildcard, for subscribers). Dots
+    in ``kind`` separate tokens (``insight.memory-pressure`` is matched by
+    ``insight.*``); each token is made safe.
     """
     c = cluster if cluster == "*" else token(cluster)
-    k = kind if kind in ("*", ">") else token(kind)
+    k = kind if kind in ("*", ">") else ".".join(map(token, kind.split(".")))
     return f"{SUBJECT_PREFIX}.{c}.alerts.{k}"
 
 
