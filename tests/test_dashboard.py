@@ -190,3 +190,19 @@ class TestAfterTheMonitor:
                     path,
                     texts,
                 )
+
+
+class TestListingGuard:
+    """The listing relies on a private Bokeh attribute, guarded."""
+
+    def test_a_bokeh_without_the_attribute_loses_only_the_listing(self) -> None:
+        """Servers without ``_applications`` dicts: nothing listed, no error,
+        nothing changed."""
+        from types import SimpleNamespace
+
+        from dask_monitor.panel._pages import _list
+
+        first, added = SimpleNamespace(), SimpleNamespace(_applications={"/x": 1})
+        assert _list(first, added) is False
+        assert added._applications == {"/x": 1}
+        assert _list(SimpleNamespace(_applications=()), added) is False

@@ -263,10 +263,14 @@ class On:
             alert = decode_alert(msg.data)
         except ValueError as exc:
             self._counts["invalid"] += 1
-            logger.warning(
-                "dask-monitor: skipping a message on %s: %s",
+            # Anyone who can publish can send junk: warn once, count the rest.
+            first = self._counts["invalid"] == 1
+            logger.log(
+                logging.WARNING if first else logging.DEBUG,
+                "dask-monitor: skipping a message on %s: %s%s",
                 safe_text(msg.subject, 200),
                 safe_text(str(exc), 200),
+                " (more are counted in On.stats.invalid)" if first else "",
             )
             return
         for handler in list(self.handlers):
