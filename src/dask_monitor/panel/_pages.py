@@ -111,7 +111,7 @@ class NotRunning(Component):
         super().__init__(feed, config)
         self.root = Div(
             text=summary_html(empty_snapshot(), attached=False),
-            visible=feed.snapshot() is None,
+            visible=False,  # until the first update says
             sizing_mode="stretch_width",
             name="dm-not-running",
         )
