@@ -36,7 +36,7 @@ from typing import Any
 from common import Report, fake_tasks, interleave, lifecycle_calls, parse_args
 from dask_monitor import MonitorPlugin, Pipeline
 from dask_monitor.batch import Batch
-from dask_monitor.plugin import FIELDS
+from dask_monitor.scheduler.plugin import FIELDS
 
 T0 = 1.7e9
 #: (prefixes, run): consecutive tasks cycle through the prefixes (run 1, the

@@ -86,7 +86,7 @@ from common import (
     parse_args,
 )
 from dask_monitor import Monitor, MonitorPlugin
-from dask_monitor.plugin import FIELDS
+from dask_monitor.scheduler.plugin import FIELDS
 
 #: Seconds the loop idles after a replay so that periodic flushes run: more
 #: than two flush intervals (``idle_seconds()``).

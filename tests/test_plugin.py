@@ -18,7 +18,7 @@ from distributed import Client, SchedulerPlugin, wait
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
 from dask_monitor.events import NEW, TaskStatus, WorkerStatus
 from dask_monitor.pipeline import Pipeline
-from dask_monitor.plugin import FIELDS, HANDLERS
+from dask_monitor.scheduler.plugin import FIELDS, HANDLERS
 from tests.workloads import fail_if_odd, inc, slow_inc
 
 from .conftest import make_cluster, prefix_states, snapshot_states
@@ -590,7 +590,7 @@ class TestHook:
     def test_worker_events(self) -> None:
         """Workers joining and leaving become WorkerStatus events."""
         plugin = MonitorPlugin()
-        from dask_monitor.plugin import _WORKER
+        from dask_monitor.scheduler.plugin import _WORKER
 
         plugin._buffer += ("tcp://w:1", _WORKER, "added", None, {"nthreads": 2})
         [event] = plugin._convert(plugin._buffer, 1.0)

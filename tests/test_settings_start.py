@@ -11,7 +11,7 @@ from distributed import Client
 
 from dask_monitor import Monitor, replay
 from dask_monitor.config import ConfigError
-from dask_monitor.plugin import HANDLERS, MonitorPlugin, get_plugin
+from dask_monitor.scheduler.plugin import HANDLERS, MonitorPlugin, get_plugin
 from dask_monitor.sinks.eventlog import record_settings
 from dask_monitor.sinks.prometheus import prometheus_settings
 from tests.conftest import make_cluster

@@ -19,8 +19,8 @@ from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.events import NEW, Alert, TaskStatus, WorkerStatus
 from dask_monitor.panel import routes as _panel_routes  # noqa: F401  (dashboard pages)
 from dask_monitor.pipeline import Pipeline, UnknownSpanError
-from dask_monitor.plugin import MonitorPlugin, get_plugin
 from dask_monitor.replay import replay
+from dask_monitor.scheduler.plugin import MonitorPlugin, get_plugin
 from dask_monitor.subject import AsyncSubject, Subject
 
 __all__ = [

@@ -249,7 +249,7 @@ class MonitorPlugin(SchedulerPlugin):
     @staticmethod
     def _add_pages(scheduler: Scheduler) -> None:
         """Serve the panel's pages on a running dashboard that lacks them."""
-        from dask_monitor.dashboard import add_pages
+        from dask_monitor.scheduler.dashboard import add_pages
 
         add_pages(scheduler)
 
