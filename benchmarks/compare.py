@@ -104,8 +104,8 @@ def flush_seconds(
     plugin = plugin_class()
     plugin.pipeline = pipeline_class(plugin.config)
     t0 = time.thread_time()
-    for items in buffers:
-        plugin._buffer = list(items)
+    for buffered in buffers:
+        so.put_buffered(plugin, buffered)
         plugin.flush()
     return time.thread_time() - t0, plugin.pipeline.events
 
