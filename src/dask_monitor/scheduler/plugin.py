@@ -30,7 +30,13 @@ from tornado.ioloop import PeriodicCallback
 
 from dask_monitor.alerts.rules import topics as alert_topics
 from dask_monitor.batch import Batch
-from dask_monitor.config import PLUGIN_NAME, ConfigError, MonitorConfig
+from dask_monitor.config import (
+    PLUGIN_NAME,
+    ConfigError,
+    MonitorConfig,
+    PrometheusSettings,
+    RecordSettings,
+)
 from dask_monitor.events import Alert, Event
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.scheduler.buffer import TASK_ERRED, TransitionBuffer
@@ -39,7 +45,7 @@ from dask_monitor.sinks.eventlog import (
     check_log_path,
     record_settings,
 )
-from dask_monitor.sinks.prometheus import prometheus_settings, register_source
+from dask_monitor.sinks.prometheus import register_source
 from dask_monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -172,8 +178,8 @@ class MonitorPlugin(SchedulerPlugin):
         # Every setting is checked before anything is set up, and what was
         # set up is undone if a later step fails: a failed start leaves no
         # handler, thread or collector behind.
-        record = record_settings(dask.config.get("monitor.record", None))
-        metrics = prometheus_settings()
+        record = self._record_settings()
+        metrics = self._prometheus_settings()
         self.scheduler = scheduler
         self.buffer.tasks = scheduler.tasks
         self._closed = False
@@ -187,10 +193,34 @@ class MonitorPlugin(SchedulerPlugin):
             self._stop()
             raise
 
+    def _record_settings(self) -> dict[str, Any] | None:
+        """The event log to write from the start, or ``None``: the config's
+        ``record`` over the scheduler's own ``monitor.record``, confined to
+        the scheduler's ``monitor.record.directory`` (never the config's: a
+        client does not choose where the scheduler may write)."""
+        own = RecordSettings.from_config(dask.config.get("monitor.record", None))
+        settings = self.config.record.over(own)
+        if settings.path is None:
+            return None
+        return record_settings(
+            {
+                "path": settings.path,
+                "directory": _record_directory(),
+                **settings.writer_options(),
+            }
+        )
+
+    def _prometheus_settings(self) -> PrometheusSettings:
+        """The config's ``prometheus`` over the scheduler's own, then the defaults."""
+        own = dask.config.get("monitor.prometheus", None)
+        return self.config.prometheus.over(
+            PrometheusSettings.from_config(own)
+        ).resolved()
+
     def _start(
         self,
         scheduler: Scheduler,
-        metrics: dict[str, Any],
+        metrics: PrometheusSettings,
         record: dict[str, Any] | None,
     ) -> None:
         self.pipeline = Pipeline(
@@ -507,14 +537,13 @@ class MonitorPlugin(SchedulerPlugin):
 
     # -- Prometheus ----------------------------------------------------------------
 
-    def _start_metrics(self, settings: dict[str, Any]) -> None:
+    def _start_metrics(self, settings: PrometheusSettings) -> None:
         """Export ``dask_monitor_*`` metrics on the scheduler's ``/metrics``."""
-        if not settings["enabled"] or self._unregister_metrics is not None:
-            return
+        top = settings.top_prefixes
+        if not settings.enabled or top is None or self._unregister_metrics is not None:
+            return  # (top is set: the settings are resolved)
         try:
-            self._unregister_metrics = register_source(
-                self._metrics_snapshot, top=settings["top_prefixes"]
-            )
+            self._unregister_metrics = register_source(self._metrics_snapshot, top=top)
         except ImportError:
             logger.debug("dask-monitor: prometheus_client missing; no metrics")
 
