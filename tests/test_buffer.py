@@ -44,6 +44,19 @@ class TestFilling:
         buffer.add_worker("tcp://w:1", 2)
         assert (len(buffer), buffer.dropped) == (4, 2)
 
+    def test_a_worker_record_takes_the_room_of_a_task_record(self) -> None:
+        """The capacity bounds all records until the next drain: after a
+        worker joined, one transition fewer fits; a drain frees the room."""
+        buffer = TransitionBuffer(capacity=2)
+        buffer.add_worker("tcp://w:1", 1)
+        buffer.append("a", "waiting", "processing", stimulus_id="s", worker="w")
+        buffer.append("b", "waiting", "processing", stimulus_id="s", worker="w")
+        assert (len(buffer), buffer.dropped) == (2, 1)
+        buffer.drain(1.0)
+        buffer.append("c", "waiting", "processing", stimulus_id="s", worker="w")
+        buffer.append("d", "waiting", "processing", stimulus_id="s", worker="w")
+        assert (len(buffer), buffer.dropped) == (2, 0)
+
     def test_a_creation_folds_its_first_move_and_counts_it(self) -> None:
         """``new -> released`` then ``released -> waiting`` before a drain
         are one event ``new -> waiting``, counted as merged."""

@@ -24,7 +24,7 @@ thread-safe, and needs not be).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -114,8 +114,8 @@ class TransitionBuffer:
     Parameters
     ----------
     capacity
-        Task records kept between two drains; more are dropped and counted
-        (worker records are few and always kept).
+        Records kept between two drains; more task records are dropped and
+        counted (worker records are few and always kept, and take room).
     tasks
         The task table (``Scheduler.tasks``): read for a task's group and
         worker when it is buffered, and for error texts and the tasks still
@@ -123,7 +123,9 @@ class TransitionBuffer:
     """
 
     def __init__(self, capacity: int, tasks: Mapping[Any, Any] | None = None) -> None:
-        self._limit = 0
+        self._records: list[Any] = []
+        self._workers: list[WorkerRecord] = []
+        self._capacity = self._limit = 0
         self.capacity = capacity
         #: The task table read by :meth:`append` and :meth:`drain`.
         self.tasks: Mapping[Any, Any] = {} if tasks is None else tasks
@@ -138,22 +140,21 @@ class TransitionBuffer:
         self.dropped = 0
         #: Calls folded into a buffered creation since the last drain.
         self.merged = 0
-        self._records: list[Any] = []
-        self._workers: list[WorkerRecord] = []
         #: Buffered creations (``new -> released``) by key: the position of
         #: their ``finish`` field in the records (see :meth:`append`).
         self._created: dict[Any, int] = {}
 
     @property
     def capacity(self) -> int:
-        """Task records kept between two drains (settable: benchmarks lift it)."""
-        return self._limit // FIELDS
+        """Records kept between two drains (settable: benchmarks lift it)."""
+        return self._capacity
 
     @capacity.setter
     def capacity(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
-        self._limit = FIELDS * capacity
+        self._capacity = capacity
+        self._limit = FIELDS * (capacity - len(self._workers))
 
     def __len__(self) -> int:
         """Events buffered (task records and worker records)."""
@@ -210,7 +211,7 @@ class TransitionBuffer:
         that are in ``released`` (Dask makes no transition for it)."""
         records = self._records
         get = self.tasks.get
-        room = self.capacity - len(records) // FIELDS
+        room = (self._limit - len(records)) // FIELDS
         created = self._created
         for key in keys:
             ts = get(key)
@@ -232,6 +233,7 @@ class TransitionBuffer:
         """Buffer a worker that joined."""
         position = len(self._records) // FIELDS
         self._workers.append(WorkerRecord(position, address, "added", nthreads))
+        self._limit -= FIELDS  # the room it takes
 
     def remove_worker(self, address: str, *, expected: bool) -> None:
         """Buffer a worker that left (``expected``: Dask retired it)."""
@@ -239,6 +241,7 @@ class TransitionBuffer:
         self._workers.append(
             WorkerRecord(position, address, "removed", expected=expected)
         )
+        self._limit -= FIELDS  # the room it takes
 
     def forget(self) -> None:
         """Forget where tasks are and what raised (Dask forgot every task:
@@ -259,6 +262,7 @@ class TransitionBuffer:
         self._records = []
         self._workers = []
         self._created.clear()  # positions in the records just taken
+        self._limit = FIELDS * self._capacity
         self.dropped = 0
         self.merged = 0
         if pending.dropped:
@@ -279,6 +283,7 @@ class TransitionBuffer:
             raise RuntimeError("put_back() needs an empty buffer")
         self._records = pending.records
         self._workers = pending.workers
+        self._limit = FIELDS * (self._capacity - len(pending.workers))
         self.dropped = pending.dropped
         self.merged = pending.merged
 
@@ -396,7 +401,7 @@ class TransitionBuffer:
         self,
         batch: Batch,
         details_in: list[Any],
-        marks: list[WorkerRecord] | tuple[()],
+        marks: Sequence[WorkerRecord],
     ) -> None:
         """The tracker, event by event, with the worker records at their
         places: a worker that left counts the tasks that left ``processing``
@@ -406,18 +411,20 @@ class TransitionBuffer:
         workers = batch.workers
         details = batch.details
         lost: Counter[str] = Counter()
-        pending = list(marks)
         others = batch.others
         now = batch.time
         m = 0
+        # The row of the next worker record (-1: none left): one comparison
+        # per event, the records themselves are rare.
+        at = marks[0].position if marks else -1
         for i, (start, finish) in enumerate(
             zip(batch.starts, batch.finishes, strict=True)
         ):
-            while m < len(pending) and pending[m].position <= i:
-                others.append(
-                    (pending[m].position, _worker_status(pending[m], now, lost))
-                )
-                m += 1
+            if i == at:
+                while m < len(marks) and marks[m].position == i:
+                    others.append((i, _worker_status(marks[m], now, lost)))
+                    m += 1
+                at = marks[m].position if m < len(marks) else -1
             if finish == _PROCESSING:
                 where[raw[i]] = workers[i] = details_in[i]
             elif start == _PROCESSING:
@@ -434,7 +441,7 @@ class TransitionBuffer:
                     if worker is not None and finish in _LEAVE_PROCESSING_FOR_LOSS:
                         lost[worker] += 1
                 workers[i] = worker
-        for record in pending[m:]:
+        for record in marks[m:]:  # after the last task record
             others.append((record.position, _worker_status(record, now, lost)))
 
     def _error_details(

@@ -139,8 +139,10 @@ class MonitorPlugin(SchedulerPlugin):
         #: What the hooks recorded since the last flush.
         self.buffer = TransitionBuffer(config.buffer_size)
         # Dask calls ``transition`` for every transition of every task: the
-        # buffer's ``append`` is the hook itself, no call in between.
-        self.transition = self.buffer.append  # type: ignore[method-assign]
+        # buffer's ``append`` is the hook itself, no call in between (unless
+        # a subclass overrides the method). The buffer is never replaced.
+        if type(self).transition is MonitorPlugin.transition:
+            self.transition = self.buffer.append  # type: ignore[method-assign]
         #: Workers Dask is removing: address -> (stimulus id, expected), from
         #: its ``remove-worker`` event (see ``log_event``).
         self._leaving: dict[str, tuple[Any, bool]] = {}
