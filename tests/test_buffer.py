@@ -147,3 +147,52 @@ class TestTracker:
         buffer = TransitionBuffer(capacity=10)
         buffer.add_worker("tcp://w:1", 4)
         assert list(buffer.drain(3.0)) == [WorkerStatus("tcp://w:1", "added", 3.0, 4)]
+
+
+#: Dask's moves between task states (those the fuzz below makes).
+MOVES = {
+    "released": ("waiting", "forgotten"),
+    "waiting": ("processing", "queued", "no-worker", "released"),
+    "queued": ("processing", "released"),
+    "no-worker": ("processing", "released"),
+    "processing": ("memory", "erred", "released", "waiting", "no-worker"),
+    "memory": ("released", "forgotten"),
+    "erred": ("released", "erred", "forgotten"),
+    "forgotten": ("released",),
+}
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_column_walk_and_the_ordered_walk_agree(seed: int) -> None:
+    """The tracker's two walks (by columns when no task enters twice, in
+    order otherwise) give every event the same worker and details, and
+    leave the same tasks tracked, on random valid task life cycles."""
+    import random
+
+    rng = random.Random(seed)
+    keys = [f"k{i}" for i in range(rng.randint(1, 8))]
+    tasks: dict[str, Any] = {}
+    state = dict.fromkeys(keys, "released")
+    columns = TransitionBuffer(capacity=10_000, tasks=tasks)
+    ordered = TransitionBuffer(capacity=10_000, tasks=tasks)
+    for flush in range(rng.randint(1, 8)):
+        for _ in range(rng.randint(0, 30)):
+            key = rng.choice(keys)
+            start = state[key]
+            finish = state[key] = rng.choice(MOVES[start])
+            worker = rng.choice(["w1", "w2", "w3"])
+            tasks[key] = task(finish, worker if finish == "processing" else None)
+            kwargs: dict[str, Any] = {"stimulus_id": rng.choice(["s", "task-erred"])}
+            if finish == "memory":
+                kwargs = completion(worker)
+            elif finish == "erred":
+                kwargs.update(worker=worker, exception_text="ValueError('x')")
+            for buffer in (columns, ordered):
+                buffer.append(key, start, finish, **kwargs)
+        # A worker record after the last task record makes the walk ordered.
+        ordered.add_worker("tcp://w:9", 1)
+        a = columns.drain(float(flush))
+        b = ordered.drain(float(flush))
+        assert (a.keys, a.finishes, a.workers) == (b.keys, b.finishes, b.workers)
+        assert a.details == b.details
+        assert columns.where == ordered.where
