@@ -86,7 +86,6 @@ from common import (
     parse_args,
 )
 from dask_monitor import Monitor, MonitorPlugin
-from dask_monitor.scheduler.buffer import Pending
 
 #: Seconds the loop idles after a replay so that periodic flushes run: more
 #: than two flush intervals (``idle_seconds()``).
@@ -563,7 +562,8 @@ def bench_replay(
 # The working tree's plugin buffers in a ``TransitionBuffer`` (``plugin.buffer``),
 # its public seam. ``compare.py`` also runs revisions from before it existed,
 # whose plugin kept a flat list in private attributes (``_buffer``, ``_tasks``,
-# ``_capacity``, ``_limit``, ``_created``): only these three functions know both.
+# ``_capacity``, ``_limit``, ``_created``): only these functions know both. They
+# go by attributes, not classes: each revision's copy has classes of its own.
 
 
 def use_task_table(plugin: Any, tasks: Any) -> None:
@@ -594,23 +594,25 @@ def take_buffered(plugin: Any, *, unbounded: bool = False) -> Any:
 
 def put_buffered(plugin: Any, buffered: Any) -> None:
     """Make a copy of ``buffered`` (from ``take_buffered``) the plugin's buffer."""
-    if isinstance(buffered, Pending):
-        copy = Pending(
+    buffer = getattr(plugin, "buffer", None)
+    if buffer is not None:
+        copy = type(buffered)(
             list(buffered.records),
             list(buffered.workers),
             buffered.dropped,
             buffered.merged,
         )
-        plugin.buffer.put_back(copy)
+        buffer.put_back(copy)
     else:  # before TransitionBuffer
         plugin._buffer = list(buffered)
 
 
 def buffered_events(buffered: Any) -> int:
     """How many events ``buffered`` (from ``take_buffered``) holds."""
-    if isinstance(buffered, Pending):
-        return buffered.events
-    return len(buffered) // 5  # before TransitionBuffer: five fields each
+    if isinstance(buffered, list):  # before TransitionBuffer: five fields each
+        return len(buffered) // 5
+    events: int = buffered.events
+    return events
 
 
 def hook_buffers(
