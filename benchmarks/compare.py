@@ -77,6 +77,15 @@ def materialise(rev: str, where: Path) -> str:
     return name
 
 
+def plugin_module(name: str) -> Any:
+    """The plugin's module of the package copied as ``name``: it moved into
+    ``scheduler/`` (older revisions have it at the top)."""
+    try:
+        return importlib.import_module(f"{name}.scheduler.plugin")
+    except ModuleNotFoundError:
+        return importlib.import_module(f"{name}.plugin")
+
+
 def _extra(parser: Any) -> None:
     parser.add_argument("revisions", nargs="+", help="git revisions to compare")
     parser.add_argument(
@@ -95,8 +104,8 @@ def flush_seconds(
     plugin = plugin_class()
     plugin.pipeline = pipeline_class(plugin.config)
     t0 = time.thread_time()
-    for items in buffers:
-        plugin._buffer = list(items)
+    for buffered in buffers:
+        so.put_buffered(plugin, buffered)
         plugin.flush()
     return time.thread_time() - t0, plugin.pipeline.events
 
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> Report:
         pipelines: dict[str, Any] = {}
         for rev in args.revisions:
             name = materialise(rev, Path(tmp))
-            plugin = importlib.import_module(f"{name}.plugin").MonitorPlugin
+            plugin = plugin_module(name).MonitorPlugin
             label = f"dask-monitor at {rev} ({name[13:]})"
             versions[label] = plugin
             pipelines[label] = importlib.import_module(f"{name}.pipeline").Pipeline

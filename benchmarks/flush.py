@@ -11,8 +11,9 @@ Three figures per case, each in batches of 1,000 and 10,000 events (what a
 
 - ``process``: ``Pipeline.process(batch)``: the subject and every default
   observer (the columnar batches made beforehand by the plugin's conversion);
-- ``convert``: ``MonitorPlugin._convert(tuples)``: buffered tuples to one
-  columnar :class:`~dask_monitor.batch.Batch` (and its finish-state index);
+- ``convert``: ``TransitionBuffer.convert(pending, now)``: the buffered
+  records to one columnar :class:`~dask_monitor.batch.Batch` (and its
+  finish-state index);
 - ``flush``: ``MonitorPlugin.flush()``: both, as the periodic flush does.
 
 Also the cost of each observer per event (their ``update_batch`` timed one by
@@ -36,7 +37,7 @@ from typing import Any
 from common import Report, fake_tasks, interleave, lifecycle_calls, parse_args
 from dask_monitor import MonitorPlugin, Pipeline
 from dask_monitor.batch import Batch
-from dask_monitor.plugin import FIELDS
+from dask_monitor.scheduler.buffer import FIELDS, Pending, TransitionBuffer
 
 T0 = 1.7e9
 #: (prefixes, run): consecutive tasks cycle through the prefixes (run 1, the
@@ -59,13 +60,13 @@ class FakeClock:
 def make_items(
     n_events: int, n_prefixes: int, n_workers: int = 8, prefix_run: int = 1
 ) -> list[Any]:
-    """The buffer the plugin's hook fills for ``n_events`` transitions (flat:
-    ``FIELDS`` entries per event)."""
+    """The records the plugin's hook buffers for ``n_events`` transitions
+    (flat: ``FIELDS`` entries per event)."""
     n_tasks = n_events // 6
     tasks = fake_tasks(n_tasks, n_prefixes, n_workers, prefix_run=prefix_run)
     plugin = MonitorPlugin()
-    plugin._tasks = tasks
-    plugin._capacity = plugin._limit = 2**62
+    plugin.buffer.tasks = tasks
+    plugin.buffer.capacity = 2**60
     keys = list(tasks)
     block = 1000
     calls = lifecycle_calls(tasks, now=T0, error_every=1000, block=block)
@@ -75,7 +76,7 @@ def make_items(
         for _ in range(min(per_block, (len(keys) - b) * 5)):
             key, start, finish, kwargs = next(calls)
             plugin.transition(key, start, finish, stimulus_id="bench", **kwargs)
-    return plugin._buffer
+    return plugin.buffer.take().records
 
 
 def make_batches(items: list[Any], size: int) -> list[Batch]:
@@ -84,9 +85,9 @@ def make_batches(items: list[Any], size: int) -> list[Batch]:
     Timestamps advance by ``STEP`` every 1,000 events, as for a flush every
     100 ms at 10,000 transitions/s.
     """
-    plugin = MonitorPlugin()
+    buffer = TransitionBuffer(capacity=size)
     return [
-        plugin._convert(part, T0 + STEP * (i * size // 1000), has_workers=False)
+        buffer.convert(part, T0 + STEP * (i * size // 1000))
         for i, part in enumerate(buffers(items, size))
     ]
 
@@ -100,10 +101,10 @@ def fresh(batches: list[Batch]) -> list[Batch]:
     return batches
 
 
-def buffers(items: list[Any], size: int) -> list[list[Any]]:
-    """``items`` (a flat buffer) cut into buffers of ``size`` events."""
+def buffers(items: list[Any], size: int) -> list[Pending]:
+    """``items`` (flat records) cut into what a buffer of ``size`` events holds."""
     step = size * FIELDS
-    return [items[i : i + step] for i in range(0, len(items), step)]
+    return [Pending(items[i : i + step]) for i in range(0, len(items), step)]
 
 
 def time_process(batches: list[Batch]) -> float:
@@ -118,26 +119,26 @@ def time_process(batches: list[Batch]) -> float:
     return time.thread_time() - t0
 
 
-def time_convert(batches: list[list[Any]]) -> float:
-    plugin = MonitorPlugin()
-    convert = plugin._convert
+def time_convert(pending: list[Pending]) -> float:
+    convert = TransitionBuffer(capacity=1).convert
     gc.collect()
     t0 = time.thread_time()
-    for i, batch in enumerate(batches):
-        convert(batch, T0 + STEP * i, has_workers=False)
+    for i, part in enumerate(pending):
+        convert(part, T0 + STEP * i)
     return time.thread_time() - t0
 
 
-def time_flush(batches: list[list[Any]]) -> float:
+def time_flush(pending: list[Pending]) -> float:
     plugin = MonitorPlugin()
     plugin.pipeline = Pipeline(plugin.config)
+    put_back = plugin.buffer.put_back
     gc.collect()
     t0 = time.thread_time()
-    for batch in batches:
-        plugin._buffer = batch
+    for part in pending:
+        put_back(part)
         plugin.flush()
     elapsed = time.thread_time() - t0
-    assert plugin.pipeline.events == sum(map(len, batches)) // FIELDS
+    assert plugin.pipeline.events == sum(p.events for p in pending)
     return elapsed
 
 

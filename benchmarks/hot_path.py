@@ -51,7 +51,7 @@ FLUSH_EVERY = 1_000
 def make_variants(tasks: dict[str, Any]) -> dict[str, Any]:
     shim = SimpleNamespace(tasks={}, add_plugin=lambda plugin: None)
     monitor = MonitorPlugin()
-    monitor._tasks = tasks
+    monitor.buffer.tasks = tasks
     variants = {
         "empty plugin": EmptyPlugin(),
         "dask-monitor": monitor,
@@ -66,8 +66,7 @@ def make_variants(tasks: dict[str, Any]) -> dict[str, Any]:
 def reset(plugin: Any) -> None:
     """Empty what a plugin accumulated (a flush, for the monitor)."""
     if isinstance(plugin, MonitorPlugin):
-        plugin._buffer = []
-        plugin._dropped = 0
+        plugin.buffer.take()
     elif isinstance(plugin, TaskStreamPlugin):
         plugin.buffer.clear()
 
@@ -94,7 +93,7 @@ def pass_timer(
             transition(key, start, finish, stimulus_id=STIMULUS, **kwargs)
         elapsed += clock() - t0
         if isinstance(plugin, MonitorPlugin):
-            assert not plugin._dropped, "the buffer overflowed"
+            assert not plugin.buffer.dropped, "the buffer overflowed"
         reset(plugin)
     return elapsed / len(calls)
 

@@ -46,7 +46,7 @@ def run(
     plugin.pipeline = Pipeline(plugin.config)
     # The scheduler's task table: tasks in it from creation until forgotten.
     table: dict[str, object] = {}
-    plugin._tasks = table
+    plugin.buffer.tasks = table
     transition = plugin.transition
     update_graph = plugin.update_graph
     groups = fake_groups(n_prefixes, 0)  # the harness's own, replaced per computation

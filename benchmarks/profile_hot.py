@@ -3,7 +3,7 @@
 Not a benchmark: it shows where the time goes, for choosing optimizations.
 
 - ``hook``: the ``transition`` hook over the realistic cycle of ``hot_path.py``;
-- ``convert``: ``MonitorPlugin._convert`` on the tuples of ``flush.py``;
+- ``convert``: ``TransitionBuffer.convert`` on the records of ``flush.py``;
 - ``observers``: ``Pipeline.process`` (subject and default observers) on the
   events of ``flush.py``, over 10 and over 10,000 prefixes.
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from common import fake_tasks, lifecycle_calls
 from dask_monitor import MonitorPlugin, Pipeline
+from dask_monitor.scheduler.buffer import TransitionBuffer
 from flush import FakeClock, buffers, fresh, make_batches, make_items
 
 
@@ -52,11 +53,11 @@ def hook(n_tasks: int) -> Callable[[], None]:
     tasks = fake_tasks(n_tasks, 100)
     calls = list(lifecycle_calls(tasks))
     plugin = MonitorPlugin()
-    plugin._tasks = tasks
+    plugin.buffer.tasks = tasks
 
     def run() -> None:
         for _ in range(5):
-            plugin._buffer = []
+            plugin.buffer.take()
             transition = plugin.transition
             for key, start, finish, kwargs in calls:
                 transition(key, start, finish, stimulus_id="x", **kwargs)
@@ -68,9 +69,9 @@ def convert(n_events: int, n_prefixes: int) -> Callable[[], None]:
     items = buffers(make_items(n_events, n_prefixes), 1000)
 
     def run() -> None:
-        plugin = MonitorPlugin()
-        for i, batch in enumerate(items):
-            plugin._convert(batch, 1.7e9 + i * 0.1, has_workers=False)
+        buffer = TransitionBuffer(capacity=1)
+        for i, pending in enumerate(items):
+            buffer.convert(pending, 1.7e9 + i * 0.1)
 
     return run
 

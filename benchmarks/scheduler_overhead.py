@@ -86,7 +86,6 @@ from common import (
     parse_args,
 )
 from dask_monitor import Monitor, MonitorPlugin
-from dask_monitor.plugin import FIELDS
 
 #: Seconds the loop idles after a replay so that periodic flushes run: more
 #: than two flush intervals (``idle_seconds()``).
@@ -432,7 +431,7 @@ def replay(
             await monitor.start(scheduler)
             if variant == CORE:
                 core_only(monitor)
-            monitor._tasks = tasks
+            use_task_table(monitor, tasks)
             plugins: list[Any] = [monitor]
         else:
             plugins, _ = _variant_plugins(variant, tasks)
@@ -558,26 +557,82 @@ def bench_replay(
     return medians
 
 
+# -- the plugin's buffer, across versions ------------------------------------------
+#
+# The working tree's plugin buffers in a ``TransitionBuffer`` (``plugin.buffer``),
+# its public seam. ``compare.py`` also runs revisions from before it existed,
+# whose plugin kept a flat list in private attributes (``_buffer``, ``_tasks``,
+# ``_capacity``, ``_limit``, ``_created``): only these functions know both. They
+# go by attributes, not classes: each revision's copy has classes of its own.
+
+
+def use_task_table(plugin: Any, tasks: Any) -> None:
+    """Make the plugin's hook read ``tasks`` as the scheduler's task table."""
+    buffer = getattr(plugin, "buffer", None)
+    if buffer is not None:
+        buffer.tasks = tasks
+    else:  # before TransitionBuffer
+        plugin._tasks = tasks
+
+
+def take_buffered(plugin: Any, *, unbounded: bool = False) -> Any:
+    """What the plugin's hook buffered (handed over; the buffer starts empty).
+
+    ``unbounded``: lift the buffer's bound first, so nothing is dropped.
+    """
+    buffer = getattr(plugin, "buffer", None)
+    if buffer is not None:
+        if unbounded:
+            buffer.capacity = 2**60
+        return buffer.take()
+    if unbounded:  # before TransitionBuffer
+        plugin._capacity = plugin._limit = 2**62
+    items, plugin._buffer = plugin._buffer, []
+    getattr(plugin, "_created", {}).clear()  # positions in that buffer
+    return items
+
+
+def put_buffered(plugin: Any, buffered: Any) -> None:
+    """Make a copy of ``buffered`` (from ``take_buffered``) the plugin's buffer."""
+    buffer = getattr(plugin, "buffer", None)
+    if buffer is not None:
+        copy = type(buffered)(
+            list(buffered.records),
+            list(buffered.workers),
+            buffered.dropped,
+            buffered.merged,
+        )
+        buffer.put_back(copy)
+    else:  # before TransitionBuffer
+        plugin._buffer = list(buffered)
+
+
+def buffered_events(buffered: Any) -> int:
+    """How many events ``buffered`` (from ``take_buffered``) holds."""
+    if isinstance(buffered, list):  # before TransitionBuffer: five fields each
+        return len(buffered) // 5
+    events: int = buffered.events
+    return events
+
+
 def hook_buffers(
     bench: Bench,
     recording: Recording,
     plugin_class: Any = None,
     cuts: list[int] | None = None,
-) -> list[list[Any]]:
+) -> list[Any]:
     """What the hook of a fresh ``plugin_class`` (``MonitorPlugin``) buffers
     between the flushes of ``recording`` (at ``cuts``, if given), off the
-    loop; nothing is dropped."""
+    loop; nothing is dropped (see ``take_buffered``)."""
     tasks: dict[Any, Any] = {}
     hook = (MonitorPlugin if plugin_class is None else plugin_class)()
-    hook._tasks = tasks
-    hook._capacity = hook._limit = 2**62
-    buffers: list[list[Any]] = []
+    use_task_table(hook, tasks)
+    take_buffered(hook, unbounded=True)
+    buffers: list[Any] = []
     with recording.restored():
         for chunk in recording.chunks(cuts):
             _replay_ops(bench.scheduler, chunk, [hook], tasks)
-            buffers.append(hook._buffer)
-            hook._buffer = []
-            getattr(hook, "_created", {}).clear()  # positions in that buffer
+            buffers.append(take_buffered(hook))
     return buffers
 
 
@@ -593,7 +648,7 @@ def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
     recording = bench.record(workload, size)
     interval = MonitorPlugin().config.interval
     buffers = hook_buffers(bench, recording)
-    events = sum(map(len, buffers)) // FIELDS
+    events = sum(map(buffered_events, buffers))
     flushes = len(buffers)
     print(
         f"[costs {workload}] {events} events in {flushes} flushes "
@@ -611,9 +666,9 @@ def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
             pipeline._bind_rules()
             parts = [(type(o).__name__, o.update_batch) for o in pipeline.builtin]
             spent = dict.fromkeys(["conversion", *(name for name, _ in parts)], 0.0)
-            for i, items in enumerate(buffers):
+            for i, pending in enumerate(buffers):
                 t0 = clock()
-                converted = plugin._convert(list(items), 1e9 + i * interval)
+                converted = plugin.buffer.convert(pending, 1e9 + i * interval)
                 spent["conversion"] += clock() - t0
                 for name, update in parts:
                     t0 = clock()
@@ -622,8 +677,8 @@ def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
             plugin = MonitorPlugin()
             plugin.pipeline = Pipeline(plugin.config)
             t0 = clock()
-            for items in buffers:
-                plugin._buffer = list(items)
+            for pending in buffers:
+                put_buffered(plugin, pending)
                 plugin.flush()
             spent["flush() (all of it, untimed inside)"] = clock() - t0
             for name, seconds in spent.items():

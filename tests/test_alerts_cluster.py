@@ -301,7 +301,7 @@ class TestDroppedTransitions:
         import time as _time
 
         from dask_monitor.alerts import StallRule, StragglerRule
-        from dask_monitor.plugin import get_plugin
+        from dask_monitor.scheduler.plugin import get_plugin
 
         def nap(x: int) -> int:
             _time.sleep(0.01)

@@ -107,10 +107,12 @@ def test_the_finder_finds_a_cycle() -> None:
 def test_the_panel_does_not_import_the_plugin_or_the_client() -> None:
     """Panel modules read snapshots: they import neither the scheduler plugin
     nor the client nor the command line."""
-    forbidden = {"dask_monitor.plugin", "dask_monitor.client", "dask_monitor.cli"}
+    forbidden = {"dask_monitor.client", "dask_monitor.cli"}
     for name, targets in import_graph().items():
         if name.startswith("dask_monitor.panel"):
+            scheduler = {t for t in targets if t.startswith("dask_monitor.scheduler")}
             assert not targets & forbidden, (name, targets & forbidden)
+            assert not scheduler, (name, scheduler)
 
 
 def panel_imports() -> set[tuple[str, str]]:
@@ -149,9 +151,7 @@ def panel_imports() -> set[tuple[str, str]]:
 
 #: Where the panel may be imported from outside it (module, function), and why.
 PANEL_IMPORTERS = {
-    # The one place that wires a scheduler to the panel's pages (before and
-    # after the plugin's move into the scheduler package).
-    ("dask_monitor.dashboard", "add_pages"),
+    # The one place that wires a scheduler to the panel's pages.
     ("dask_monitor.scheduler.dashboard", "add_pages"),
     # ``Monitor.report(path)``: the user's one-call report is rendered by the
     # panel from the client's snapshot, on the client, only when asked for.

@@ -10,7 +10,7 @@ import pytest
 from distributed import Client
 
 from dask_monitor import Monitor
-from dask_monitor.plugin import get_plugin
+from dask_monitor.scheduler.plugin import get_plugin
 from tests.conftest import make_cluster
 from tests.workloads import inc
 
@@ -43,7 +43,7 @@ class TestAttachments:
     ) -> None:
         """A client closed without detaching and not back within the grace
         period: its observers go, then the plugin."""
-        from dask_monitor import plugin as plugin_module
+        from dask_monitor.scheduler import plugin as plugin_module
 
         monkeypatch.setattr(plugin_module, "ORPHAN_GRACE", 0.2)
         scheduler = client.cluster.scheduler  # type: ignore[union-attr]
@@ -63,7 +63,7 @@ class TestAttachments:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A dropped connection that Dask re-establishes ends nothing."""
-        from dask_monitor import plugin as plugin_module
+        from dask_monitor.scheduler import plugin as plugin_module
 
         monkeypatch.setattr(plugin_module, "ORPHAN_GRACE", 0.5)
         with make_cluster(n_workers=1) as cluster, Client(cluster) as client:

@@ -7,7 +7,12 @@ from typing import Any
 import dask
 import pytest
 
-from dask_monitor.config import ConfigError, MonitorConfig
+from dask_monitor.config import (
+    ConfigError,
+    MonitorConfig,
+    PrometheusSettings,
+    RecordSettings,
+)
 
 
 class TestMonitorConfig:
@@ -217,3 +222,66 @@ class TestOneSourceOfDefaults:
             assert fields, type(plain)
             for name, value in fields.items():
                 assert getattr(configured, name) == value, (type(plain), name)
+
+
+class TestSinkSettings:
+    """monitor.record and monitor.prometheus are MonitorConfig sections:
+    validated where the config is built, carried to the scheduler with it."""
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"record": {"queue-size": 0}}, r"monitor\.record\.queue-size"),
+            ({"record": {"max_bytes": 1}}, r"monitor\.record\.max-bytes"),
+            ({"record": {"flush-interval": "1ns"}}, r"monitor\.record\.flush"),
+            ({"record": {"size": 3}}, r"monitor\.record\.size"),
+            ({"record": 3}, r"monitor\.record must be"),
+            ({"prometheus": {"top-prefixes": 0}}, r"monitor\.prometheus\.top"),
+            ({"prometheus": {"enabled": "yes"}}, r"monitor\.prometheus\.enabled"),
+            ({"prometheus": {"port": 1}}, r"monitor\.prometheus\.port"),
+        ],
+    )
+    def test_bad_sink_settings_fail_where_the_config_is_built(
+        self, options: dict[str, Any], message: str
+    ) -> None:
+        """A bad record or prometheus setting raises ConfigError naming it,
+        as a keyword and from Dask config, before anything is sent."""
+        with pytest.raises(ConfigError, match=message):
+            MonitorConfig.from_config(**options)
+        [(section, value)] = options.items()
+        with (
+            dask.config.set({f"monitor.{section}": value}),
+            pytest.raises(ConfigError, match=message),
+        ):
+            MonitorConfig.from_config()
+
+    def test_sink_settings_travel_as_plain_data(self) -> None:
+        """Set sink settings survive to_dict and back; unset ones stay None
+        (the scheduler's own setting then applies)."""
+        with dask.config.set({"monitor.record.max-bytes": "2 MiB"}):
+            config = MonitorConfig.from_config(
+                record="/logs/run.dmlog", prometheus={"enabled": False}
+            )
+        assert config.record == RecordSettings(
+            path="/logs/run.dmlog", max_bytes=2 * 2**20
+        )
+        assert config.prometheus == PrometheusSettings(enabled=False)
+        assert MonitorConfig(**config.to_dict()) == config
+
+    def test_the_record_directory_never_travels(self) -> None:
+        """monitor.record.directory is no field of the config (a client's is
+        not sent), and asking for one at attach is refused."""
+        with dask.config.set({"monitor.record.directory": "/anywhere"}):
+            config = MonitorConfig.from_config()
+        assert "directory" not in config.to_dict()["record"]
+        with pytest.raises(ConfigError, match="on the scheduler only"):
+            MonitorConfig.from_config(record={"path": "x", "directory": "/"})
+
+    def test_unset_fields_take_the_base_then_the_defaults(self) -> None:
+        """``over`` fills only what is unset; ``resolved`` the defaults."""
+        mine = RecordSettings(queue_size=5)
+        theirs = RecordSettings(path="/a", queue_size=9, flush_interval=2.0)
+        assert mine.over(theirs) == RecordSettings("/a", None, 5, 2.0)
+        assert PrometheusSettings(top_prefixes=3).resolved() == PrometheusSettings(
+            True, 3
+        )

@@ -18,7 +18,7 @@ from distributed import Client, SchedulerPlugin, wait
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
 from dask_monitor.events import NEW, TaskStatus, WorkerStatus
 from dask_monitor.pipeline import Pipeline
-from dask_monitor.plugin import FIELDS, HANDLERS
+from dask_monitor.scheduler.plugin import HANDLERS
 from tests.workloads import fail_if_odd, inc, slow_inc
 
 from .conftest import make_cluster, prefix_states, snapshot_states
@@ -97,7 +97,7 @@ class TestCounts:
             assert totals["done"] == totals["completed"] + totals["erred"]
             assert totals["completed"] >= 50 + 100 + 20 + 3
             # Nothing is remembered as processing once all is done.
-            assert get_plugin(scheduler)._where == {}  # type: ignore[union-attr]
+            assert get_plugin(scheduler).buffer.where == {}  # type: ignore[union-attr]
 
     def test_errors_carry_the_exception_text(self, client: Client) -> None:
         """Erred tasks are grouped by prefix and type with their text and traceback."""
@@ -436,8 +436,8 @@ class TestHook:
         plugin = MonitorPlugin(buffer_size=3)
         for i in range(5):
             plugin.transition(f"x-{i}", "released", "waiting", stimulus_id="s")
-        assert len(plugin._buffer) == 3 * FIELDS
-        assert plugin._dropped == 2
+        assert len(plugin.buffer) == 3
+        assert plugin.buffer.dropped == 2
 
     def test_a_call_that_changes_no_state_is_no_event(self) -> None:
         """``waiting -> waiting`` (Dask queuing a task) is not buffered;
@@ -446,7 +446,7 @@ class TestHook:
         plugin.transition("x-1", "waiting", "waiting", stimulus_id="s")
         plugin.transition("x-1", "waiting", "queued", stimulus_id="s")
         plugin.transition("x-2", "erred", "erred", stimulus_id="s")
-        events = plugin._convert(plugin._buffer, 100.0)
+        events = plugin.buffer.drain(100.0)
         assert [(e.key, e.start, e.finish) for e in events] == [
             ("x-1", "waiting", "queued"),
             ("x-2", "erred", "erred"),
@@ -467,7 +467,7 @@ class TestHook:
         plugin.pipeline = Pipeline(plugin.config)
         seen: list[tuple[str, str, str]] = []
         plugin.pipeline.add_observer(lambda e: seen.append((e.key, e.start, e.finish)))
-        plugin._tasks = {
+        plugin.buffer.tasks = {
             k: SimpleNamespace(state="released", group=group, processing_on=None)
             for k in keys
         }
@@ -520,7 +520,7 @@ class TestHook:
             exception_text="ValueError('no')",
             traceback_text="Traceback ...",
         )
-        events = plugin._convert(plugin._buffer, 100.0)
+        events = plugin.buffer.drain(100.0)
         assert [type(e) for e in events] == [TaskStatus] * 3
         done = events[1]
         assert (done.key, done.prefix, done.worker, done.nbytes) == (
@@ -543,8 +543,7 @@ class TestHook:
         plugin.transition(
             "a-1", "waiting", "processing", stimulus_id="s", worker="tcp://w:1"
         )
-        plugin._convert(plugin._buffer, 1.0)
-        plugin._buffer.clear()
+        plugin.buffer.drain(1.0)
         # A flush where a completion comes before the next task enters
         # processing, and that task completes and is forgotten in it too.
         plugin.transition("a-1", "processing", "memory", stimulus_id="s", **memory)
@@ -558,7 +557,7 @@ class TestHook:
         )
         plugin.transition("a-3", "processing", "memory", stimulus_id="s", **memory)
         plugin.transition("a-3", "memory", "forgotten", stimulus_id="s")
-        batch = plugin._convert(plugin._buffer, 2.0)
+        batch = plugin.buffer.drain(2.0)
         assert batch.workers == [
             "tcp://w:1",  # completions say where they ran
             None,
@@ -568,7 +567,7 @@ class TestHook:
             "tcp://w:1",
             None,
         ]
-        assert plugin._where == {}
+        assert plugin.buffer.where == {}
 
     def test_a_task_entering_again_in_one_flush_is_followed_in_order(self) -> None:
         """Released from one worker and sent to another within one flush."""
@@ -576,24 +575,21 @@ class TestHook:
         plugin.transition(
             "a-1", "waiting", "processing", stimulus_id="s", worker="tcp://w:1"
         )
-        plugin._convert(plugin._buffer, 1.0)
-        plugin._buffer.clear()
+        plugin.buffer.drain(1.0)
         plugin.transition("a-1", "processing", "released", stimulus_id="s")
         plugin.transition("a-1", "released", "waiting", stimulus_id="s")
         plugin.transition(
             "a-1", "waiting", "processing", stimulus_id="s", worker="tcp://w:2"
         )
-        batch = plugin._convert(plugin._buffer, 2.0)
+        batch = plugin.buffer.drain(2.0)
         assert batch.workers == ["tcp://w:1", None, "tcp://w:2"]
-        assert plugin._where == {"a-1": "tcp://w:2"}
+        assert plugin.buffer.where == {"a-1": "tcp://w:2"}
 
     def test_worker_events(self) -> None:
         """Workers joining and leaving become WorkerStatus events."""
         plugin = MonitorPlugin()
-        from dask_monitor.plugin import _WORKER
-
-        plugin._buffer += ("tcp://w:1", _WORKER, "added", None, {"nthreads": 2})
-        [event] = plugin._convert(plugin._buffer, 1.0)
+        plugin.buffer.add_worker("tcp://w:1", 2)
+        [event] = plugin.buffer.drain(1.0)
         assert event == WorkerStatus("tcp://w:1", "added", 1.0, 2)
 
 

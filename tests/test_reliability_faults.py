@@ -27,7 +27,7 @@ import pytest
 from distributed import Client, LocalCluster, wait
 
 from dask_monitor import Monitor, get_plugin
-from dask_monitor.plugin import HANDLERS
+from dask_monitor.scheduler.plugin import HANDLERS
 from tests.workloads import inc, slow_inc
 
 from .conftest import make_cluster, prefix_states, snapshot_states

@@ -18,7 +18,7 @@ import pytest
 from dask.utils import key_split
 
 from dask_monitor.pipeline import Pipeline
-from dask_monitor.plugin import MonitorPlugin
+from dask_monitor.scheduler.plugin import MonitorPlugin
 from tests.workloads import slow_inc
 
 #: DASK_MONITOR_FULL_LOAD=1 runs 1,000,000 task life cycles (5,000,000 hook

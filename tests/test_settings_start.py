@@ -10,8 +10,8 @@ import pytest
 from distributed import Client
 
 from dask_monitor import Monitor, replay
-from dask_monitor.config import ConfigError
-from dask_monitor.plugin import HANDLERS, MonitorPlugin, get_plugin
+from dask_monitor.config import ConfigError, MonitorConfig
+from dask_monitor.scheduler.plugin import HANDLERS, MonitorPlugin, get_plugin
 from dask_monitor.sinks.eventlog import record_settings
 from dask_monitor.sinks.prometheus import prometheus_settings
 from tests.conftest import make_cluster
@@ -255,3 +255,78 @@ class TestRecordingOffTheLoop:
         assert replay(tmp_path / "a.dmlog")["totals"]["completed"] == 10
         assert all(seen.values()), seen
         assert loop_thread not in set().union(*seen.values())
+
+
+class TestSinksThroughTheConfig:
+    """The record and prometheus sections apply at the plugin's start: the
+    config's fields over the scheduler's own, the directory the scheduler's."""
+
+    def test_attach_settings_record_the_run_and_turn_metrics_off(
+        self, tmp_path: Path
+    ) -> None:
+        """``record=`` at attach records from the start (a replay counts every
+        task the client ran); ``prometheus={"enabled": False}`` exports nothing."""
+        from dask_monitor.sinks import prometheus
+
+        log = tmp_path / "run.dmlog"
+        with (
+            make_cluster(n_workers=1) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(
+                client,
+                record={"path": str(log), "flush-interval": "50ms"},
+                prometheus={"enabled": False},
+            ),
+        ):
+            assert not prometheus.registered()
+            results = client.gather(client.map(inc, range(200, 230)))
+            assert results == list(range(201, 231))
+        assert replay(str(log))["prefixes"]["inc"]["completed"] == 30
+
+    def test_the_schedulers_own_settings_fill_what_the_config_leaves_unset(
+        self, tmp_path: Path
+    ) -> None:
+        """A config without a path records where the scheduler's
+        ``monitor.record`` says, with the config's own queue size."""
+        log = tmp_path / "own.dmlog"
+        plugin = MonitorPlugin(MonitorConfig.from_config(record={"queue_size": 5000}))
+        own = {"monitor.record": {"path": str(log), "queue-size": 10}}
+        with make_cluster(n_workers=1) as cluster, dask.config.set(own):
+            cluster.sync(plugin.start, cluster.scheduler)
+            try:
+                assert plugin.recorder is not None
+                assert plugin.recorder.path == log
+                assert plugin.recorder.queue_size == 5000
+            finally:
+                cluster.sync(plugin.close)
+
+    def test_a_config_path_outside_the_schedulers_directory_is_refused(
+        self, tmp_path: Path
+    ) -> None:
+        """The scheduler's ``monitor.record.directory`` confines a path that
+        came with the config; the refused start leaves no handler behind."""
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        outside = tmp_path / "out.dmlog"
+        plugin = MonitorPlugin(MonitorConfig.from_config(record=str(outside)))
+        with (
+            make_cluster(n_workers=1) as cluster,
+            dask.config.set({"monitor.record.directory": str(logs)}),
+        ):
+            with pytest.raises(ConfigError, match="outside"):
+                cluster.sync(plugin.start, cluster.scheduler)
+            assert not [h for h in cluster.scheduler.handlers if h in HANDLERS]
+        assert not outside.exists()
+
+    def test_a_bad_setting_of_the_schedulers_own_fails_the_start_cleanly(
+        self,
+    ) -> None:
+        """The scheduler's own monitor.record is validated at start, before
+        anything is set up."""
+        plugin = MonitorPlugin(MonitorConfig.from_config())
+        own = {"monitor.record": {"path": "/x", "queue-size": -5}}
+        with make_cluster(n_workers=1) as cluster, dask.config.set(own):
+            with pytest.raises(ConfigError, match="queue-size"):
+                cluster.sync(plugin.start, cluster.scheduler)
+            assert not [h for h in cluster.scheduler.handlers if h in HANDLERS]
+            assert "dask-monitor-flush" not in cluster.scheduler.periodic_callbacks

@@ -16,11 +16,11 @@ from typing import Any
 
 from dask_monitor.client import Monitor
 from dask_monitor.config import ConfigError, MonitorConfig
-from dask_monitor.dashboard import add_pages
 from dask_monitor.events import NEW, Alert, TaskStatus, WorkerStatus
 from dask_monitor.pipeline import Pipeline, UnknownSpanError
-from dask_monitor.plugin import MonitorPlugin, get_plugin
 from dask_monitor.replay import replay
+from dask_monitor.scheduler.dashboard import add_pages
+from dask_monitor.scheduler.plugin import MonitorPlugin, get_plugin
 from dask_monitor.subject import AsyncSubject, Subject
 
 __all__ = [

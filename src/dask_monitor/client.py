@@ -15,7 +15,7 @@ from distributed import Client, default_client
 
 from dask_monitor.alerts.client import AlertCallback, AlertHub, AlertStream
 from dask_monitor.config import ConfigError, MonitorConfig
-from dask_monitor.plugin import attach_on_scheduler
+from dask_monitor.scheduler.plugin import attach_on_scheduler
 from dask_monitor.snapshot import Snapshot
 
 __all__ = ["Monitor"]

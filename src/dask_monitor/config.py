@@ -26,6 +26,8 @@ __all__ = [
     "ConfigError",
     "MonitorConfig",
     "NatsConfig",
+    "PrometheusSettings",
+    "RecordSettings",
     "check_count",
     "check_duration",
     "redact_url",
@@ -130,6 +132,10 @@ class MonitorConfig:
     panel_tasks: int = 1_000
     alerts: AlertsConfig = dataclasses.field(default_factory=lambda: AlertsConfig())
     nats: NatsConfig = dataclasses.field(default_factory=lambda: NatsConfig())
+    record: RecordSettings = dataclasses.field(default_factory=lambda: RecordSettings())
+    prometheus: PrometheusSettings = dataclasses.field(
+        default_factory=lambda: PrometheusSettings()
+    )
 
     def __post_init__(self) -> None:
         # ``MonitorConfig(**config.to_dict())`` gets the sections back as dicts.
@@ -148,8 +154,11 @@ class MonitorConfig:
             Settings by their Python name (``buffer_size=10_000``); ``None``
             values are ignored. The nested sections take a mapping merged
             over Dask config (``alerts={"stall": {"seconds": 5}}``,
-            ``nats={"url": "nats://127.0.0.1:4222"}``) or a ready
-            :class:`AlertsConfig` / :class:`NatsConfig`.
+            ``nats={"url": "nats://127.0.0.1:4222"}``,
+            ``record={"path": "/logs/run.dmlog"}``,
+            ``prometheus={"enabled": False}``) or a ready section
+            (:class:`AlertsConfig`, :class:`NatsConfig`,
+            :class:`RecordSettings`, :class:`PrometheusSettings`).
 
         Raises
         ------
@@ -519,4 +528,207 @@ class NatsConfig(_Section):
         return result
 
 
-_SECTIONS: dict[str, Any] = {"alerts": AlertsConfig, "nats": NatsConfig}
+# -- the scheduler's sinks: monitor.record.*, monitor.prometheus.* ---------------
+
+#: Bounds of an event log segment's size from settings
+#: (``monitor.record.max-bytes``), in bytes: below 1 MiB a busy run would open
+#: a new file every few batches.
+SEGMENT_BYTES = (2**20, 2**40)
+
+
+def _merge_fields(
+    cls: type[Any], label: str, layers: tuple[Mapping[str, Any], ...]
+) -> dict[str, Any]:
+    """The fields of ``cls`` set in ``layers`` (later ones win; ``None`` is
+    not set); an unknown name raises a ConfigError naming it."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            name = str(key).replace("-", "_")
+            if name not in fields:
+                known = ", ".join(sorted(_hyphen(n) for n in fields))
+                raise ConfigError(
+                    f"unknown setting {label}.{key}; known settings: {known}"
+                )
+            if value is not None:
+                merged[name] = value
+    return merged
+
+
+def _layer(label: str, value: Any, cls: type[Any]) -> Mapping[str, Any]:
+    """One layer of settings of the section ``cls``, as a mapping."""
+    if value is None:
+        return {}
+    if isinstance(value, cls):
+        return dataclasses.asdict(value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{label} must be a mapping of settings, got {value!r}")
+    return value
+
+
+def _over(mine: Any, base: Any) -> Any:
+    """``mine``, with ``base``'s fields where ``mine``'s are ``None``."""
+    return type(mine)(
+        *(
+            theirs if value is None else value
+            for value, theirs in zip(_values(mine), _values(base), strict=True)
+        )
+    )
+
+
+def _values(section: Any) -> list[Any]:
+    return [getattr(section, f.name) for f in dataclasses.fields(section)]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSettings(_Section):
+    """Validated ``monitor.record.*``: the event log the scheduler writes from
+    the plugin's start (nothing is recorded without a ``path``).
+
+    A field left ``None`` takes the scheduler's own Dask config (see
+    :meth:`over`), then the writer's default: a whole run can be recorded by
+    setting ``monitor.record`` on the scheduler, whichever client attaches.
+    ``monitor.record.directory`` is no field: where logs may be written is the
+    scheduler's own setting only, read there, never one that travels from a
+    client (see docs/reliability.md).
+    """
+
+    path: str | None = None
+    max_bytes: int | None = None  # size of a segment (default 256 MiB)
+    queue_size: int | None = None  # events waiting to be written (default 1,000,000)
+    flush_interval: float | None = None  # seconds between flushes (default 1 s)
+
+    @classmethod
+    def from_config(cls, raw: Any = None, override: Any = None) -> RecordSettings:
+        """Validate Dask config ``monitor.record`` (a path, or a mapping whose
+        ``directory`` is skipped: the scheduler reads it itself) merged with an
+        override (a path or a mapping, which must not name a ``directory``)."""
+        if raw is False or raw == "":
+            raw = None
+        if isinstance(raw, str | os.PathLike):
+            raw = {"path": os.fspath(raw)}
+        if isinstance(override, str | os.PathLike):
+            override = {"path": os.fspath(override)}
+        base = _layer("monitor.record", raw, cls)
+        top = _layer("monitor.record", override, cls)
+        if "directory" in top:
+            raise ConfigError("monitor.record.directory is set on the scheduler only")
+        base = {k: v for k, v in base.items() if k != "directory"}
+        values = _merge_fields(cls, "monitor.record", (base, top))
+        path = values.get("path")
+        if path is not None:
+            if not isinstance(path, str | os.PathLike):
+                raise ConfigError(f"monitor.record.path must be a path, got {path!r}")
+            values["path"] = os.fspath(path) or None
+        if "max_bytes" in values:
+            values["max_bytes"] = _size("monitor.record.max-bytes", values["max_bytes"])
+        if "queue_size" in values:
+            values["queue_size"] = check_count(
+                "monitor.record.queue-size", values["queue_size"], high=100_000_000
+            )
+        if "flush_interval" in values:
+            values["flush_interval"] = check_duration(
+                "monitor.record.flush-interval",
+                values["flush_interval"],
+                low=0.01,
+                high=3600.0,
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecordSettings:
+        """Rebuild from :func:`dataclasses.asdict` output (no validation)."""
+        result: RecordSettings = _rebuild(cls, data)
+        return result
+
+    def over(self, base: RecordSettings) -> RecordSettings:
+        """These settings, with ``base``'s where a field is ``None``."""
+        result: RecordSettings = _over(self, base)
+        return result
+
+    def writer_options(self) -> dict[str, Any]:
+        """The fields set, but the path: keyword arguments of the writer."""
+        return {
+            name: value
+            for name, value in zip(
+                (f.name for f in dataclasses.fields(self)), _values(self), strict=True
+            )
+            if value is not None and name != "path"
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusSettings(_Section):
+    """Validated ``monitor.prometheus.*``: ``dask_monitor_*`` metrics on the
+    scheduler's ``/metrics``.
+
+    A field left ``None`` takes the scheduler's own Dask config (see
+    :meth:`over`), then the default (:meth:`resolved`).
+    """
+
+    enabled: bool | None = None  # default true (needs prometheus_client)
+    top_prefixes: int | None = None  # prefixes with their own label (default 20)
+
+    @classmethod
+    def from_config(cls, raw: Any = None, override: Any = None) -> PrometheusSettings:
+        """Validate Dask config ``monitor.prometheus`` (a mapping, or a
+        boolean: ``enabled``) merged with an override."""
+        layers = tuple(
+            {"enabled": value}
+            if isinstance(value, bool)
+            else _layer("monitor.prometheus", value, cls)
+            for value in (raw, override)
+        )
+        values = _merge_fields(cls, "monitor.prometheus", layers)
+        enabled = values.get("enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise ConfigError(
+                f"monitor.prometheus.enabled must be true or false, got {enabled!r}"
+            )
+        if "top_prefixes" in values:
+            values["top_prefixes"] = check_count(
+                "monitor.prometheus.top-prefixes", values["top_prefixes"], high=10_000
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrometheusSettings:
+        """Rebuild from :func:`dataclasses.asdict` output (no validation)."""
+        result: PrometheusSettings = _rebuild(cls, data)
+        return result
+
+    def over(self, base: PrometheusSettings) -> PrometheusSettings:
+        """These settings, with ``base``'s where a field is ``None``."""
+        result: PrometheusSettings = _over(self, base)
+        return result
+
+    def resolved(self) -> PrometheusSettings:
+        """With the defaults where a field is ``None``."""
+        return self.over(PrometheusSettings(enabled=True, top_prefixes=20))
+
+
+def _size(label: str, value: Any) -> int:
+    """A size in bytes (``"256 MiB"`` or an integer) within ``SEGMENT_BYTES``."""
+    from dask.utils import parse_bytes
+
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(type(value).__name__)
+        size = int(parse_bytes(value))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            f"{label} must be a size such as '256 MiB', got {value!r}"
+        ) from e
+    low, high = SEGMENT_BYTES
+    if not low <= size <= high:
+        raise ConfigError(f"{label} must be between 1 MiB and 1 TiB, got {value!r}")
+    return size
+
+
+_SECTIONS: dict[str, Any] = {
+    "alerts": AlertsConfig,
+    "nats": NatsConfig,
+    "record": RecordSettings,
+    "prometheus": PrometheusSettings,
+}

@@ -494,7 +494,7 @@ class ProgressObserver(BatchObserver):
       exist already in ``released`` with its new ones (``update_graph``), and
       the plugin reports them all. ``new -> s`` for a live task is such a
       report folded with the task's next move (see
-      :meth:`~dask_monitor.plugin.MonitorPlugin.transition`): it counts as
+      :meth:`~dask_monitor.scheduler.plugin.MonitorPlugin.transition`): it counts as
       ``released -> s``. ``new`` and ``forgotten`` are no states.
     * A task first seen in mid-life counts as created in the state it left
       (see the module docstring: :attr:`unknown` counts them).

@@ -104,11 +104,6 @@ __all__ = [
     "segments",
 ]
 
-#: Bounds of a segment's size from settings (``monitor.record.max-bytes``):
-#: below 1 MiB a busy run would open a new file every few batches.
-MIN_SEGMENT_BYTES = 2**20
-MAX_SEGMENT_BYTES = 2**40
-
 logger = logging.getLogger(__name__)
 
 MAGIC = b"DMONLOG"
@@ -993,9 +988,7 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     ConfigError
         For a value of another shape or an invalid setting, naming it.
     """
-    from dask.utils import parse_bytes
-
-    from dask_monitor.config import ConfigError, check_count, check_duration
+    from dask_monitor.config import ConfigError, RecordSettings
 
     if value is None or value == "" or value is False:
         return None
@@ -1016,38 +1009,12 @@ def record_settings(value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(path, str | os.PathLike):
         raise ConfigError(f"monitor.record.path must be a path, got {path!r}")
-    directory = options.get("directory")
+    directory = options.pop("directory", None)
     if directory is not None:
         path = confine(path, directory)
-    out: dict[str, Any] = {"path": os.fspath(path)}
-    size = options.get("max_bytes")
-    if size is not None:
-        try:
-            if isinstance(size, bool) or not isinstance(size, int | str):
-                raise TypeError(type(size).__name__)
-            out["max_bytes"] = int(parse_bytes(size))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(
-                f"monitor.record.max-bytes must be a size such as '256 MiB', "
-                f"got {size!r}"
-            ) from e
-        if not MIN_SEGMENT_BYTES <= out["max_bytes"] <= MAX_SEGMENT_BYTES:
-            raise ConfigError(
-                "monitor.record.max-bytes must be between 1 MiB and 1 TiB, "
-                f"got {size!r}"
-            )
-    if options.get("queue_size") is not None:
-        out["queue_size"] = check_count(
-            "monitor.record.queue-size", options["queue_size"], high=100_000_000
-        )
-    if options.get("flush_interval") is not None:
-        out["flush_interval"] = check_duration(
-            "monitor.record.flush-interval",
-            options["flush_interval"],
-            low=0.01,
-            high=3600.0,
-        )
-    return out
+    options.pop("path")
+    settings = RecordSettings.from_config(None, options)  # the other fields
+    return {"path": os.fspath(path), **settings.writer_options()}
 
 
 def confine(path: str | os.PathLike[str], directory: Any) -> Path:

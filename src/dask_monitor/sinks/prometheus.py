@@ -53,38 +53,14 @@ def prometheus_settings(value: Any = None) -> dict[str, Any]:
     Raises :class:`~dask_monitor.config.ConfigError`, naming the setting, for
     an invalid value.
     """
-    from dask_monitor.config import ConfigError, check_count
+    from dask_monitor.config import PrometheusSettings
 
     if value is None:
         import dask.config
 
         value = dask.config.get("monitor.prometheus", default=None)
-    out: dict[str, Any] = {"enabled": True, "top_prefixes": 20}
-    if value is None:
-        return out
-    if isinstance(value, bool):
-        out["enabled"] = value
-        return out
-    if not isinstance(value, dict):
-        raise ConfigError(f"monitor.prometheus must be a mapping, got {value!r}")
-    for key, item in value.items():
-        name = str(key).replace("-", "_")
-        if name == "enabled":
-            if not isinstance(item, bool):
-                raise ConfigError(
-                    f"monitor.prometheus.enabled must be true or false, got {item!r}"
-                )
-            out[name] = item
-        elif name == "top_prefixes":
-            out[name] = check_count(
-                "monitor.prometheus.top-prefixes", item, high=10_000
-            )
-        else:
-            raise ConfigError(
-                f"unknown setting monitor.prometheus.{key}; known settings: "
-                "enabled, top-prefixes"
-            )
-    return out
+    settings = PrometheusSettings.from_config(value).resolved()
+    return {"enabled": settings.enabled, "top_prefixes": settings.top_prefixes}
 
 
 def _ranked(snapshot: Snapshot, top: int) -> tuple[list[str], set[str]]:

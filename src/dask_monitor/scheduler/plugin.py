@@ -1,15 +1,15 @@
 """The scheduler plugin: a thin adapter from Dask's scheduler to the pipeline.
 
 The ``transition`` hook runs on the scheduler's event loop for every task
-transition, so it does O(1) work: one dict lookup and five fields appended to
-a bounded flat buffer (``key, start, finish, task group, kwargs``: no object
-per transition). A periodic callback on the same loop (the flush) cuts the
-buffer into columns (strided slices: C speed), makes them one
-:class:`~dask_monitor.batch.Batch` (lists of keys, prefixes, states ...; no
-event object per transition) and hands it to
-the :class:`~dask_monitor.pipeline.Pipeline`, whose observers read the
-columns. :class:`~dask_monitor.events.TaskStatus` objects are made from the
-batch only for whoever asks for them (user observers, samples, errors).
+transition, so it does O(1) work: it is the
+:class:`~dask_monitor.scheduler.buffer.TransitionBuffer`'s ``append`` (one
+dict lookup and five fields appended to a bounded flat buffer; no object per
+transition). A periodic callback on the same loop (the flush) drains the
+buffer into one :class:`~dask_monitor.batch.Batch` (lists of keys, prefixes,
+states ...; no event object per transition) and hands it to the
+:class:`~dask_monitor.pipeline.Pipeline`, whose observers read the columns.
+:class:`~dask_monitor.events.TaskStatus` objects are made from the batch only
+for whoever asks for them (user observers, samples, errors).
 
 This is the only module that touches scheduler objects.
 """
@@ -20,28 +20,32 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from time import thread_time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import dask.config
-from dask.utils import key_split
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
 from dask_monitor.alerts.rules import topics as alert_topics
-from dask_monitor.batch import Batch, Details, pick
-from dask_monitor.config import PLUGIN_NAME, ConfigError, MonitorConfig
-from dask_monitor.events import NEW, Alert, Event, WorkerStatus, exception_type
-from dask_monitor.observers.errors import cause_line
+from dask_monitor.batch import Batch
+from dask_monitor.config import (
+    PLUGIN_NAME,
+    ConfigError,
+    MonitorConfig,
+    PrometheusSettings,
+    RecordSettings,
+)
+from dask_monitor.events import Alert, Event
 from dask_monitor.pipeline import Pipeline
+from dask_monitor.scheduler.buffer import TASK_ERRED, TransitionBuffer
 from dask_monitor.sinks.eventlog import (
     EventLogWriter,
     check_log_path,
     record_settings,
 )
-from dask_monitor.sinks.prometheus import prometheus_settings, register_source
+from dask_monitor.sinks.prometheus import register_source
 from dask_monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -69,24 +73,8 @@ ORPHAN_GRACE = 60.0
 #: (on their dispatcher threads) to take the flushed batch.
 SETTLE_SECONDS = 2.0
 
-# Marks a worker event in the buffer: (address, _WORKER, action, None, info).
-_WORKER = object()
-
-#: Fields of one buffered event: key, start, finish, task group, and what the
-#: flush needs of the transition's kwargs (see ``MonitorPlugin.transition``).
-FIELDS = 5
-
 _PROCESSING = "processing"
-_MEMORY = "memory"
-_ERRED = "erred"
-_RELEASED = "released"
-_WAITING = "waiting"
 
-_LEAVE_PROCESSING_FOR_LOSS = frozenset({"released", "no-worker", "waiting"})
-
-#: Dask's stimulus for a worker's report that a task raised: a move
-#: ``processing -> released`` under it is a retry (``retries=``).
-_TASK_ERRED = "task-erred"
 #: Exception texts of attempts that raised and will be retried, kept until
 #: the flush takes them (at most this many).
 MAX_RAISED = 10_000
@@ -148,24 +136,16 @@ class MonitorPlugin(SchedulerPlugin):
         self.attachments: dict[str, tuple[str | None, list[Any]]] = {}
         #: Attachments whose client left: token -> when (``time.monotonic``).
         self._orphans: dict[str, float] = {}
-        #: Buffered events, flat: ``FIELDS`` entries each (see ``transition``).
-        self._buffer: list[Any] = []
-        self._capacity = config.buffer_size
-        self._limit = FIELDS * config.buffer_size
-        self._dropped = 0
-        self._merged = 0  # calls folded into a buffered creation
-        #: Buffered creations (``new -> released``) by key: the position of
-        #: their finish in the buffer (see ``transition``).
-        self._created: dict[Any, int] = {}
-        self._marks = 0  # worker events in the buffer
+        #: What the hooks recorded since the last flush.
+        self.buffer = TransitionBuffer(config.buffer_size)
+        # Dask calls ``transition`` for every transition of every task: the
+        # buffer's ``append`` is the hook itself, no call in between (unless
+        # a subclass overrides the method). The buffer is never replaced.
+        if type(self).transition is MonitorPlugin.transition:
+            self.transition = self.buffer.append  # type: ignore[method-assign]
         #: Workers Dask is removing: address -> (stimulus id, expected), from
         #: its ``remove-worker`` event (see ``log_event``).
         self._leaving: dict[str, tuple[Any, bool]] = {}
-        self._tasks: dict[Any, Any] = {}
-        self._where: dict[Any, str | None] = {}
-        #: Attempts that raised and will be retried: key -> (exception,
-        #: traceback) texts, from the worker's report (see ``_watch_errors``).
-        self._raised: dict[Any, tuple[str | None, str | None]] = {}
         #: Our wrapper of the scheduler's ``task-erred`` handler, and the handler.
         self._task_erred: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         self._pc: PeriodicCallback | None = None
@@ -200,10 +180,10 @@ class MonitorPlugin(SchedulerPlugin):
         # Every setting is checked before anything is set up, and what was
         # set up is undone if a later step fails: a failed start leaves no
         # handler, thread or collector behind.
-        record = record_settings(dask.config.get("monitor.record", None))
-        metrics = prometheus_settings()
+        record = self._record_settings()
+        metrics = self._prometheus_settings()
         self.scheduler = scheduler
-        self._tasks = scheduler.tasks
+        self.buffer.tasks = scheduler.tasks
         self._closed = False
         if record is not None:  # off the loop: file systems can block
             await asyncio.get_running_loop().run_in_executor(
@@ -215,10 +195,34 @@ class MonitorPlugin(SchedulerPlugin):
             self._stop()
             raise
 
+    def _record_settings(self) -> dict[str, Any] | None:
+        """The event log to write from the start, or ``None``: the config's
+        ``record`` over the scheduler's own ``monitor.record``, confined to
+        the scheduler's ``monitor.record.directory`` (never the config's: a
+        client does not choose where the scheduler may write)."""
+        own = RecordSettings.from_config(dask.config.get("monitor.record", None))
+        settings = self.config.record.over(own)
+        if settings.path is None:
+            return None
+        return record_settings(
+            {
+                "path": settings.path,
+                "directory": _record_directory(),
+                **settings.writer_options(),
+            }
+        )
+
+    def _prometheus_settings(self) -> PrometheusSettings:
+        """The config's ``prometheus`` over the scheduler's own, then the defaults."""
+        own = dask.config.get("monitor.prometheus", None)
+        return self.config.prometheus.over(
+            PrometheusSettings.from_config(own)
+        ).resolved()
+
     def _start(
         self,
         scheduler: Scheduler,
-        metrics: dict[str, Any],
+        metrics: PrometheusSettings,
         record: dict[str, Any] | None,
     ) -> None:
         self.pipeline = Pipeline(
@@ -249,7 +253,7 @@ class MonitorPlugin(SchedulerPlugin):
     @staticmethod
     def _add_pages(scheduler: Scheduler) -> None:
         """Serve the panel's pages on a running dashboard that lacks them."""
-        from dask_monitor.dashboard import add_pages
+        from dask_monitor.scheduler.dashboard import add_pages
 
         add_pages(scheduler)
 
@@ -288,18 +292,16 @@ class MonitorPlugin(SchedulerPlugin):
 
     def _seed(self, scheduler: Scheduler) -> None:
         """Report workers and tasks that exist already as first-seen events."""
-        buf = self._buffer
+        buffer = self.buffer
         for ws in scheduler.workers.values():
-            buf += (ws.address, _WORKER, "added", None, {"nthreads": ws.nthreads})
-            self._marks += 1
+            buffer.add_worker(ws.address, ws.nthreads)
         for key, ts in scheduler.tasks.items():
             state = ts.state
             if state == "forgotten":
                 continue
-            info = None  # a task processing: its worker (see ``transition``)
-            if state == "processing" and ts.processing_on is not None:
-                info = ts.processing_on.address
-            buf += (key, NEW, state, ts.group, info)
+            on = ts.processing_on
+            worker = on.address if state == _PROCESSING and on is not None else None
+            buffer.seed(key, state, ts.group, worker)
 
     def _watch_errors(self, scheduler: Scheduler) -> None:
         """Keep the exception text of attempts that raised and will be retried.
@@ -310,10 +312,10 @@ class MonitorPlugin(SchedulerPlugin):
         around the scheduler's stream handler, called only for errors.
         """
         handlers = scheduler.stream_handlers
-        original = handlers.get(_TASK_ERRED)
+        original = handlers.get(TASK_ERRED)
         if original is None or self._task_erred is not None:
             return
-        raised = self._raised
+        raised = self.buffer.raised
         tasks = scheduler.tasks
 
         def handle_task_erred(key: Any, stimulus_id: str, **msg: Any) -> Any:
@@ -328,56 +330,28 @@ class MonitorPlugin(SchedulerPlugin):
                 raised[key] = (msg.get("exception_text"), msg.get("traceback_text"))
             return original(key=key, stimulus_id=stimulus_id, **msg)
 
-        handlers[_TASK_ERRED] = handle_task_erred
+        handlers[TASK_ERRED] = handle_task_erred
         self._task_erred = (handle_task_erred, original)
 
     def _unwatch_errors(self, scheduler: Scheduler) -> None:
         """Give the scheduler its own ``task-erred`` handler back."""
         wrapped, self._task_erred = self._task_erred, None
         handlers = scheduler.stream_handlers
-        if wrapped is not None and handlers.get(_TASK_ERRED) is wrapped[0]:
-            handlers[_TASK_ERRED] = wrapped[1]
-        self._raised.clear()
+        if wrapped is not None and handlers.get(TASK_ERRED) is wrapped[0]:
+            handlers[TASK_ERRED] = wrapped[1]
+        self.buffer.raised.clear()
 
     # -- hooks (scheduler event loop; keep them O(1)) ------------------------
 
     def transition(
         self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any
     ) -> None:
-        """Buffer one transition; count it as dropped when the buffer is full.
+        """Buffer one transition (:meth:`.TransitionBuffer.append`).
 
-        A task entering ``processing`` is buffered with its worker's address
-        (read off the task state); other transitions with their kwargs.
-
-        A call that leaves the task where it was is no event: Dask reports
-        ``waiting -> waiting`` for every task it queues instead of sending it
-        to a worker (then ``waiting -> queued``). ``erred -> erred`` is kept
-        (the task erred again).
-
-        A task's first move, ``released -> waiting``, right after its creation
-        was buffered (``update_graph``; in the same tick of the loop, so
-        nearly always before the next flush) is folded into it: one event
-        ``new -> waiting`` instead of two.
+        Each plugin's own ``transition`` is its buffer's ``append`` (set in
+        ``__init__``): this method is what the class documents.
         """
-        if start == finish and finish != _ERRED:
-            return
-        if start == _RELEASED and self._created:
-            at = self._created.pop(key, None)
-            if at is not None and finish == _WAITING:
-                self._buffer[at] = _WAITING
-                self._merged += 1
-                return
-        buf = self._buffer
-        if len(buf) < self._limit:
-            ts = self._tasks.get(key)
-            if finish == "processing":
-                ws = None if ts is None else ts.processing_on
-                info: Any = kwargs.get("worker") if ws is None else ws.address
-            else:
-                info = kwargs
-            buf += (key, start, finish, None if ts is None else ts.group, info)
-        else:
-            self._dropped += 1
+        self.buffer.append(key, start, finish, *args, **kwargs)
 
     def update_graph(
         self, scheduler: Scheduler, *, tasks: Any = (), **kwargs: Any
@@ -388,9 +362,8 @@ class MonitorPlugin(SchedulerPlugin):
         so that one computation can be looked at on its own:
         ``monitor.snapshot(span=submission["span"])``.
         """
-        buf = self._buffer
-        get = self._tasks.get
         if self.pipeline is not None:
+            get = self.buffer.tasks.get
             keys = kwargs.get("keys") or ()
             span = example = None
             for key in keys:
@@ -409,24 +382,13 @@ class MonitorPlugin(SchedulerPlugin):
                     "key": example,
                 }
             )
-        room = self._capacity - len(buf) // FIELDS
-        created = self._created
-        for key in tasks:
-            ts = get(key)
-            if ts is not None and ts.state == _RELEASED:
-                if room <= 0:
-                    self._dropped += 1
-                    continue
-                room -= 1
-                created[key] = len(buf) + 2  # its finish (see ``transition``)
-                buf += (key, NEW, _RELEASED, ts.group, None)
+        self.buffer.create(tasks)
 
     def add_worker(self, scheduler: Scheduler, worker: str) -> None:
         """Report a worker that joined."""
         ws = scheduler.workers.get(worker)
         nthreads = ws.nthreads if ws is not None else None
-        self._buffer += (worker, _WORKER, "added", None, {"nthreads": nthreads})
-        self._marks += 1
+        self.buffer.add_worker(worker, nthreads)
 
     def log_event(self, topic: str, msg: Any) -> None:
         """Note whether Dask expected a worker's removal (see ``remove_worker``).
@@ -457,9 +419,7 @@ class MonitorPlugin(SchedulerPlugin):
         """
         noted = self._leaving.pop(worker, None)
         expected = noted is not None and noted == (stimulus_id, True)
-        info = {"expected": True} if expected else {}
-        self._buffer += (worker, _WORKER, "removed", None, info)
-        self._marks += 1
+        self.buffer.remove_worker(worker, expected=expected)
 
     def restart(self, scheduler: Scheduler) -> None:
         """Dask forgot every task without transitions: a boundary in the history.
@@ -471,9 +431,7 @@ class MonitorPlugin(SchedulerPlugin):
         """
         if self.pipeline is not None and not self._closed:
             self.flush()
-        self._created.clear()
-        self._where.clear()
-        self._raised.clear()
+        self.buffer.forget()
         if self.pipeline is not None:
             self.pipeline.restart(time.time())
 
@@ -485,40 +443,30 @@ class MonitorPlugin(SchedulerPlugin):
             self._end_orphans()
             if self._closed:  # that was the last attachment
                 return
-        items = self._buffer
-        dropped = self._dropped
+        buffer = self.buffer
         pipeline = self.pipeline
-        if (not items and not dropped) or pipeline is None:
+        if not buffer or pipeline is None:
             if pipeline is not None:
                 pipeline.tick()  # time-based alert rules (stall, straggler)
             return
         t0 = thread_time()  # CPU time: time the loop was descheduled is no cost
-        marks = self._marks
-        merged = self._merged
-        self._buffer = []
-        self._created.clear()  # positions in the buffer just taken
-        self._dropped = 0
-        self._merged = 0
-        self._marks = 0
-        if dropped:
-            self._prune_where()
+        pending = buffer.take()
+        events = pending.events
         try:
-            batch = self._convert(items, time.time(), has_workers=marks > 0)
+            batch = buffer.convert(pending, time.time())
             self._name_spans(batch)
             pipeline.process(batch)
         except Exception:  # never raise into Dask's loop
-            logger.exception(
-                "dask-monitor: flush failed; %d events lost", len(items) // FIELDS
-            )
-        if dropped:
+            logger.exception("dask-monitor: flush failed; %d events lost", events)
+        if pending.dropped:
             # After the batch: the scheduler's state now is what the buffered
             # transitions led to, and they must not be applied on top of it.
             self._reconcile(pipeline)
         pipeline.account(
-            events=len(items) // FIELDS,
-            dropped=dropped,
+            events=events,
+            dropped=pending.dropped,
             seconds=thread_time() - t0,
-            merged=merged,
+            merged=pending.merged,
         )
         pipeline.tick()
 
@@ -573,170 +521,6 @@ class MonitorPlugin(SchedulerPlugin):
         if self.scheduler is not None and isinstance(alert, Alert):
             self.scheduler.log_event(alert_topics(alert.kind), alert.to_dict())
 
-    def _convert(
-        self, items: list[Any], now: float, has_workers: bool | None = None
-    ) -> Batch:
-        """The buffer (flat, see ``transition``) as one :class:`.Batch`.
-
-        The buffer is cut into columns by strided slices (C speed); prefix,
-        group and span names are read off the task groups by comprehensions;
-        the batch's index by finish state (shared by the observers) drives
-        the rest: only the events that enter or leave ``processing``,
-        err or are forgotten are looked at one by one. No event object is
-        made here: observers read the columns.
-
-        ``has_workers`` says whether worker events are among ``items`` (the
-        flush counts them); ``None``: look.
-        """
-        others: list[tuple[int, Event]] = []
-        # Keys stay as Dask gives them (tuples too): their text is made only
-        # where one is shown or kept (str() of a tuple costs ~1 us).
-        raw = items[0::FIELDS]
-        starts = items[1::FIELDS]
-        finishes = items[2::FIELDS]
-        tgs = items[3::FIELDS]
-        kws = items[4::FIELDS]
-        if has_workers is None:
-            has_workers = any(s is _WORKER for s in starts)
-        if has_workers:  # rare: take them out
-            tasks, marks = _split_workers(
-                list(zip(raw, starts, finishes, tgs, kws, strict=True))
-            )
-            others = self._worker_events(tasks, marks, now)
-            if not tasks:
-                return Batch.empty(now, others)
-            raw, starts, finishes, tgs, kws = map(list, zip(*tasks, strict=True))
-        if not raw:
-            return Batch.empty(now, others)
-        n = len(raw)
-        tg = tgs[0]
-        if tg is not None and tgs[-1] is tg and tgs.count(tg) == n:
-            # One task group (a client.map): its names, n times (C speed).
-            prefixes = [tg.prefix.name] * n
-            groups = [tg.name] * n
-            spans = [tg.span_id] * n
-        else:
-            try:
-                prefixes = [tg.prefix.name for tg in tgs]
-                groups = [tg.name for tg in tgs]
-                spans = [tg.span_id for tg in tgs]
-            except AttributeError:  # a task the scheduler did not know
-                prefixes, groups, spans = _names(raw, tgs)
-        workers: list[str | None] = [None] * len(raw)
-        details: dict[int, Details] = {}
-        batch = Batch(
-            keys=raw,
-            prefixes=prefixes,
-            groups=groups,
-            starts=starts,
-            finishes=finishes,
-            workers=workers,
-            spans=spans,
-            time=now,
-            details=details,
-            others=others,
-        )
-        index = batch.finish_index()
-        enter = index.get(_PROCESSING, ())
-        if enter:
-            keys = pick(raw, enter)
-            if not self._where.keys().isdisjoint(keys) or len(set(keys)) < len(keys):
-                # A task entering twice, or again without having left: the
-                # order matters, follow the batch event by event.
-                self._follow(batch, kws, index)
-                return batch
-        # Every task entering ``processing`` here was not there before and
-        # enters once: whatever leaves ``processing`` leaves after it entered,
-        # so the tasks entering are taken first, then those leaving.
-        where = self._where
-        # The buffer holds the worker of a task entering processing (see
-        # ``transition``), the kwargs of other transitions.
-        for i in enter:
-            where[raw[i]] = workers[i] = kws[i]
-        memory = index.get(_MEMORY, ())
-        for i in memory:
-            if starts[i] == _PROCESSING:
-                kw = kws[i]
-                worker = where.pop(raw[i], None)
-                workers[i] = kw.get("worker", worker)
-                details[i] = _completion(kw)
-        leaving = batch.where_start(_PROCESSING)
-        if len(leaving) != len(memory):  # not only completions
-            for i in leaving:
-                finish = finishes[i]
-                if finish == _ERRED:
-                    kw = kws[i]
-                    worker = where.pop(raw[i], None)
-                    workers[i] = (kw.get("worker") if kw else None) or worker
-                elif finish != _MEMORY and finish != _PROCESSING:
-                    workers[i] = where.pop(raw[i], None)
-                    if finish == _RELEASED:
-                        self._retry_details(batch, kws, i)
-        if _ERRED in index:
-            self._error_details(batch, kws, index[_ERRED])
-        return batch
-
-    def _follow(
-        self, batch: Batch, kws: list[Any], index: dict[str, list[int]]
-    ) -> None:
-        """Workers and details of the batch's events, taken in order."""
-        where = self._where
-        raw = batch.keys
-        workers = batch.workers
-        details = batch.details
-        for i, (start, finish) in enumerate(
-            zip(batch.starts, batch.finishes, strict=True)
-        ):
-            if finish == _PROCESSING:
-                where[raw[i]] = workers[i] = kws[i]
-            elif start == _PROCESSING:
-                worker = where.pop(raw[i], None)
-                kw = kws[i]
-                if finish == _MEMORY:
-                    worker = kw.get("worker", worker)
-                    details[i] = _completion(kw)
-                elif finish == _ERRED:
-                    worker = (kw.get("worker") if kw else None) or worker
-                elif finish == _RELEASED:
-                    self._retry_details(batch, kws, i)
-                workers[i] = worker
-        if _ERRED in index:
-            self._error_details(batch, kws, index[_ERRED])
-
-    def _error_details(self, batch: Batch, kws: list[Any], rows: list[int]) -> None:
-        """The error texts of the events at ``rows`` (into ``erred``): from
-        the transition's kwargs, else from the task if the scheduler has it.
-
-        A task that erred because a dependency did has no text of its own:
-        the task Dask blames (``exception_blame``) gives its texts, and the
-        traceback starts with a line naming it (see
-        :func:`~dask_monitor.observers.errors.cause_line`). Read here, in
-        the flush, for erred events only (never in the hook): a task that
-        Dask forgot before the flush (its future released within one
-        interval) has no root cause left to read, and keeps type "unknown".
-        """
-        details = batch.details
-        get = self._tasks.get
-        raw = batch.keys
-        for i in rows:
-            ts = get(raw[i])
-            exception, traceback = _error_texts(kws[i], ts)
-            if exception is None and ts is not None:
-                exception, traceback = _blamed_texts(ts, exception, traceback)
-            if exception is not None or traceback is not None:
-                details[i] = (None, None, None, None, exception, traceback)
-
-    def _retry_details(self, batch: Batch, kws: list[Any], i: int) -> None:
-        """Mark event ``i`` (``processing -> released``) as a retried attempt,
-        with its exception, if Dask moved it so because the task raised."""
-        kw = kws[i]
-        stimulus = kw.get("stimulus_id") if kw else None
-        if not isinstance(stimulus, str) or not stimulus.startswith(_TASK_ERRED):
-            return
-        exception, traceback = self._raised.pop(batch.keys[i], (None, None))
-        # An empty text still marks the retry when the message was missed.
-        batch.details[i] = (None, None, None, None, exception or "", traceback)
-
     def _reconcile(self, pipeline: Pipeline) -> None:
         """After drops, hand the rules the scheduler's own task state (rare:
         only when the buffer overflowed; O(tasks processing + prefixes))."""
@@ -753,61 +537,15 @@ class MonitorPlugin(SchedulerPlugin):
         )
         pipeline.reconcile(processing, active)
 
-    def _prune_where(self) -> None:
-        """Forget tasks no longer processing (their departure may have been dropped)."""
-        tasks = self._tasks
-        self._where = {
-            key: worker
-            for key, worker in self._where.items()
-            if (ts := tasks.get(key)) is not None and ts.state == _PROCESSING
-        }
-
-    def _worker_events(
-        self, tasks: list[tuple[Any, ...]], marks: list[tuple[int, Any]], now: float
-    ) -> list[tuple[int, Event]]:
-        """Worker events at their positions among the task events.
-
-        A worker that left counts the tasks taken from it (that left
-        ``processing`` for ``released``, ``waiting`` or ``no-worker``) in this
-        batch before it left: the batch is followed in order up to there.
-        """
-        where = self._where
-        running: dict[Any, str | None] = {}  # keys that moved in this batch
-        lost: Counter[str] = Counter()
-        others: list[tuple[int, Event]] = []
-        done = 0
-        for pos, (address, _, action, _, info) in marks:
-            for key, start, finish, _, kw in tasks[done:pos]:
-                if finish == "processing":
-                    running[key] = kw  # the worker (see ``transition``)
-                elif start == "processing":
-                    worker = running[key] if key in running else where.get(key)
-                    running[key] = None
-                    if worker is not None and finish in _LEAVE_PROCESSING_FOR_LOSS:
-                        lost[worker] += 1
-            done = pos
-            processing = lost.pop(address, 0) if action == "removed" else 0
-            status = WorkerStatus(
-                address,
-                action,
-                now,
-                info.get("nthreads"),
-                processing,
-                info.get("expected", False),
-            )
-            others.append((pos, status))
-        return others
-
     # -- Prometheus ----------------------------------------------------------------
 
-    def _start_metrics(self, settings: dict[str, Any]) -> None:
+    def _start_metrics(self, settings: PrometheusSettings) -> None:
         """Export ``dask_monitor_*`` metrics on the scheduler's ``/metrics``."""
-        if not settings["enabled"] or self._unregister_metrics is not None:
-            return
+        top = settings.top_prefixes
+        if not settings.enabled or top is None or self._unregister_metrics is not None:
+            return  # (top is set: the settings are resolved)
         try:
-            self._unregister_metrics = register_source(
-                self._metrics_snapshot, top=settings["top_prefixes"]
-            )
+            self._unregister_metrics = register_source(self._metrics_snapshot, top=top)
         except ImportError:
             logger.debug("dask-monitor: prometheus_client missing; no metrics")
 
@@ -1034,79 +772,3 @@ def _record_directory() -> Any:
     """The scheduler's ``monitor.record.directory``, or ``None``."""
     raw = dask.config.get("monitor.record", None)
     return raw.get("directory") if isinstance(raw, dict) else None
-
-
-def _split_workers(
-    items: list[tuple[Any, ...]],
-) -> tuple[list[tuple[Any, ...]], list[tuple[int, Any]]]:
-    """The task tuples, and the worker tuples with the number of task tuples
-    before each."""
-    tasks: list[tuple[Any, ...]] = []
-    marks: list[tuple[int, Any]] = []
-    for item in items:
-        if item[1] is _WORKER:
-            marks.append((len(tasks), item))
-        else:
-            tasks.append(item)
-    return tasks, marks
-
-
-def _names(
-    keys: list[Any], tgs: list[Any]
-) -> tuple[list[str], list[str], list[str | None]]:
-    """Prefix, group and span columns when some tasks had no ``TaskState``."""
-    prefixes: list[str] = []
-    groups: list[str] = []
-    spans: list[str | None] = []
-    for key, tg in zip(keys, tgs, strict=True):
-        if tg is not None:
-            prefixes.append(tg.prefix.name)
-            groups.append(tg.name)
-            spans.append(tg.span_id)
-        else:
-            name = key_split(key)
-            prefixes.append(name)
-            groups.append(name)
-            spans.append(None)
-    return prefixes, groups, spans
-
-
-def _completion(kw: dict[str, Any]) -> Details:
-    """Compute time, start and stop, and size of a completion, from its kwargs
-    (the compute interval is the last ``startstops`` entry whose action is
-    ``compute``)."""
-    duration = begin = end = None
-    for ss in kw.get("startstops") or ():
-        if ss.get("action") == "compute":
-            begin = ss["start"]
-            end = ss["stop"]
-            duration = end - begin
-    return (duration, begin, end, kw.get("nbytes"), None, None)
-
-
-def _blamed_texts(
-    ts: Any, exception: str | None, traceback: str | None
-) -> tuple[str | None, str | None]:
-    """The texts of the task ``ts`` erred because of, with a line naming it."""
-    blame = getattr(ts, "exception_blame", None)
-    if blame is None or blame is ts:
-        return exception, traceback
-    text = getattr(blame, "exception_text", None) or None
-    try:
-        prefix = blame.prefix.name
-    except AttributeError:
-        prefix = key_split(blame.key)
-    line = cause_line(str(blame.key)[:200], prefix, exception_type(text) or "unknown")
-    root = getattr(blame, "traceback_text", None) or ""
-    return text, f"{line}\n{root}" if root else line
-
-
-def _error_texts(kw: dict[str, Any] | None, ts: Any) -> tuple[str | None, str | None]:
-    exception = traceback = None
-    if kw:
-        exception = kw.get("exception_text")
-        traceback = kw.get("traceback_text")
-    if exception is None and ts is not None:
-        exception = getattr(ts, "exception_text", None) or None
-        traceback = traceback or getattr(ts, "traceback_text", None) or None
-    return exception, traceback
