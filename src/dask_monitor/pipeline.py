@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+from dask_monitor.alerts.insights import InsightRule
 from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
 from dask_monitor.batch import as_batch
 from dask_monitor.config import MonitorConfig
@@ -32,9 +33,11 @@ from dask_monitor.observers import (
     WorkersObserver,
 )
 from dask_monitor.observers._common import CHUNK
+from dask_monitor.observers.insights import InsightsEngine
 from dask_monitor.observers.spans import SpansObserver
 from dask_monitor.snapshot import (
     SNAPSHOT_VERSION,
+    Insight,
     MonitorStats,
     Snapshot,
     observer_report,
@@ -169,6 +172,11 @@ class Pipeline:
         self.alert_log = AlertLog(recent=cfg.alerts.recent)
         self.alerts.subscribe(self.alert_log)
         self.rules: list[AlertRule] = default_rules(cfg.alerts, self.durations)
+        # Insights: evaluated on a timer from the snapshot's aggregates (see
+        # _build), not per event; critical ones become insight.<kind> alerts.
+        self.insights = InsightsEngine(cfg.insights, quantile=self.durations.quantile)
+        if cfg.insights.enabled and cfg.alerts.enabled:
+            self.rules.append(InsightRule.from_settings(cfg.insights, self.insights))
         self._rules: tuple[int, list[AlertRule]] = (-1, [])
         self._alerted = 0
         self._sink_changes = 0
@@ -230,6 +238,10 @@ class Pipeline:
             self.clock() + max(self.throughput.window, self.workers.window) + 1.0
         )
         self._changed()
+        if not self.live and self.insights.due(self.clock()):
+            # A replay has no tick: evaluate insights about once a second of
+            # the run's own time, as the live run did (holds, releases).
+            self._cache = self._build()
 
     @_locked
     def tick(self, now: float | None = None) -> None:
@@ -241,6 +253,7 @@ class Pipeline:
         """
         now = self.clock() if now is None else now
         alerted = self._alerted
+        self._tick_insights(now)
         if (
             now <= self._moving_until or self.progress.remaining() > 0
         ) and now - self._refreshed >= _REFRESH:
@@ -257,6 +270,18 @@ class Pipeline:
         if self._alerted != alerted or changes != self._sink_changes:
             self._sink_changes = changes
             self._changed()
+
+    def _tick_insights(self, now: float) -> None:
+        """Evaluate the insights when due, even if no reader builds snapshots
+        (alerts, holds and releases must not wait for one)."""
+        insights = self.insights
+        if not insights.due(now):
+            return
+        if self._cache is not None:
+            if not insights.waiting:
+                return  # nothing changed since the last evaluation
+            self._changed()
+        self.snapshot()
 
     @_locked
     def reconcile(self, processing: Collection[Any], active: int) -> None:
@@ -345,6 +370,7 @@ class Pipeline:
             raise exc
         count = self.rule_errors.get(rule.name, 0) + 1
         self.rule_errors[rule.name] = count
+        self._changed()  # the snapshot shows tick_errors
         if count == 1:
             logger.error(
                 "alert rule %s raised %s in tick; later failures are only counted",
@@ -443,6 +469,7 @@ class Pipeline:
                         "dask-monitor: observer %r failed to reset", observer
                     )
         self.restarts.clear()
+        self.insights.reset()
         self._changed()
 
     @_locked
@@ -566,7 +593,7 @@ class Pipeline:
             "sinks": _sink_stats(self.subject.observers),
             "dispatch": dispatch,
         }
-        return cast(
+        snapshot = cast(
             Snapshot,
             {
                 "version": SNAPSHOT_VERSION,
@@ -597,6 +624,11 @@ class Pipeline:
                 "observers": self._observer_reports(),
             },
         )
+        insights = self.insights
+        if insights.due(now) or (not self.live and insights.evaluated < now):
+            insights.evaluate(snapshot, now)
+        snapshot["insights"] = cast(list[Insight], insights.snapshot())
+        return snapshot
 
     def _observer_reports(self) -> dict[str, Any]:
         """What the extra observers with a ``snapshot()`` method report, by name.
