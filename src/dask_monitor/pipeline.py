@@ -216,6 +216,7 @@ class Pipeline:
         # tick rebuilds the snapshot now and then (see ``tick``).
         self._moving_until = -float("inf")
         self._refreshed = -float("inf")
+        self._insights_seq = -1  # the seq of the snapshot insights last saw
 
     # -- feeding -----------------------------------------------------------
 
@@ -253,13 +254,13 @@ class Pipeline:
         """
         now = self.clock() if now is None else now
         alerted = self._alerted
-        self._tick_insights(now)
         if (
             now <= self._moving_until or self.progress.remaining() > 0
         ) and now - self._refreshed >= _REFRESH:
             # The figures read against the clock changed (a rate decaying,
             # an ETA counting down): let readers see them.
             self._changed()
+        self._tick_insights(now)  # before the rules: the insight rule reads it
         for rule in self._bind_rules():
             try:
                 rule.tick(now)
@@ -278,7 +279,7 @@ class Pipeline:
         if not insights.due(now):
             return
         if self._cache is not None:
-            if not insights.waiting:
+            if self._insights_seq == self._seq and not insights.waiting:
                 return  # nothing changed since the last evaluation
             self._changed()
         self.snapshot()
@@ -627,6 +628,7 @@ class Pipeline:
         insights = self.insights
         if insights.due(now) or (not self.live and insights.evaluated < now):
             insights.evaluate(snapshot, now)
+            self._insights_seq = seq
         snapshot["insights"] = cast(list[Insight], insights.snapshot())
         return snapshot
 
