@@ -499,11 +499,11 @@ class TestParallelism:
                 stream.task(f"pin-{i}", "waiting", "processing", 1_000.0, worker=A)
             )
         pipeline.process(events)
-        clock.advance(1.0)  # A's threads busy for 1 s of the last 5: 20%
+        clock.advance(1.0)  # the hold starts
         assert insights_of(pipeline, "imbalance") == []
-        clock.advance(3.0)  # 80%: the hold starts
+        clock.advance(1.0)
         assert insights_of(pipeline, "imbalance") == []
-        clock.advance(2.0)
+        clock.advance(1.0)
         (item,) = insights_of(pipeline, "imbalance")
         assert item["subject"] == A and item["subject_type"] == "worker"
         assert item["evidence"]["idle_workers"] == 1

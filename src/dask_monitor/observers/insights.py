@@ -260,19 +260,16 @@ def imbalance(facts: Facts) -> Iterator[Finding]:
     threads = sum(row["nthreads"] for _, row in running)
     if remaining < threads:  # the tail of a run: nothing to balance
         return
-    busiest, top = max(running, key=lambda r: (r[1].get("utilisation", 0.0), r[0]))
+    load = {address: _load(row) for address, row in running}
+    busiest, top = max(running, key=lambda r: (load[r[0]], r[0]))
     shown = facts.shown(IMBALANCE, busiest)
     busy_at = IMBALANCE_BUSY_OFF if shown else IMBALANCE_BUSY
     idle_at = IMBALANCE_IDLE_OFF if shown else IMBALANCE_IDLE
-    high = top.get("utilisation", 0.0)
-    idle = [
-        (a, r)
-        for a, r in running
-        if a != busiest and r.get("utilisation", 0.0) <= idle_at
-    ]
+    high = load[busiest]
+    idle = [a for a, _ in running if a != busiest and load[a] <= idle_at]
     if high < busy_at or not idle:
         return
-    idle_util = sum(r.get("utilisation", 0.0) for _, r in idle) / len(idle)
+    idle_util = sum(load[a] for a in idle) / len(idle)
     yield Finding(
         IMBALANCE,
         WARNING,
@@ -294,6 +291,14 @@ def imbalance(facts: Facts) -> Iterator[Finding]:
         "or a hot key; rebalance or repartition so tasks can run anywhere.",
         score=high - idle_util,
     )
+
+
+def _load(row: Mapping[str, Any]) -> float:
+    """How busy a worker is: its threads busy now or lately, whichever is more
+    (utilisation over a window lags a change by seconds; ``processing`` not)."""
+    threads = row.get("nthreads") or 1
+    now = min(row.get("processing", 0), threads) / threads
+    return max(now, row.get("utilisation", 0.0))
 
 
 def low_parallelism(facts: Facts) -> Iterator[Finding]:
