@@ -39,6 +39,7 @@ from dask_monitor.snapshot import (
     SNAPSHOT_VERSION,
     Insight,
     MonitorStats,
+    Samples,
     Snapshot,
     observer_report,
 )
@@ -239,10 +240,10 @@ class Pipeline:
             self.clock() + max(self.throughput.window, self.workers.window) + 1.0
         )
         self._changed()
-        if not self.live and self.insights.due(self.clock()):
+        if not self.live:
             # A replay has no tick: evaluate insights about once a second of
             # the run's own time, as the live run did (holds, releases).
-            self._cache = self._build()
+            self._tick_insights(self.clock())
 
     @_locked
     def tick(self, now: float | None = None) -> None:
@@ -274,15 +275,27 @@ class Pipeline:
 
     def _tick_insights(self, now: float) -> None:
         """Evaluate the insights when due, even if no reader builds snapshots
-        (alerts, holds and releases must not wait for one)."""
+        (alerts, holds and releases must not wait for one).
+
+        From a light snapshot (no samples, ETAs, user observers' reports or
+        alert records: the costly parts, which no check reads), not cached;
+        readers see the new insights (a new ``seq``) only if they changed.
+        """
         insights = self.insights
         if not insights.due(now):
             return
-        if self._cache is not None:
-            if self._insights_seq == self._seq and not insights.waiting:
-                return  # nothing changed since the last evaluation
+        if self._insights_seq == self._seq and not insights.waiting:
+            return  # nothing changed since the last evaluation
+        version = insights.version
+        cache = self._cache
+        if cache is not None and cache["seq"] == self._seq:
+            # A reader built the snapshot of this data: no need for another.
+            insights.evaluate(cache, now)
+            self._insights_seq = self._seq
+        else:
+            self._build(light=True)
+        if insights.version != version:
             self._changed()
-        self.snapshot()
 
     @_locked
     def reconcile(self, processing: Collection[Any], active: int) -> None:
@@ -551,24 +564,25 @@ class Pipeline:
     def _span_snapshot(self, selector: str) -> Snapshot:
         return _span_view(self, selector)
 
-    def _build(self) -> Snapshot:
+    def _build(self, *, light: bool = False) -> Snapshot:
         cfg = self.config
         now = self.clock()
         seq = self._seq
         progress = self.progress.snapshot(
-            top_prefixes=cfg.snapshot_prefixes, top_groups=cfg.snapshot_groups
+            top_prefixes=cfg.snapshot_prefixes,
+            top_groups=1 if light else cfg.snapshot_groups,
         )
         prefixes = progress["prefixes"]
         durations = self.durations.snapshot(prefixes)
         for name, row in prefixes.items():
             row["durations"] = durations[name]
-            row["rate"] = self.throughput.rate(name, now=now)
-            estimate = self.eta.estimate(name, now=now)
+            row["rate"] = 0.0 if light else self.throughput.rate(name, now=now)
+            estimate = _NO_ETA if light else self.eta.estimate(name, now=now)
             row["eta"], row["eta_low"], row["eta_high"] = estimate
         totals = progress["totals"]
         totals["rate"] = self.throughput.rate(now=now)
-        totals["eta"], totals["eta_low"], totals["eta_high"] = self.eta.estimate(
-            now=now
+        totals["eta"], totals["eta_low"], totals["eta_high"] = (
+            _NO_ETA if light else self.eta.estimate(now=now)
         )
         totals["average_rate"] = self.throughput.average_rate()
         totals["run_seconds"] = self.throughput.run_seconds()
@@ -612,17 +626,22 @@ class Pipeline:
                 "errors": errors["errors"],
                 "errors_folded": errors["errors_folded"],
                 "throughput": self.throughput.snapshot(),
-                "samples": self.sampling.snapshot(),
+                "samples": _NO_SAMPLES if light else self.sampling.snapshot(),
                 "spans": self.spans.summary(),
                 "submissions": list(self.submissions),
                 "restarts": list(self.restarts),
                 "alerts": {
-                    **self.alert_log.snapshot(self._bind_rules()),
+                    # light: what the insights read (the kinds and prefixes)
+                    **(
+                        {"recent": [_alert_subject(a) for a in self.alert_log.recent]}
+                        if light
+                        else self.alert_log.snapshot(self._bind_rules())
+                    ),
                     "tick_errors": dict(self.rule_errors),
                     "subscriber_errors": self.alerts.errors,
                 },
                 "monitor": monitor,
-                "observers": self._observer_reports(),
+                "observers": {} if light else self._observer_reports(),
             },
         )
         insights = self.insights
@@ -735,6 +754,16 @@ def _name(observer: Any) -> str:
     if isinstance(name, str):
         return name
     return getattr(observer, "__qualname__", type(observer).__name__)
+
+
+#: The samples and ETAs of a light snapshot (made for the insights alone).
+_NO_SAMPLES: Samples = {"recent": [], "reservoir": [], "seen": 0}
+_NO_ETA: tuple[None, None, None] = (None, None, None)
+
+
+def _alert_subject(alert: Alert) -> dict[str, Any]:
+    """What a light snapshot keeps of an alert: its kind and subjects."""
+    return {"kind": alert.kind, "prefix": alert.prefix, "worker": alert.worker}
 
 
 #: Seconds between two rebuilds of the snapshot for the clock's sake alone

@@ -297,8 +297,8 @@ def _load(row: Mapping[str, Any]) -> float:
     """How busy a worker is: its threads busy now or lately, whichever is more
     (utilisation over a window lags a change by seconds; ``processing`` not)."""
     threads = row.get("nthreads") or 1
-    now = min(row.get("processing", 0), threads) / threads
-    return max(now, row.get("utilisation", 0.0))
+    now = float(min(row.get("processing", 0), threads) / threads)
+    return max(now, float(row.get("utilisation", 0.0)))
 
 
 def low_parallelism(facts: Facts) -> Iterator[Finding]:
@@ -676,6 +676,11 @@ class InsightsEngine:
         self._critical: deque[dict[str, Any]] = deque(maxlen=MAX_INSIGHTS)
         self.evaluated = -math.inf
         self.evaluations = 0
+        # (prefix, q) -> (count of durations, quantile): a quantile is read
+        # again only when its prefix has new durations.
+        self._quantiles: dict[tuple[str, float], tuple[int, float | None]] = {}
+        #: Increases whenever the insights shown changed.
+        self.version = getattr(self, "version", 0) + 1
         self.folded = 0
 
     def due(self, now: float) -> bool:
@@ -698,7 +703,7 @@ class InsightsEngine:
         self.evaluated = now
         self.evaluations += 1
         s = self.settings
-        facts = Facts(snapshot, s, self.quantile, frozenset(self._shown))
+        facts = Facts(snapshot, s, self._cached(snapshot), frozenset(self._shown))
         found: dict[tuple[str, str], Finding] = {}
         for kind, check in self.checks.items():
             try:
@@ -746,7 +751,30 @@ class InsightsEngine:
             key=lambda i: (-_RANK[i["severity"]], -i["score"], i["kind"], i["subject"]),
         )
         self.folded = max(0, len(items) - MAX_INSIGHTS)
-        self._items = items[:MAX_INSIGHTS]
+        items = items[:MAX_INSIGHTS]
+        if items != self._items:
+            self.version += 1
+        self._items = items
+
+    def _cached(
+        self, snapshot: Mapping[str, Any]
+    ) -> Callable[[str, float], float | None]:
+        """:attr:`quantile`, remembered while a prefix's count of durations
+        (in ``snapshot``) stays the same; only this evaluation's are kept."""
+        prefixes = snapshot.get("prefixes") or {}
+        old = self._quantiles
+        new: dict[tuple[str, float], tuple[int, float | None]] = {}
+        self._quantiles = new
+
+        def quantile(prefix: str, q: float) -> float | None:
+            count = ((prefixes.get(prefix) or {}).get("durations") or {}).get("count")
+            hit = old.get((prefix, q))
+            if hit is None or hit[0] != count or count is None:
+                hit = (count or 0, self.quantile(prefix, q))
+            new[prefix, q] = hit
+            return hit[1]
+
+        return quantile
 
     def snapshot(self) -> list[dict[str, Any]]:
         """The insights shown, most severe first (then by score), as plain data."""
