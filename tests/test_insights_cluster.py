@@ -13,12 +13,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from distributed import Client, LocalCluster, wait
 
-from dask_monitor import Monitor
+from dask_monitor import Monitor, replay
 from dask_monitor.alerts.rules import TOPIC
 from dask_monitor.events import Alert
 
@@ -198,3 +199,25 @@ def test_a_healthy_workload_has_nothing_of_note(client: Client) -> None:
         assert isinstance(snap["insights"], list)  # evaluated, and empty of note
     noted = [(i["kind"], i["severity"], i["message"]) for i in seen]
     assert [n for n in noted if n[1] != "info"] == []
+
+
+def test_a_replay_of_the_run_has_the_same_insights(
+    client: Client, tmp_path: Path
+) -> None:
+    """A recorded run's replay names the same kinds, subjects and severities
+    as the live run (those of the run's history: tiny tasks, errors)."""
+    log = tmp_path / "run.dmlog"
+    with Monitor.attach(client, **FAST) as monitor:
+        monitor.record(str(log))
+        wait(client.map(inc, range(1_200)))
+        wait(client.map(boom, range(4)))
+
+        def both() -> list[tuple[str, str, str]]:
+            items = monitor.snapshot(flush=True)["insights"]
+            return sorted((i["kind"], i["subject"], i["severity"]) for i in items)
+
+        live = until(lambda: len(both()) == 2 and both())
+        assert monitor.stop_recording()["dropped"] == 0
+    replayed = replay(log)["insights"]
+    assert sorted((i["kind"], i["subject"], i["severity"]) for i in replayed) == live
+    assert {(k, s) for k, s, _ in live} == {("tiny-tasks", "inc"), ("erroring", "boom")}
