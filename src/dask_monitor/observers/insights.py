@@ -470,8 +470,11 @@ def erroring(facts: Facts) -> Iterator[Finding]:
             "prefix",
             f"{failures:,} attempts of {name!r} failed"
             + (f" ({share:.0%} of its finished tasks)" if done else "")
-            + f", mostly with {kind}"
-            + (f": {quote}" if quote and quote != kind else "")
+            + (
+                f", mostly with {quote}"
+                if quote.startswith(kind)
+                else f", mostly with {kind}" + (f": {quote}" if quote else "")
+            )
             + ".",
             {
                 "failures": failures,
