@@ -157,7 +157,9 @@ class TestRestart:
             dask.config.set({"distributed.scheduler.allowed-failures": 20}),
             make_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
             Client(cluster) as client,
-            Monitor.attach(client) as monitor,
+            # Insights alert on a timer of their own (up to a second after
+            # the errors): off, so the alerts compared are those of the rules.
+            Monitor.attach(client, insights={"enabled": False}) as monitor,
         ):
             scheduler = cluster.scheduler
             log = tmp_path / "run.dmlog"

@@ -279,7 +279,15 @@ class TestMakeSnapshot:
             n_prefixes=100, n_workers=10, n_errors=40, seed=2, now=NOW
         )["alerts"]
         assert alerts["counts"].get("error-burst", 0) >= 1
-        assert alerts["rules"]["ErrorBurstRule"]["fired"] == alerts["total"]
+        assert (
+            alerts["rules"]["ErrorBurstRule"]["fired"]
+            == alerts["counts"]["error-burst"]
+        )
+        # The rest: prefixes failing repeatedly, raised as critical insights.
+        assert set(alerts["counts"]) == {"error-burst", "insight.erroring"}
+        assert alerts["total"] == sum(
+            rule["fired"] for rule in alerts["rules"].values()
+        )
 
     def test_spans(self) -> None:
         """Tasks belong to the spans named, in turn by prefix."""

@@ -24,6 +24,7 @@ __all__ = [
     "PLUGIN_NAME",
     "AlertsConfig",
     "ConfigError",
+    "InsightsSettings",
     "MonitorConfig",
     "NatsConfig",
     "PrometheusSettings",
@@ -136,6 +137,9 @@ class MonitorConfig:
     prometheus: PrometheusSettings = dataclasses.field(
         default_factory=lambda: PrometheusSettings()
     )
+    insights: InsightsSettings = dataclasses.field(
+        default_factory=lambda: InsightsSettings()
+    )
 
     def __post_init__(self) -> None:
         # ``MonitorConfig(**config.to_dict())`` gets the sections back as dicts.
@@ -212,7 +216,7 @@ class MonitorConfig:
 
 
 #: Sections of ``monitor.*`` that belong to other parts (alerts, sinks).
-_NESTED = frozenset({"alerts", "nats", "record", "prometheus"})
+_NESTED = frozenset({"alerts", "nats", "record", "prometheus", "insights"})
 
 _DURATIONS = frozenset({"interval", "throughput_bin", "panel_interval"})
 
@@ -264,6 +268,14 @@ SECTION_BOUNDS: dict[str, tuple[float, float]] = {
     "factor": (1.0, 1_000_000.0),
     "backlog": (1, 1_000_000),
     "connect_timeout": (0.1, 300.0),
+    # monitor.insights (see InsightsSettings)
+    "hold": (0.0, 86400.0),
+    "release": (0.0, 86400.0),
+    "tiny_task": (1e-6, 3600.0),
+    "tiny_count": (1, 10_000_000),
+    "skew_factor": (1.0, 1_000.0),
+    "skew_seconds": (0.0, 86400.0),
+    "min_errors": (1, 10_000_000),
 }
 
 
@@ -314,9 +326,10 @@ def redact_url(url: str) -> str:
 _SECTION_DURATIONS = frozenset(
     {"seconds", "window", "cooldown", "min_seconds", "check_interval"}
     | {"connect_timeout"}
+    | {"hold", "release", "tiny_task", "skew_seconds"}
 )
 #: Durations that may be zero (no cooldown).
-_MAY_BE_ZERO = frozenset({"cooldown", "min_seconds"})
+_MAY_BE_ZERO = frozenset({"cooldown", "min_seconds", "hold", "release", "skew_seconds"})
 
 
 def _section_value(label: str, name: str, default: Any, value: Any) -> Any:
@@ -726,9 +739,48 @@ def _size(label: str, value: Any) -> int:
     return size
 
 
+# -- monitor.insights.* ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InsightsSettings(_Section):
+    """``monitor.insights``: what the insights engine reports, and when.
+
+    The defaults follow Dask's own guidance (see
+    :mod:`dask_monitor.observers.insights`, where each threshold's source is
+    named); these are the ones a user may want to tune.
+    """
+
+    enabled: bool = True
+    check_interval: float = 1.0  # evaluated at most this often
+    hold: float = 10.0  # a live condition (low parallelism, imbalance) lasts this long
+    release: float = 5.0  # an insight goes once clear for this long
+    cooldown: float = 600.0  # between two alerts of one (kind, subject)
+    tiny_task: float = 0.01  # median compute below this: tiny tasks ...
+    tiny_count: int = 1_000  # ... over at least this many tasks of a prefix
+    skew_factor: float = 1.5  # slowest task above this x the prefix's p75 ...
+    skew_seconds: float = 1.0  # ... and at least this many seconds above it
+    min_errors: int = 3  # failures of a prefix before it is "erroring"
+
+    @classmethod
+    def from_config(cls, raw: Any = None, override: Any = None) -> InsightsSettings:
+        """Validate Dask config ``monitor.insights`` merged with an override."""
+        result: InsightsSettings = _parse_section(
+            cls, "monitor.insights", raw, override
+        )
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InsightsSettings:
+        """Rebuild from :func:`dataclasses.asdict` output (no validation)."""
+        result: InsightsSettings = _rebuild(cls, data)
+        return result
+
+
 _SECTIONS: dict[str, Any] = {
     "alerts": AlertsConfig,
     "nats": NatsConfig,
     "record": RecordSettings,
     "prometheus": PrometheusSettings,
+    "insights": InsightsSettings,
 }

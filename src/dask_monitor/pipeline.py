@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+from dask_monitor.alerts.insights import InsightRule
 from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
 from dask_monitor.batch import as_batch
 from dask_monitor.config import MonitorConfig
@@ -32,10 +33,13 @@ from dask_monitor.observers import (
     WorkersObserver,
 )
 from dask_monitor.observers._common import CHUNK
+from dask_monitor.observers.insights import InsightsEngine
 from dask_monitor.observers.spans import SpansObserver
 from dask_monitor.snapshot import (
     SNAPSHOT_VERSION,
+    Insight,
     MonitorStats,
+    Samples,
     Snapshot,
     observer_report,
 )
@@ -169,6 +173,11 @@ class Pipeline:
         self.alert_log = AlertLog(recent=cfg.alerts.recent)
         self.alerts.subscribe(self.alert_log)
         self.rules: list[AlertRule] = default_rules(cfg.alerts, self.durations)
+        # Insights: evaluated on a timer from the snapshot's aggregates (see
+        # _build), not per event; critical ones become insight.<kind> alerts.
+        self.insights = InsightsEngine(cfg.insights, quantile=self.durations.quantile)
+        if cfg.insights.enabled and cfg.alerts.enabled:
+            self.rules.append(InsightRule.from_settings(cfg.insights, self.insights))
         self._rules: tuple[int, list[AlertRule]] = (-1, [])
         self._alerted = 0
         self._sink_changes = 0
@@ -208,6 +217,7 @@ class Pipeline:
         # tick rebuilds the snapshot now and then (see ``tick``).
         self._moving_until = -float("inf")
         self._refreshed = -float("inf")
+        self._insights_seq = -1  # the seq of the snapshot insights last saw
 
     # -- feeding -----------------------------------------------------------
 
@@ -230,6 +240,10 @@ class Pipeline:
             self.clock() + max(self.throughput.window, self.workers.window) + 1.0
         )
         self._changed()
+        if not self.live:
+            # A replay has no tick: evaluate insights about once a second of
+            # the run's own time, as the live run did (holds, releases).
+            self._tick_insights(self.clock())
 
     @_locked
     def tick(self, now: float | None = None) -> None:
@@ -247,6 +261,7 @@ class Pipeline:
             # The figures read against the clock changed (a rate decaying,
             # an ETA counting down): let readers see them.
             self._changed()
+        self._tick_insights(now)  # before the rules: the insight rule reads it
         for rule in self._bind_rules():
             try:
                 rule.tick(now)
@@ -256,6 +271,30 @@ class Pipeline:
         changes = sum(getattr(s, "changes", 0) for s in self.alert_log.sinks.values())
         if self._alerted != alerted or changes != self._sink_changes:
             self._sink_changes = changes
+            self._changed()
+
+    def _tick_insights(self, now: float) -> None:
+        """Evaluate the insights when due, even if no reader builds snapshots
+        (alerts, holds and releases must not wait for one).
+
+        From a light snapshot (no samples, ETAs, user observers' reports or
+        alert records: the costly parts, which no check reads), not cached;
+        readers see the new insights (a new ``seq``) only if they changed.
+        """
+        insights = self.insights
+        if not insights.due(now):
+            return
+        if self._insights_seq == self._seq and not insights.waiting:
+            return  # nothing changed since the last evaluation
+        version = insights.version
+        cache = self._cache
+        if cache is not None and cache["seq"] == self._seq:
+            # A reader built the snapshot of this data: no need for another.
+            insights.evaluate(cache, now)
+            self._insights_seq = self._seq
+        else:
+            self._build(light=True)
+        if insights.version != version:
             self._changed()
 
     @_locked
@@ -345,6 +384,7 @@ class Pipeline:
             raise exc
         count = self.rule_errors.get(rule.name, 0) + 1
         self.rule_errors[rule.name] = count
+        self._changed()  # the snapshot shows tick_errors
         if count == 1:
             logger.error(
                 "alert rule %s raised %s in tick; later failures are only counted",
@@ -443,6 +483,7 @@ class Pipeline:
                         "dask-monitor: observer %r failed to reset", observer
                     )
         self.restarts.clear()
+        self.insights.reset()
         self._changed()
 
     @_locked
@@ -523,24 +564,25 @@ class Pipeline:
     def _span_snapshot(self, selector: str) -> Snapshot:
         return _span_view(self, selector)
 
-    def _build(self) -> Snapshot:
+    def _build(self, *, light: bool = False) -> Snapshot:
         cfg = self.config
         now = self.clock()
         seq = self._seq
         progress = self.progress.snapshot(
-            top_prefixes=cfg.snapshot_prefixes, top_groups=cfg.snapshot_groups
+            top_prefixes=cfg.snapshot_prefixes,
+            top_groups=1 if light else cfg.snapshot_groups,
         )
         prefixes = progress["prefixes"]
         durations = self.durations.snapshot(prefixes)
         for name, row in prefixes.items():
             row["durations"] = durations[name]
-            row["rate"] = self.throughput.rate(name, now=now)
-            estimate = self.eta.estimate(name, now=now)
+            row["rate"] = 0.0 if light else self.throughput.rate(name, now=now)
+            estimate = _NO_ETA if light else self.eta.estimate(name, now=now)
             row["eta"], row["eta_low"], row["eta_high"] = estimate
         totals = progress["totals"]
         totals["rate"] = self.throughput.rate(now=now)
-        totals["eta"], totals["eta_low"], totals["eta_high"] = self.eta.estimate(
-            now=now
+        totals["eta"], totals["eta_low"], totals["eta_high"] = (
+            _NO_ETA if light else self.eta.estimate(now=now)
         )
         totals["average_rate"] = self.throughput.average_rate()
         totals["run_seconds"] = self.throughput.run_seconds()
@@ -566,7 +608,7 @@ class Pipeline:
             "sinks": _sink_stats(self.subject.observers),
             "dispatch": dispatch,
         }
-        return cast(
+        snapshot = cast(
             Snapshot,
             {
                 "version": SNAPSHOT_VERSION,
@@ -584,19 +626,30 @@ class Pipeline:
                 "errors": errors["errors"],
                 "errors_folded": errors["errors_folded"],
                 "throughput": self.throughput.snapshot(),
-                "samples": self.sampling.snapshot(),
+                "samples": _NO_SAMPLES if light else self.sampling.snapshot(),
                 "spans": self.spans.summary(),
                 "submissions": list(self.submissions),
                 "restarts": list(self.restarts),
                 "alerts": {
-                    **self.alert_log.snapshot(self._bind_rules()),
+                    # light: what the insights read (the kinds and prefixes)
+                    **(
+                        {"recent": [_alert_subject(a) for a in self.alert_log.recent]}
+                        if light
+                        else self.alert_log.snapshot(self._bind_rules())
+                    ),
                     "tick_errors": dict(self.rule_errors),
                     "subscriber_errors": self.alerts.errors,
                 },
                 "monitor": monitor,
-                "observers": self._observer_reports(),
+                "observers": {} if light else self._observer_reports(),
             },
         )
+        insights = self.insights
+        if insights.due(now) or (not self.live and insights.evaluated < now):
+            insights.evaluate(snapshot, now)
+            self._insights_seq = seq
+        snapshot["insights"] = cast(list[Insight], insights.snapshot())
+        return snapshot
 
     def _observer_reports(self) -> dict[str, Any]:
         """What the extra observers with a ``snapshot()`` method report, by name.
@@ -701,6 +754,16 @@ def _name(observer: Any) -> str:
     if isinstance(name, str):
         return name
     return getattr(observer, "__qualname__", type(observer).__name__)
+
+
+#: The samples and ETAs of a light snapshot (made for the insights alone).
+_NO_SAMPLES: Samples = {"recent": [], "reservoir": [], "seen": 0}
+_NO_ETA: tuple[None, None, None] = (None, None, None)
+
+
+def _alert_subject(alert: Alert) -> dict[str, Any]:
+    """What a light snapshot keeps of an alert: its kind and subjects."""
+    return {"kind": alert.kind, "prefix": alert.prefix, "worker": alert.worker}
 
 
 #: Seconds between two rebuilds of the snapshot for the clock's sake alone

@@ -24,6 +24,7 @@ __all__ = [
     "ErrorRow",
     "EventRecord",
     "GroupRow",
+    "Insight",
     "MonitorStats",
     "PrefixRow",
     "Samples",
@@ -233,6 +234,21 @@ class MonitorStats(TypedDict):
     dispatch: NotRequired[dict[str, dict[str, Any]]]
 
 
+class Insight(TypedDict):
+    """A diagnosis with the numbers behind it and what to do (see
+    :mod:`dask_monitor.observers.insights`)."""
+
+    kind: str  # "tiny-tasks", "memory-pressure", ...
+    severity: str  # "info" | "warning" | "critical"
+    subject: str  # a prefix, a worker address, a span or "cluster"
+    subject_type: str  # "prefix" | "worker" | "span" | "cluster"
+    message: str  # one sentence (quotes task prefixes and exception text)
+    evidence: dict[str, Any]  # flat: numbers and short strings
+    advice: str  # what to do
+    link: str  # the Dask documentation page that explains it
+    since: float  # when it turned on
+
+
 class Snapshot(TypedDict):
     """Everything the monitor knows, as plain data."""
 
@@ -267,6 +283,9 @@ class Snapshot(TypedDict):
     # Recent graph submissions, newest last: time, client, keys (count),
     # tasks (count), span (id: pass it to snapshot(span=...)), key (example).
     submissions: NotRequired[list[dict[str, Any]]]
+    # Diagnoses, most severe first (then by score), evaluated at most every
+    # monitor.insights.check-interval from the aggregates above.
+    insights: NotRequired[list[Insight]]
 
 
 def observer_report(value: Any, max_bytes: int = MAX_OBSERVER_REPORT) -> Any:
