@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dask_monitor.batch import Batch, as_batch, key_text, positions, uniform
+from dask_monitor.batch import Batch, Details, as_batch, key_text, positions, uniform
 from dask_monitor.events import TaskStatus, WorkerStatus
 from dask_monitor.observers import ErrorsObserver, SamplingObserver
 
@@ -50,8 +50,8 @@ class TestColumns:
         assert batch.tasks == 5 and len(batch) == 6
         assert batch.keys == ["a-1", "a-1", "a-1", "a-1", "b-1"]
         assert batch.details == {
-            3: (0.5, 1.5, 2.0, 8, None, None),
-            4: (None, None, None, None, "ValueError('x')", "tb"),
+            3: Details(0.5, 1.5, 2.0, 8),
+            4: Details(exception="ValueError('x')", traceback="tb"),
         }
         assert batch.others == [(2, events[2])]
         assert batch.times == [1.0, 1.0, 2.0, 2.0, 2.0] and batch.time == 2.0
@@ -126,8 +126,8 @@ class TestTupleKeys:
             spans=[None, None],
             time=5.0,
             details={
-                0: (0.1, 4.9, 5.0, 8, None, None),
-                1: (None,) * 4 + ("E('a')", "tb"),
+                0: Details(0.1, 4.9, 5.0, 8),
+                1: Details(exception="E('a')", traceback="tb"),
             },
         )
 

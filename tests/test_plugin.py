@@ -16,7 +16,7 @@ import pytest
 from distributed import Client, SchedulerPlugin, wait
 
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
-from dask_monitor.events import NEW, TaskStatus, WorkerStatus
+from dask_monitor.events import NEW, TaskStatus, WorkerResources, WorkerStatus
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.plugin import FIELDS, HANDLERS
 from tests.workloads import fail_if_odd, inc, slow_inc
@@ -41,7 +41,8 @@ def run_mixed_workload(client: Client) -> None:
 
 class _Pairs:
     """An observer: how many task events of each ``(start, finish)`` it got,
-    and how many others (worker events)."""
+    and how many others (worker events; resource samples are no transitions:
+    the monitor does not count them among its events)."""
 
     def __init__(self) -> None:
         self.count: Counter[tuple[str, str]] = Counter()
@@ -53,7 +54,8 @@ class _Pairs:
     def update_batch(self, events: Any) -> None:
         tasks = [(e.start, e.finish) for e in events if isinstance(e, TaskStatus)]
         self.count.update(tasks)
-        self.others += len(events) - len(tasks)
+        samples = sum(isinstance(e, WorkerResources) for e in events)
+        self.others += len(events) - len(tasks) - samples
 
 
 class TestCounts:

@@ -32,7 +32,9 @@ from dask_monitor.observers import (
     WorkersObserver,
 )
 from dask_monitor.observers._common import CHUNK
+from dask_monitor.observers.resources import ResourcesObserver
 from dask_monitor.observers.spans import SpansObserver
+from dask_monitor.observers.timing import PrefixTimesObserver
 from dask_monitor.snapshot import (
     SNAPSHOT_VERSION,
     MonitorStats,
@@ -149,6 +151,8 @@ class Pipeline:
         self.sampling = SamplingObserver(
             recent=cfg.recent_events, reservoir=cfg.reservoir_size
         )
+        self.prefix_times = PrefixTimesObserver(max_prefixes=cfg.max_prefixes)
+        self.resources = ResourcesObserver(max_workers=min(cfg.max_workers, 1_000))
         self.eta = EtaEstimator(
             self.progress,
             self.throughput,
@@ -181,6 +185,8 @@ class Pipeline:
             self.sampling,
             self.eta,
             self.spans,
+            self.prefix_times,
+            self.resources,
             *self.rules,
         )
         for observer in self.builtin:
@@ -532,8 +538,10 @@ class Pipeline:
         )
         prefixes = progress["prefixes"]
         durations = self.durations.snapshot(prefixes)
+        times = self.prefix_times.snapshot(prefixes)
         for name, row in prefixes.items():
             row["durations"] = durations[name]
+            row["seconds"], row["nbytes"] = times[name]
             row["rate"] = self.throughput.rate(name, now=now)
             estimate = self.eta.estimate(name, now=now)
             row["eta"], row["eta_low"], row["eta_high"] = estimate
@@ -588,6 +596,7 @@ class Pipeline:
                 "spans": self.spans.summary(),
                 "submissions": list(self.submissions),
                 "restarts": list(self.restarts),
+                "resources": self.resources.snapshot(),
                 "alerts": {
                     **self.alert_log.snapshot(self._bind_rules()),
                     "tick_errors": dict(self.rule_errors),

@@ -36,6 +36,7 @@ from dask_monitor.config import PLUGIN_NAME, ConfigError, MonitorConfig
 from dask_monitor.events import NEW, Alert, Event, WorkerStatus, exception_type
 from dask_monitor.observers.errors import cause_line
 from dask_monitor.pipeline import Pipeline
+from dask_monitor.resources import ResourceSampler
 from dask_monitor.sinks.eventlog import (
     EventLogWriter,
     check_log_path,
@@ -174,6 +175,7 @@ class MonitorPlugin(SchedulerPlugin):
         self._span_names: dict[str, str] = {}
         self._unregister_metrics: Callable[[], None] | None = None
         self.nats: Any = None  # the NATS alert publisher, when monitor.nats.url is set
+        self._resources = ResourceSampler()  # workers' memory, CPU ... once a second
 
     def __getstate__(self) -> dict[str, Any]:
         # Only the configuration travels: a plugin is pickled before it starts.
@@ -485,6 +487,8 @@ class MonitorPlugin(SchedulerPlugin):
             self._end_orphans()
             if self._closed:  # that was the last attachment
                 return
+        if self.pipeline is not None and self.scheduler is not None:
+            self._resources.feed(self.scheduler, self.pipeline, time.time())
         items = self._buffer
         dropped = self._dropped
         pipeline = self.pipeline
@@ -724,7 +728,7 @@ class MonitorPlugin(SchedulerPlugin):
             if exception is None and ts is not None:
                 exception, traceback = _blamed_texts(ts, exception, traceback)
             if exception is not None or traceback is not None:
-                details[i] = (None, None, None, None, exception, traceback)
+                details[i] = Details(exception=exception, traceback=traceback)
 
     def _retry_details(self, batch: Batch, kws: list[Any], i: int) -> None:
         """Mark event ``i`` (``processing -> released``) as a retried attempt,
@@ -735,7 +739,7 @@ class MonitorPlugin(SchedulerPlugin):
             return
         exception, traceback = self._raised.pop(batch.keys[i], (None, None))
         # An empty text still marks the retry when the message was missed.
-        batch.details[i] = (None, None, None, None, exception or "", traceback)
+        batch.details[i] = Details(exception=exception or "", traceback=traceback)
 
     def _reconcile(self, pipeline: Pipeline) -> None:
         """After drops, hand the rules the scheduler's own task state (rare:
@@ -1072,16 +1076,25 @@ def _names(
 
 
 def _completion(kw: dict[str, Any]) -> Details:
-    """Compute time, start and stop, and size of a completion, from its kwargs
-    (the compute interval is the last ``startstops`` entry whose action is
-    ``compute``)."""
-    duration = begin = end = None
+    """Compute time, start and stop, size, transfer and disk seconds of a
+    completion, from its kwargs (the compute interval is the last
+    ``startstops`` entry whose action is ``compute``; transfer and disk
+    seconds sum their entries: ``transfer``, ``disk-read``, ``disk-write``)."""
+    duration = begin = end = transfer = disk = None
     for ss in kw.get("startstops") or ():
-        if ss.get("action") == "compute":
+        action = ss.get("action")
+        if action == "compute":
             begin = ss["start"]
             end = ss["stop"]
             duration = end - begin
-    return (duration, begin, end, kw.get("nbytes"), None, None)
+        elif action == "transfer":
+            transfer = (transfer or 0.0) + (ss["stop"] - ss["start"])
+        elif action == "disk-read" or action == "disk-write":
+            disk = (disk or 0.0) + (ss["stop"] - ss["start"])
+    # Once per completion: tuple.__new__ skips Details(...)'s argument handling.
+    return tuple.__new__(
+        Details, (duration, begin, end, kw.get("nbytes"), None, None, transfer, disk)
+    )
 
 
 def _blamed_texts(

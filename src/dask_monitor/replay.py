@@ -27,7 +27,13 @@ from typing import Any
 
 from dask_monitor.batch import Batch
 from dask_monitor.config import ConfigError, MonitorConfig
-from dask_monitor.events import Alert, Event, TaskStatus, WorkerStatus
+from dask_monitor.events import (
+    Alert,
+    Event,
+    TaskStatus,
+    WorkerResources,
+    WorkerStatus,
+)
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLog, EventLogError
 from dask_monitor.snapshot import Snapshot
@@ -102,7 +108,7 @@ class _LastEventClock:
 def _last_time(events: Sequence[Event]) -> float | None:
     """Timestamp of the last task or worker event of ``events``."""
     for event in reversed(events):
-        if isinstance(event, TaskStatus | WorkerStatus):
+        if isinstance(event, TaskStatus | WorkerStatus | WorkerResources):
             return event.timestamp
     return None
 
@@ -116,7 +122,7 @@ def _last_time_of(batch: Batch) -> float | None:
     for pos, event in reversed(batch.others):
         if pos < n:
             break
-        if isinstance(event, TaskStatus | WorkerStatus):
+        if isinstance(event, TaskStatus | WorkerStatus | WorkerResources):
             return event.timestamp
     if n:
         return batch.timestamp(n - 1)
@@ -188,7 +194,10 @@ def _feed(
             if last is not None:
                 clock.now = max(clock.now, last)
             pipeline.process(events)
-            pipeline.account(events=len(events), dropped=0, seconds=0.0)
+            # Resource samples are not transitions: the live plugin does not
+            # count them among its events either.
+            samples = sum(type(e) is WorkerResources for _, e in batch.others)
+            pipeline.account(events=len(events) - samples, dropped=0, seconds=0.0)
             if on_batch is not None:
                 on_batch(pipeline)
         elif record.kind == "r":
@@ -269,6 +278,8 @@ TASK_COLUMNS = (
     "exception",
     "traceback",
     "span",
+    "transfer",
+    "disk",
 )
 WORKER_COLUMNS = (
     "address",
