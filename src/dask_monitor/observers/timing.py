@@ -10,8 +10,9 @@ sparse details table (completions and errors only), never from event objects.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
-from dask_monitor.batch import as_batch
+from dask_monitor.batch import as_batch, uniform
 from dask_monitor.events import Event
 from dask_monitor.observers._common import (
     MEMORY,
@@ -23,6 +24,11 @@ from dask_monitor.snapshot import PrefixSeconds
 
 __all__ = ["PrefixTimesObserver"]
 
+_DURATION = itemgetter(0)
+_NBYTES = itemgetter(3)
+_TRANSFER = itemgetter(6)
+_DISK = itemgetter(7)
+
 
 class PrefixTimesObserver(BatchObserver):
     """Cumulative compute, transfer and disk seconds, and result bytes, per prefix.
@@ -32,7 +38,8 @@ class PrefixTimesObserver(BatchObserver):
     max_prefixes
         Prefixes with a row of their own; the completions of further prefixes
         go to one internal catch-all row, and such prefixes are counted in
-        :attr:`folded` (once per batch, like the durations observer's).
+        :attr:`folded` (each once while at most ``max(max_prefixes, 10,000)``
+        names are remembered; beyond, each batch counts them again).
 
     Notes
     -----
@@ -51,10 +58,16 @@ class PrefixTimesObserver(BatchObserver):
         #: prefix -> [compute, transfer, disk, nbytes]
         self._rows: dict[str, list[float]] = {}
         self._other = [0.0, 0.0, 0.0, 0.0]
+        self._folded: set[str] = set()  # names, to count each once (bounded)
         self.folded = 0
 
     def update_batch(self, events: Sequence[Event]) -> None:
-        """Take a batch of events; only ``processing -> memory`` ones count."""
+        """Take a batch of events; only ``processing -> memory`` ones count.
+
+        A batch of one prefix (the usual ``client.map``) has each figure
+        summed at C speed (``sum(filter(None, map(itemgetter(k), details)))``:
+        a missing or zero figure adds nothing); others go event by event.
+        """
         if not events:
             return
         batch = as_batch(events)
@@ -63,32 +76,47 @@ class PrefixTimesObserver(BatchObserver):
             return
         starts = batch.starts
         finishes = batch.finishes
+        done = [i for i in details if finishes[i] == MEMORY and starts[i] == PROCESSING]
+        if not done:
+            return
         prefixes = batch.prefixes
+        if uniform(prefixes):
+            row = self._row(prefixes[0])
+            ds = [details[i] for i in done]
+            row[0] += sum(filter(None, map(_DURATION, ds)))
+            row[1] += sum(filter(None, map(_TRANSFER, ds)))
+            row[2] += sum(filter(None, map(_DISK, ds)))
+            row[3] += sum(filter(None, map(_NBYTES, ds)))
+            return
         rows = self._rows
-        full = len(rows) >= self.max_prefixes
-        folded: set[str] = set()
-        for i, d in details.items():
-            if finishes[i] != MEMORY or starts[i] != PROCESSING:
-                continue
-            p = prefixes[i]
-            row = rows.get(p)
-            if row is None:
-                if full:
-                    row = self._other
-                    folded.add(p)
-                else:
-                    row = rows[p] = [0.0, 0.0, 0.0, 0.0]
-                    full = len(rows) >= self.max_prefixes
-            duration, _, _, nbytes, _, _, transfer, disk = d
-            if duration is not None:
+        row_of = self._row
+        for i in done:
+            row = rows.get(prefixes[i]) or row_of(prefixes[i])
+            duration, _, _, nbytes, _, _, transfer, disk = details[i]
+            if duration:
                 row[0] += duration
-            if transfer is not None:
+            if transfer:
                 row[1] += transfer
-            if disk is not None:
+            if disk:
                 row[2] += disk
-            if nbytes is not None:
+            if nbytes:
                 row[3] += nbytes
-        self.folded += len(folded)
+
+    def _row(self, prefix: str) -> list[float]:
+        """The row of a prefix, new if there is room, else the catch-all."""
+        rows = self._rows
+        row = rows.get(prefix)
+        if row is not None:
+            return row
+        if len(rows) >= self.max_prefixes:
+            folded = self._folded
+            if prefix not in folded:
+                self.folded += 1
+                if len(folded) < max(self.max_prefixes, 10_000):
+                    folded.add(prefix)
+            return self._other
+        row = rows[prefix] = [0.0, 0.0, 0.0, 0.0]
+        return row
 
     def seconds(self, prefix: str) -> PrefixSeconds:
         """Compute, transfer and disk seconds of a prefix (zeros if unknown)."""
