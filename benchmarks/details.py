@@ -10,16 +10,17 @@ entry too), against a copy of ``_completion`` as it was before transfer and
 disk seconds (a plain 6-tuple).
 
 Run: ``python benchmarks/details.py [--quick]``.
+
+Times are the CPU time of the benchmark's thread (``time.thread_time``).
 """
 
 from __future__ import annotations
 
-import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from common import Report, interleave, parse_args
 from dask_monitor.batch import Details
 from dask_monitor.plugin import _completion
 
@@ -90,22 +91,39 @@ def empty(n: int) -> None:
         pass
 
 
-def main() -> None:
-    rounds = 5 if "--quick" in sys.argv else 15
+def timed(body: Callable[[int], None], n: int) -> Callable[[], float]:
+    """A variant for :func:`interleave`: ns per iteration of ``body``."""
+
+    def run() -> float:
+        t0 = time.thread_time_ns()
+        body(n)
+        return (time.thread_time_ns() - t0) / n
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> Report:
+    args = parse_args(__doc__.splitlines()[0], argv)
+    rounds = 3 if args.quick else max(args.rounds, 15)
+    n = 10_000 if args.quick else N
+    report = Report("details", args.quick)
     cases: list[Callable[[int], None]] = [
         plain, new, named, completion_before, completion, completion_transfer, empty,
     ]  # fmt: skip
-    times: dict[str, list[float]] = {f.__name__: [] for f in cases}
-    for _ in range(rounds):
-        for f in cases:
-            t0 = time.thread_time()
-            f(N)
-            times[f.__name__].append((time.thread_time() - t0) / N * 1e9)
-    loop = statistics.median(times["empty"])
-    print(f"ns per completion (median of {rounds} interleaved rounds, loop removed)")
-    for name, values in times.items():
+    results = interleave({f.__name__: timed(f, n) for f in cases}, rounds)
+    loop = results["empty"]
+    for name, values in results.items():
         if name != "empty":
-            print(f"  {name:20s} {statistics.median(values) - loop:7.1f}")
+            above = [v - e for v, e in zip(values, loop, strict=True)]
+            report.add(name, above, "ns/completion", "timing loop removed")
+    added = [
+        a - b
+        for a, b in zip(
+            results["completion"], results["completion_before"], strict=True
+        )
+    ]
+    report.add("completion: added by transfer/disk and Details", added, "ns/completion")
+    return report.finish(args)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ NAMES = (
     "panel_update",
     "compare",
     "eta_accuracy",
+    "details",
 )
 #: Arguments beyond ``--quick --json FILE``.
 ARGS = {"compare": ["HEAD", "--workloads", "map"]}
