@@ -4,6 +4,7 @@ run replays to the same figures."""
 
 from __future__ import annotations
 
+import csv
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from dask_monitor import Monitor, replay
+from dask_monitor.replay import export_events
 
 from .conftest import make_cluster
 
@@ -218,3 +220,10 @@ class TestReplay:
         cluster = live_res["cluster"]["history"]
         kept = sum(t <= last for t in cluster["time"])
         assert res["cluster"]["history"] == {k: v[:kept] for k, v in cluster.items()}
+        # The samples export as a table: one row per worker and round.
+        out, fmt, rows = export_events(path, tmp_path / "r.csv", kind="resources")
+        with open(out, newline="") as f:
+            table = list(csv.DictReader(f))
+        assert fmt == "csv" and len(table) == rows == 2 * kept
+        assert {r["address"] for r in table} == set(res["workers"])
+        assert sorted({float(r["timestamp"]) for r in table}) == cluster["time"][:kept]

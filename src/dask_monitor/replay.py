@@ -289,6 +289,8 @@ WORKER_COLUMNS = (
     "processing",
     "expected",
 )
+#: Columns of an export of resource samples (the fields of ``WorkerResources``).
+RESOURCE_COLUMNS = tuple(f.name for f in dataclasses.fields(WorkerResources))
 ALERT_COLUMNS = (
     "kind",
     "severity",
@@ -308,6 +310,7 @@ def _columns(path: str | os.PathLike[str], kind: str) -> dict[str, list[Any]]:
         "tasks": (TaskStatus, TASK_COLUMNS),
         "workers": (WorkerStatus, WORKER_COLUMNS),
         "alerts": (Alert, ALERT_COLUMNS),
+        "resources": (WorkerResources, RESOURCE_COLUMNS),
     }[kind]
     columns: dict[str, list[Any]] = {name: [] for name in names}
     for event in EventLog.open(path).events():
@@ -334,7 +337,7 @@ def export_events(
     ----------
     kind
         ``"tasks"`` (one row per ``TaskStatus``, its fields as columns),
-        ``"workers"`` or ``"alerts"``.
+        ``"workers"``, ``"alerts"`` or ``"resources"`` (the workers' samples).
     fmt
         ``"parquet"`` or ``"csv"``; by default CSV when ``out`` ends in
         ``.csv`` or pyarrow is missing, else Parquet.
@@ -344,8 +347,10 @@ def export_events(
     """
     import csv
 
-    if kind not in ("tasks", "workers", "alerts"):
-        raise ValueError(f"kind must be tasks, workers or alerts, not {kind!r}")
+    if kind not in ("tasks", "workers", "alerts", "resources"):
+        raise ValueError(
+            f"kind must be tasks, workers, alerts or resources, not {kind!r}"
+        )
     if fmt is None:
         fmt = "csv" if os.fspath(out).endswith(".csv") else "parquet"
         if fmt == "parquet":
