@@ -676,3 +676,30 @@ class TestSubmissions:
             assert second["totals"]["completed"] == 3
             assert set(second["prefixes"]) == {"slow_inc"}
             del a, b
+
+
+class TestCompletionDetails:
+    """What a completion's kwargs give: compute, transfer and disk seconds."""
+
+    def test_startstops_are_split_by_action(self) -> None:
+        """Transfers add up, disk reads and writes add up, the last compute counts."""
+        from dask_monitor.plugin import _completion
+
+        kw = {
+            "nbytes": 80,
+            "startstops": (
+                {"action": "transfer", "start": 1.0, "stop": 1.5, "source": "w"},
+                {"action": "transfer", "start": 2.0, "stop": 2.25, "source": "v"},
+                {"action": "disk-read", "start": 3.0, "stop": 3.125},
+                {"action": "compute", "start": 4.0, "stop": 5.0},
+                {"action": "disk-write", "start": 5.0, "stop": 5.5},
+            ),
+        }
+        d = _completion(kw)
+        assert (d.duration, d.begin, d.end, d.nbytes) == (1.0, 4.0, 5.0, 80)
+        assert d.transfer == 0.75 and d.disk == 0.625
+        assert d.exception is None and d.traceback is None
+        plain = _completion(
+            {"startstops": ({"action": "compute", "start": 0, "stop": 2},)}
+        )
+        assert plain.transfer is None and plain.disk is None and plain.nbytes is None
