@@ -89,6 +89,33 @@ class TestResourcesView:
         assert title.startswith("Memory 900.00 MiB") and "1 paused" in title
         assert view.memory_figure.x_range.end >= 1000 * MB
 
+    def test_network_rounds_are_streamed_and_a_grown_round_patched(self) -> None:
+        """New rounds are appended, the latest round's sum corrected in place:
+        the series equals the snapshot's after each render."""
+        pipeline = Pipeline(raise_errors=True)
+        feed = StaticFeed(None)
+        view = ResourcesView(feed)
+        attach(view)
+        steps = [
+            [sample("tcp://a:1", 1.0, 100 * MB, 0)],
+            [sample("tcp://b:1", 1.0, 100 * MB, 0)],  # the same round, grown
+            [
+                sample("tcp://a:1", 2.0, 100 * MB, 0),
+                sample("tcp://b:1", 2.0, 100 * MB, 0),
+            ],
+        ]
+        for samples in steps:
+            pipeline.process(samples)
+            snap = pipeline.snapshot()
+            feed.set(snap)
+            view.update()
+            history = snap["resources"]["cluster"]["history"]
+            assert list(view.network.data["time"]) == [
+                t * 1000 for t in history["time"]
+            ]
+            assert list(view.network.data["network_in"]) == history["network_in"]
+        assert list(view.network.data["network_in"]) == [2e4, 4e4]
+
     def test_before_any_sample(self) -> None:
         """No sample yet: empty bars and a title that says so."""
         view = ResourcesView(StaticFeed(sampled()))

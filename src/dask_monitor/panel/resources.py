@@ -13,6 +13,7 @@ and escaped tooltip fields only.
 from __future__ import annotations
 
 import html
+from bisect import bisect_left
 from typing import Any
 
 from bokeh.layouts import column
@@ -60,6 +61,8 @@ SPILLED = "#bdbdbd"
 PAUSED = "#d62728"
 NET_IN = BLUE
 NET_OUT = "#ff7f0e"
+#: Rounds of network traffic kept in the browser (the cluster's ring).
+NETWORK_POINTS = 600
 
 Columns = dict[str, list[Any]]
 
@@ -400,6 +403,34 @@ class ResourcesView(Component):
             name="dm-resources",
         )
 
+    def _stream_network(self, snapshot: Snapshot) -> None:
+        """Send the rounds not shown yet (all of them for another run)."""
+        network = network_columns(snapshot)
+        times = network["time"]
+        shown = self.network.data["time"]
+        last = shown[-1] if len(shown) else None
+        if self._new_epoch(snapshot) or last is None or not times or times[0] > last:
+            if list(shown) != times:
+                self.network.data = network
+            return
+        # The latest round may have grown since (samples of one round in
+        # two flushes): its cell is patched, the new rounds streamed.
+        k = bisect_left(times, last)
+        if k < len(times) and times[k] == last:
+            i = len(shown) - 1
+            data = self.network.data
+            patch = {
+                name: [(i, network[name][k])]
+                for name in ("network_in", "network_out")
+                if data[name][i] != network[name][k]
+            }
+            if patch:
+                self.network.patch(patch)
+            k += 1
+        if k < len(times):
+            new: dict[str, Any] = {name: v[k:] for name, v in network.items()}
+            self.network.stream(new, rollover=NETWORK_POINTS)
+
     def render(self, snapshot: Snapshot, attached: bool = True) -> None:
         n = self.config.panel_workers
         bars, marks, hidden = memory_columns(snapshot, n)
@@ -428,13 +459,12 @@ class ResourcesView(Component):
         top = max([100.0, *cpu["cpu"]]) * 1.05
         if self.cpu_figure.x_range.end != top:
             self.cpu_figure.x_range.end = top
-        network = network_columns(snapshot)
-        if list(self.network.data["time"]) != network["time"]:
-            self.network.data = network
+        self._stream_network(snapshot)
         title = resources_title(snapshot)
         if hidden:
             title += f" ({hidden:,} workers not shown)"
         if self.memory_figure.title.text != title:
             self.memory_figure.title.text = title
-        if not attached:
-            self.memory_figure.title.text_color = MUTED
+        color = "#333333" if attached else MUTED
+        if self.memory_figure.title.text_color != color:
+            self.memory_figure.title.text_color = color
