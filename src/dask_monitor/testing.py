@@ -142,7 +142,7 @@ class EventStream:
 
         ``fields`` are the other fields of :class:`~dask_monitor.events.TaskStatus`
         (``worker``, ``duration``, ``begin``, ``end``, ``nbytes``, ``exception``,
-        ``traceback``, ``span``).
+        ``traceback``, ``span``, ``transfer``, ``disk``).
         """
         prefix = prefix if prefix is not None else key.rsplit("-", 1)[0]
         group = group if group is not None else f"{prefix}-g"
