@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dask_monitor.batch import Batch, as_batch, key_text, positions, uniform
+from dask_monitor.batch import Batch, Details, as_batch, key_text, positions, uniform
 from dask_monitor.events import TaskStatus, WorkerStatus
 from dask_monitor.observers import ErrorsObserver, SamplingObserver
 
@@ -43,6 +43,24 @@ def _events() -> list[TaskStatus | WorkerStatus]:
 
 
 class TestColumns:
+    def test_transfer_and_disk_ride_in_the_named_details(self) -> None:
+        """A completion's transfer and disk seconds are Details fields by name,
+        and come back in its event, through rows and taken batches too."""
+        done = TaskStatus(
+            "a-1", "a", "a-g", "processing", "memory", 3.0, worker="tcp://w:1",
+            duration=0.5, nbytes=8, transfer=0.25, disk=0.125,
+        )  # fmt: skip
+        batch = Batch.from_events(
+            [TaskStatus("b-1", "b", "b-g", "new", "waiting", 3.0), done]
+        )
+        d = batch.detail(1)
+        assert (d.duration, d.nbytes, d.transfer, d.disk) == (0.5, 8, 0.25, 0.125)
+        assert batch.detail(0) == Details() and batch.detail(0).transfer is None
+        fresh = Batch.from_events(tuple(batch))
+        fresh._events = None
+        assert fresh.task(1) == done and list(fresh) == list(batch)
+        assert fresh.take([1]).task(0) == done
+
     def test_from_events_round_trips_in_order(self) -> None:
         """Columns, details and other events give back the same events."""
         events = _events()
@@ -50,8 +68,8 @@ class TestColumns:
         assert batch.tasks == 5 and len(batch) == 6
         assert batch.keys == ["a-1", "a-1", "a-1", "a-1", "b-1"]
         assert batch.details == {
-            3: (0.5, 1.5, 2.0, 8, None, None),
-            4: (None, None, None, None, "ValueError('x')", "tb"),
+            3: Details(0.5, 1.5, 2.0, 8),
+            4: Details(exception="ValueError('x')", traceback="tb"),
         }
         assert batch.others == [(2, events[2])]
         assert batch.times == [1.0, 1.0, 2.0, 2.0, 2.0] and batch.time == 2.0
@@ -126,8 +144,8 @@ class TestTupleKeys:
             spans=[None, None],
             time=5.0,
             details={
-                0: (0.1, 4.9, 5.0, 8, None, None),
-                1: (None,) * 4 + ("E('a')", "tb"),
+                0: Details(0.1, 4.9, 5.0, 8),
+                1: Details(exception="E('a')", traceback="tb"),
             },
         )
 

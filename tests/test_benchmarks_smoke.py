@@ -31,6 +31,7 @@ NAMES = (
     "compare",
     "eta_accuracy",
     "insights",
+    "details",
 )
 #: Arguments beyond ``--quick --json FILE``.
 ARGS = {"compare": ["HEAD", "--workloads", "map"]}

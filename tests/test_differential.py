@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from dask_monitor.config import MonitorConfig
-from dask_monitor.events import NEW, Alert, Event, TaskStatus, WorkerStatus
+from dask_monitor.events import (
+    NEW,
+    Alert,
+    Event,
+    TaskStatus,
+    WorkerResources,
+    WorkerStatus,
+)
 from dask_monitor.pipeline import Pipeline
 
 #: Streams per run; DASK_MONITOR_DIFFERENTIAL_STREAMS=20000 for a long hunt.
@@ -54,6 +61,19 @@ def random_stream(seed: int) -> list[Event]:
 
     for _ in range(rng.randint(1, 120)):
         t += rng.choice((0.0, 0.0, 0.001, 0.05, 0.4, 2.0))
+        if workers and rng.random() < 0.08:  # a round of resource samples
+            for address in workers:
+                memory = rng.randint(10**6, 10**9)
+                managed = rng.randint(0, memory)
+                limit = rng.choice((None, 2 * 10**9, 2 * 10**9))
+                events.append(
+                    WorkerResources(
+                        address, t, memory, managed, memory - managed,
+                        rng.choice((0, 0, 10**7)), limit, rng.uniform(0, 400),
+                        rng.uniform(0, 1e6), rng.uniform(0, 1e6), rng.random() < 0.1,
+                    )
+                )  # fmt: skip
+            continue
         roll = rng.random()
         if roll < 0.06 or not workers:
             address = f"tcp://w:{rng.randint(1, 4)}"
@@ -99,6 +119,8 @@ def random_stream(seed: int) -> list[Event]:
                 move(
                     key, "memory", worker=worker, duration=duration,
                     begin=t - duration, end=t, nbytes=rng.randint(1, 10**6),
+                    transfer=rng.choice((None, None, 0.01, 0.3)),
+                    disk=rng.choice((None, None, None, 0.02)),
                 )  # fmt: skip
             elif outcome < 0.85:
                 error = rng.choice(("ValueError('x')", "KeyError('k')"))
@@ -192,14 +214,23 @@ def test_the_streams_cover_what_they_should() -> None:
     """The generator makes every kind of event the observers treat apart."""
     kinds: set[tuple[str, str]] = set()
     workers: set[str] = set()
+    timed: set[str] = set()
+    rounds: set[int] = set()  # workers per round of resource samples
     for seed in range(200):
+        per_round: dict[float, int] = {}
         for e in random_stream(seed):
             if isinstance(e, TaskStatus):
                 kinds.add((e.start, e.finish))
+                timed.update(n for n in ("transfer", "disk") if getattr(e, n))
             elif isinstance(e, WorkerStatus):
                 workers.add(e.action)
+            elif isinstance(e, WorkerResources):
+                per_round[e.timestamp] = per_round.get(e.timestamp, 0) + 1
             assert not isinstance(e, Alert)
+        rounds.update(per_round.values())
     assert workers == {"added", "removed"}
+    assert timed == {"transfer", "disk"}
+    assert {1, 2} <= rounds  # rounds of one worker and of several
     for pair in (
         (NEW, "waiting"),
         ("waiting", "processing"),

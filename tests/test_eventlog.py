@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dask_monitor.events import Alert, TaskStatus, WorkerStatus
+from dask_monitor.batch import Details
+from dask_monitor.events import Alert, TaskStatus, WorkerResources, WorkerStatus
 from dask_monitor.sinks.eventlog import (
     FORMAT_VERSION,
     MAGIC,
@@ -249,7 +250,27 @@ def _mixed() -> list[object]:
         WorkerStatus("tcp://w:2", "removed", 1002.0, processing=3),
         TaskStatus("c-1", "c", "c-g", "new", "released", 1000.5, nbytes=0),
         Alert("stall", "warning", "stuck", 1003.0, details={"s": [1, 2]}),
+        TaskStatus(
+            "d-1",
+            "d",
+            "d-g",
+            "processing",
+            "memory",
+            1003.5,
+            worker="tcp://w:1",
+            duration=0.5,
+            begin=1003.0,
+            end=1003.5,
+            nbytes=8,
+            transfer=0.25,
+            disk=0.1,
+        ),
+        _resources("tcp://w:1", 1004.0),
     ]
+
+
+def _resources(address: str, t: float, limit: int | None = 2**30) -> WorkerResources:
+    return WorkerResources(address, t, 300, 200, 100, 5, limit, 12.5, 1e3, 2e3, True)
 
 
 class TestColumns:
@@ -370,6 +391,55 @@ class TestColumns:
         assert list(read_events(path)) == [alert]
         (record,) = EventLog.open(path).records(columns=True)
         assert record.batch is not None and record.batch.others == [(0, alert)]
+
+
+class TestVersions:
+    """Version 2 adds transfer and disk seconds and resource samples; version 1
+    logs still read."""
+
+    def test_transfer_disk_and_samples_round_trip(self, tmp_path: Path) -> None:
+        """Both new kinds of data read back equal, as events and as columns."""
+        done = TaskStatus(
+            "d-1", "d", "d-g", "processing", "memory", 5.0, worker="tcp://w:1",
+            duration=0.5, nbytes=8, transfer=0.25, disk=0.125,
+        )  # fmt: skip
+        samples = [_resources("tcp://w:1", 6.0), _resources("tcp://w:2", 6.0, None)]
+        path = tmp_path / "run.dmlog"
+        _write(path, [[done], samples])
+        assert list(read_events(path)) == [done, *samples]
+        first, second = (r.batch for r in EventLog.open(path).records(columns=True))
+        assert first is not None and first.details == {
+            0: Details(0.5, None, None, 8, None, None, 0.25, 0.125)
+        }
+        assert first.details[0].transfer == 0.25
+        assert second is not None and second.others == [(0, s) for s in samples]
+        assert read_header(path)["version"] == FORMAT_VERSION == 2
+
+    def test_a_version_1_log_reads_without_transfer_or_disk(
+        self, tmp_path: Path
+    ) -> None:
+        """A log written before version 2 (15-field task rows) reads as it was."""
+        import msgpack
+
+        rows = [
+            ["t", f"a-{i}", "a", "a-g", "processing", "memory", 5.0, "tcp://w:1",
+             0.5, 4.5, 5.0, 8, None, None, None]
+            for i in range(3)
+        ]  # fmt: skip
+        parts = [MAGIC, bytes([1])]
+        head = {"format": "dask-monitor-eventlog", "version": 1, "started": 1.0}
+        for item in [head, ["b", rows]]:
+            payload = msgpack.packb(item, use_bin_type=True)
+            parts += [len(payload).to_bytes(4, "big"), payload]
+        path = tmp_path / "v1.dmlog"
+        path.write_bytes(b"".join(parts))
+        events = list(read_events(path))
+        assert [e.key for e in events] == ["a-0", "a-1", "a-2"]  # type: ignore[union-attr]
+        assert all(e.transfer is None and e.disk is None for e in events)  # type: ignore[union-attr]
+        (record,) = EventLog.open(path).records(columns=True)
+        assert record.batch is not None
+        assert record.batch.details[0] == Details(0.5, 4.5, 5.0, 8)
+        assert list(record.batch) == events
 
 
 class TestBounds:

@@ -75,6 +75,22 @@ class TestHostileLogs:
             (["w", "tcp://w:1", "exploded", 1.0, 2], "malformed worker event"),
             (["a", {"kind": "x"}], "alert needs"),
             (["z", 1], "unknown event kind"),
+            (
+                [*TASK, None, None, None, None, None, None, None, "slow"],
+                "transfer is a str",
+            ),
+            (
+                ["m", "tcp://w:1", 1.0, 3, 2, 1, 0, None, 5.0, 0.0, 0.0],
+                "malformed resources",
+            ),
+            (
+                ["m", "tcp://w:1", 1.0, "3", 2, 1, 0, None, 5.0, 0.0, 0.0, False],
+                "malformed resources",
+            ),
+            (
+                ["m", "tcp://w:1", 1.0, 3, 2, 1, 0, None, 5.0, 0.0, 0.0, 1],
+                "malformed resources",
+            ),
         ],
     )
     def test_rows_of_the_wrong_shape_are_refused(

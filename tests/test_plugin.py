@@ -16,7 +16,7 @@ import pytest
 from distributed import Client, SchedulerPlugin, wait
 
 from dask_monitor import ConfigError, Monitor, MonitorPlugin, get_plugin
-from dask_monitor.events import NEW, TaskStatus, WorkerStatus
+from dask_monitor.events import NEW, TaskStatus, WorkerResources, WorkerStatus
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.scheduler.plugin import HANDLERS
 from tests.workloads import fail_if_odd, inc, slow_inc
@@ -41,7 +41,8 @@ def run_mixed_workload(client: Client) -> None:
 
 class _Pairs:
     """An observer: how many task events of each ``(start, finish)`` it got,
-    and how many others (worker events)."""
+    and how many others (worker events; resource samples are no transitions:
+    the monitor does not count them among its events)."""
 
     def __init__(self) -> None:
         self.count: Counter[tuple[str, str]] = Counter()
@@ -53,7 +54,8 @@ class _Pairs:
     def update_batch(self, events: Any) -> None:
         tasks = [(e.start, e.finish) for e in events if isinstance(e, TaskStatus)]
         self.count.update(tasks)
-        self.others += len(events) - len(tasks)
+        samples = sum(isinstance(e, WorkerResources) for e in events)
+        self.others += len(events) - len(tasks) - samples
 
 
 class TestCounts:
@@ -670,3 +672,30 @@ class TestSubmissions:
             assert second["totals"]["completed"] == 3
             assert set(second["prefixes"]) == {"slow_inc"}
             del a, b
+
+
+class TestCompletionDetails:
+    """What a completion's kwargs give: compute, transfer and disk seconds."""
+
+    def test_startstops_are_split_by_action(self) -> None:
+        """Transfers add up, disk reads and writes add up, the last compute counts."""
+        from dask_monitor.scheduler.buffer import _completion
+
+        kw = {
+            "nbytes": 80,
+            "startstops": (
+                {"action": "transfer", "start": 1.0, "stop": 1.5, "source": "w"},
+                {"action": "transfer", "start": 2.0, "stop": 2.25, "source": "v"},
+                {"action": "disk-read", "start": 3.0, "stop": 3.125},
+                {"action": "compute", "start": 4.0, "stop": 5.0},
+                {"action": "disk-write", "start": 5.0, "stop": 5.5},
+            ),
+        }
+        d = _completion(kw)
+        assert (d.duration, d.begin, d.end, d.nbytes) == (1.0, 4.0, 5.0, 80)
+        assert d.transfer == 0.75 and d.disk == 0.625
+        assert d.exception is None and d.traceback is None
+        plain = _completion(
+            {"startstops": ({"action": "compute", "start": 0, "stop": 2},)}
+        )
+        assert plain.transfer is None and plain.disk is None and plain.nbytes is None

@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from itertools import compress, repeat
 from operator import eq
-from typing import Any, TypeAlias, TypeVar, cast, overload
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 from dask_monitor.events import Event, TaskStatus, make_task_status, make_task_statuses
 
@@ -40,16 +40,30 @@ __all__ = [
     "uniform",
 ]
 
-#: The rare fields of one task event, where any is known:
-#: ``(duration, begin, end, nbytes, exception, traceback)``.
-Details: TypeAlias = tuple[
-    float | None, float | None, float | None, int | None, str | None, str | None
-]
+
+class Details(NamedTuple):
+    """The rare fields of one task event, where any is known (the fields of
+    :class:`~dask_monitor.events.TaskStatus` of the same names).
+
+    Built once per completion or error: the plugin makes them with
+    ``tuple.__new__(Details, values)``, which skips the keyword handling of
+    ``Details(...)`` (about twice as fast; see ``benchmarks/README.md``).
+    """
+
+    duration: float | None = None
+    begin: float | None = None
+    end: float | None = None
+    nbytes: int | None = None
+    exception: str | None = None
+    traceback: str | None = None
+    transfer: float | None = None
+    disk: float | None = None
+
 
 _T = TypeVar("_T")
 
 #: The details of a task event without any.
-NO_DETAILS: Details = (None, None, None, None, None, None)
+NO_DETAILS = Details()
 
 
 class Batch(Sequence[Event]):
@@ -69,8 +83,9 @@ class Batch(Sequence[Event]):
     times
         One timestamp per task event, or ``None``.
     details
-        ``{index: (duration, begin, end, nbytes, exception, traceback)}`` for
-        the task events that have any of these (completions and errors).
+        ``{index: Details(duration, begin, end, nbytes, exception, traceback,
+        transfer, disk)}`` for the task events that have any of these
+        (completions and errors).
     others
         The other events (worker events ...), each with the number of task
         events that came before it.
@@ -162,14 +177,18 @@ class Batch(Sequence[Event]):
                 or e.nbytes is not None
                 or e.exception is not None
                 or e.traceback is not None
+                or e.transfer is not None
+                or e.disk is not None
             ):
-                details[len(keys)] = (
+                details[len(keys)] = Details(
                     e.duration,
                     e.begin,
                     e.end,
                     e.nbytes,
                     e.exception,
                     e.traceback,
+                    e.transfer,
+                    e.disk,
                 )
             keys.append(e.key)
             prefixes.append(e.prefix)
@@ -377,6 +396,8 @@ class Batch(Sequence[Event]):
             d[4],
             d[5],
             self.spans[i],
+            d[6],
+            d[7],
         )
 
     def take(self, indices: Sequence[int]) -> Batch:

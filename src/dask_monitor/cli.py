@@ -147,7 +147,7 @@ def report(log: str, output: str, title: str | None) -> None:
 )
 @click.option(
     "--kind",
-    type=click.Choice(["tasks", "workers", "alerts"]),
+    type=click.Choice(["tasks", "workers", "alerts", "resources"]),
     default="tasks",
     show_default=True,
     help="Which events to export.",

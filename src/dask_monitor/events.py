@@ -14,7 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-__all__ = ["NEW", "Alert", "Event", "TaskStatus", "WorkerStatus", "exception_type"]
+__all__ = [
+    "NEW",
+    "Alert",
+    "Event",
+    "TaskStatus",
+    "WorkerResources",
+    "WorkerStatus",
+    "exception_type",
+]
 
 #: Pseudo start state of a task the monitor sees for the first time.
 #:
@@ -63,6 +71,12 @@ class TaskStatus:
         (:func:`~dask_monitor.observers.errors.cause_line`).
     span
         Id of the Dask span the task belongs to, where known.
+    transfer
+        Seconds the worker spent fetching the task's dependencies from other
+        workers (its ``startstops`` of action ``transfer``), where known.
+    disk
+        Seconds spent reading spilled inputs from disk and writing the
+        result to it (``disk-read`` and ``disk-write``), where known.
     """
 
     key: str
@@ -79,6 +93,8 @@ class TaskStatus:
     exception: str | None = None
     traceback: str | None = None
     span: str | None = None
+    transfer: float | None = None
+    disk: float | None = None
 
     @property
     def exception_type(self) -> str | None:
@@ -191,7 +207,53 @@ class Alert:
         return cls(**values)
 
 
-Event = TaskStatus | WorkerStatus | Alert
+@dataclass(frozen=True, slots=True)
+class WorkerResources:
+    """One sample of a worker's resources, as the scheduler knows them.
+
+    Read off the worker's heartbeats (``WorkerState.memory``, ``.metrics``,
+    ``.status``) by the plugin about once a second: every worker of one
+    round of sampling has the same ``timestamp``.
+
+    Attributes
+    ----------
+    address
+        The worker's address.
+    timestamp
+        Wall-clock time of the round of sampling, on the scheduler.
+    memory
+        Process memory (RSS) in bytes.
+    managed
+        Bytes of task results held in memory (``sizeof``).
+    unmanaged
+        ``memory - managed``: the interpreter, running tasks, leaks ...
+    spilled
+        Bytes of task results spilled to disk.
+    limit
+        The worker's memory limit in bytes; ``None`` without one.
+    cpu
+        CPU use of the worker process in percent (100: one core busy).
+    network_in, network_out
+        Network bytes per second received and sent, as the worker's system
+        monitor measures them (``host_net_io``); ``0.0`` where unknown.
+    paused
+        Whether the worker is paused (memory above its pause threshold).
+    """
+
+    address: str
+    timestamp: float
+    memory: int
+    managed: int
+    unmanaged: int
+    spilled: int
+    limit: int | None
+    cpu: float
+    network_in: float = 0.0
+    network_out: float = 0.0
+    paused: bool = False
+
+
+Event = TaskStatus | WorkerStatus | Alert | WorkerResources
 
 
 def exception_type(exception: str | None) -> str | None:
@@ -239,6 +301,8 @@ def make_task_status(
     exception: str | None = None,
     traceback: str | None = None,
     span: str | None = None,
+    transfer: float | None = None,
+    disk: float | None = None,
 ) -> TaskStatus:
     """Build a :class:`TaskStatus` fast; same arguments and result as the class."""
     obj = _TaskStatusTwin(
@@ -256,6 +320,8 @@ def make_task_status(
         exception,
         traceback,
         span,
+        transfer,
+        disk,
     )
     obj.__class__ = TaskStatus
     return cast(TaskStatus, obj)
@@ -274,9 +340,9 @@ def make_task_statuses(
 ) -> list[TaskStatus]:
     """Many :class:`TaskStatus` at once from columns (a batch's); ``details``
     maps an index to its ``(duration, begin, end, nbytes, exception,
-    traceback)``. The twins are made by ``map`` at C speed."""
+    traceback, transfer, disk)``. The twins are made by ``map`` at C speed."""
     n = len(keys)
-    rare: list[list[Any]] = [[None] * n for _ in range(6)]
+    rare: list[list[Any]] = [[None] * n for _ in range(8)]
     for i, values in details.items():
         for column, value in zip(rare, values, strict=True):
             column[i] = value
@@ -290,8 +356,9 @@ def make_task_statuses(
             finishes,
             timestamps,
             workers,
-            *rare,
+            *rare[:6],
             spans,
+            *rare[6:],
         )
     )
     for obj in objs:

@@ -26,6 +26,7 @@ PAGES: dict[str, str] = {
             "task-stream",
             "health",
             "alerts",
+            "resources",
         )
     },
 }

@@ -34,7 +34,9 @@ from dask_monitor.observers import (
 )
 from dask_monitor.observers._common import CHUNK
 from dask_monitor.observers.insights import InsightsEngine
+from dask_monitor.observers.resources import ResourcesObserver
 from dask_monitor.observers.spans import SpansObserver
+from dask_monitor.observers.timing import PrefixTimesObserver
 from dask_monitor.snapshot import (
     SNAPSHOT_VERSION,
     Insight,
@@ -153,6 +155,8 @@ class Pipeline:
         self.sampling = SamplingObserver(
             recent=cfg.recent_events, reservoir=cfg.reservoir_size
         )
+        self.prefix_times = PrefixTimesObserver(max_prefixes=cfg.max_prefixes)
+        self.resources = ResourcesObserver(max_workers=min(cfg.max_workers, 1_000))
         self.eta = EtaEstimator(
             self.progress,
             self.throughput,
@@ -190,6 +194,8 @@ class Pipeline:
             self.sampling,
             self.eta,
             self.spans,
+            self.prefix_times,
+            self.resources,
             *self.rules,
         )
         for observer in self.builtin:
@@ -574,8 +580,10 @@ class Pipeline:
         )
         prefixes = progress["prefixes"]
         durations = self.durations.snapshot(prefixes)
+        times = self.prefix_times.snapshot(prefixes)
         for name, row in prefixes.items():
             row["durations"] = durations[name]
+            row["seconds"], row["nbytes"] = times[name]
             row["rate"] = 0.0 if light else self.throughput.rate(name, now=now)
             estimate = _NO_ETA if light else self.eta.estimate(name, now=now)
             row["eta"], row["eta_low"], row["eta_high"] = estimate
@@ -630,6 +638,7 @@ class Pipeline:
                 "spans": self.spans.summary(),
                 "submissions": list(self.submissions),
                 "restarts": list(self.restarts),
+                "resources": self.resources.snapshot(),
                 "alerts": {
                     # light: what the insights read (the kinds and prefixes)
                     **(

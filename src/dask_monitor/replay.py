@@ -27,7 +27,13 @@ from typing import Any
 
 from dask_monitor.batch import Batch
 from dask_monitor.config import ConfigError, MonitorConfig
-from dask_monitor.events import Alert, Event, TaskStatus, WorkerStatus
+from dask_monitor.events import (
+    Alert,
+    Event,
+    TaskStatus,
+    WorkerResources,
+    WorkerStatus,
+)
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLog, EventLogError
 from dask_monitor.snapshot import Snapshot
@@ -102,7 +108,7 @@ class _LastEventClock:
 def _last_time(events: Sequence[Event]) -> float | None:
     """Timestamp of the last task or worker event of ``events``."""
     for event in reversed(events):
-        if isinstance(event, TaskStatus | WorkerStatus):
+        if isinstance(event, TaskStatus | WorkerStatus | WorkerResources):
             return event.timestamp
     return None
 
@@ -116,7 +122,7 @@ def _last_time_of(batch: Batch) -> float | None:
     for pos, event in reversed(batch.others):
         if pos < n:
             break
-        if isinstance(event, TaskStatus | WorkerStatus):
+        if isinstance(event, TaskStatus | WorkerStatus | WorkerResources):
             return event.timestamp
     if n:
         return batch.timestamp(n - 1)
@@ -188,7 +194,10 @@ def _feed(
             if last is not None:
                 clock.now = max(clock.now, last)
             pipeline.process(events)
-            pipeline.account(events=len(events), dropped=0, seconds=0.0)
+            # Resource samples are not transitions: the live plugin does not
+            # count them among its events either.
+            samples = sum(type(e) is WorkerResources for _, e in batch.others)
+            pipeline.account(events=len(events) - samples, dropped=0, seconds=0.0)
             if on_batch is not None:
                 on_batch(pipeline)
         elif record.kind == "r":
@@ -269,6 +278,8 @@ TASK_COLUMNS = (
     "exception",
     "traceback",
     "span",
+    "transfer",
+    "disk",
 )
 WORKER_COLUMNS = (
     "address",
@@ -278,6 +289,8 @@ WORKER_COLUMNS = (
     "processing",
     "expected",
 )
+#: Columns of an export of resource samples (the fields of ``WorkerResources``).
+RESOURCE_COLUMNS = tuple(f.name for f in dataclasses.fields(WorkerResources))
 ALERT_COLUMNS = (
     "kind",
     "severity",
@@ -297,6 +310,7 @@ def _columns(path: str | os.PathLike[str], kind: str) -> dict[str, list[Any]]:
         "tasks": (TaskStatus, TASK_COLUMNS),
         "workers": (WorkerStatus, WORKER_COLUMNS),
         "alerts": (Alert, ALERT_COLUMNS),
+        "resources": (WorkerResources, RESOURCE_COLUMNS),
     }[kind]
     columns: dict[str, list[Any]] = {name: [] for name in names}
     for event in EventLog.open(path).events():
@@ -323,7 +337,7 @@ def export_events(
     ----------
     kind
         ``"tasks"`` (one row per ``TaskStatus``, its fields as columns),
-        ``"workers"`` or ``"alerts"``.
+        ``"workers"``, ``"alerts"`` or ``"resources"`` (the workers' samples).
     fmt
         ``"parquet"`` or ``"csv"``; by default CSV when ``out`` ends in
         ``.csv`` or pyarrow is missing, else Parquet.
@@ -333,8 +347,10 @@ def export_events(
     """
     import csv
 
-    if kind not in ("tasks", "workers", "alerts"):
-        raise ValueError(f"kind must be tasks, workers or alerts, not {kind!r}")
+    if kind not in ("tasks", "workers", "alerts", "resources"):
+        raise ValueError(
+            f"kind must be tasks, workers, alerts or resources, not {kind!r}"
+        )
     if fmt is None:
         fmt = "csv" if os.fspath(out).endswith(".csv") else "parquet"
         if fmt == "parquet":

@@ -27,10 +27,13 @@ __all__ = [
     "Insight",
     "MonitorStats",
     "PrefixRow",
+    "PrefixSeconds",
+    "Resources",
     "Samples",
     "Snapshot",
     "Throughput",
     "Totals",
+    "WorkerResourcesRow",
     "WorkerRow",
     "observer_report",
 ]
@@ -95,6 +98,14 @@ class Totals(TypedDict):
     run_seconds: NotRequired[float | None]
 
 
+class PrefixSeconds(TypedDict):
+    """Seconds the completions of a prefix spent, summed from ``startstops``."""
+
+    compute: float  # action "compute"
+    transfer: float  # action "transfer": fetching dependencies from other workers
+    disk: float  # actions "disk-read" and "disk-write": spilled data
+
+
 class PrefixRow(TypedDict):
     """Progress of one task prefix (``inc``, ``sum-aggregate`` ...)."""
 
@@ -112,6 +123,9 @@ class PrefixRow(TypedDict):
     eta_low: float | None
     eta_high: float | None
     last_active: float  # timestamp of its latest event
+    # Cumulative over its completions (absent from a span's view of it).
+    seconds: NotRequired[PrefixSeconds]
+    nbytes: NotRequired[int]  # sum of the sizes of its results (0 if unknown)
 
 
 class GroupRow(TypedDict):
@@ -155,6 +169,42 @@ class WorkerRow(TypedDict):
     utilisation_run: NotRequired[float]  # busy / (nthreads * its run), 0..1
     first_seen: float
     last_seen: float
+
+
+class WorkerResourcesRow(TypedDict):
+    """The latest resources sample of one worker, and its recent history.
+
+    ``history`` holds the same figures (``time``, ``memory``, ``managed``,
+    ``spilled``, ``cpu``, ``network_in``, ``network_out``) of the last samples,
+    oldest first (a bounded ring).
+    """
+
+    time: float  # of the latest sample
+    memory: int  # process memory (RSS), bytes
+    managed: int  # task results in memory (sizeof), bytes
+    unmanaged: int  # memory - managed
+    spilled: int  # task results spilled to disk, bytes
+    limit: int | None  # memory limit, bytes; None without one
+    cpu: float  # percent; 100 = one core busy
+    network_in: float  # bytes/s received (the worker's host_net_io)
+    network_out: float  # bytes/s sent
+    paused: bool  # the worker is paused (memory over its pause threshold)
+    history: dict[str, list[Any]]
+
+
+class Resources(TypedDict):
+    """Workers' resources, sampled from their heartbeats about once a second.
+
+    ``cluster`` sums the workers of the latest round of samples (the keys of
+    a :class:`WorkerResourcesRow` but ``paused``, which counts paused workers,
+    plus ``workers``, the workers sampled; ``limit`` is ``None`` if any worker
+    has none); it is ``{}`` before the first sample, and so is ``workers``.
+    """
+
+    interval: float  # seconds between samples
+    workers: dict[str, WorkerResourcesRow]  # bounded: see folded
+    cluster: dict[str, Any]
+    folded: int  # workers sampled but not tracked (the table was full)
 
 
 class Cause(TypedDict):
@@ -202,6 +252,8 @@ class EventRecord(TypedDict):
     exception: str | None
     traceback: str | None
     span: str | None
+    transfer: NotRequired[float | None]  # seconds fetching dependencies
+    disk: NotRequired[float | None]  # seconds reading/writing spilled data
 
 
 class Samples(TypedDict):
@@ -286,6 +338,7 @@ class Snapshot(TypedDict):
     # Diagnoses, most severe first (then by score), evaluated at most every
     # monitor.insights.check-interval from the aggregates above.
     insights: NotRequired[list[Insight]]
+    resources: NotRequired[Resources]
 
 
 def observer_report(value: Any, max_bytes: int = MAX_OBSERVER_REPORT) -> Any:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import math
 import random
 import time
@@ -45,6 +46,7 @@ from dask_monitor.events import (
     Alert,
     Event,
     TaskStatus,
+    WorkerResources,
     WorkerStatus,
     make_task_status,
 )
@@ -140,7 +142,7 @@ class EventStream:
 
         ``fields`` are the other fields of :class:`~dask_monitor.events.TaskStatus`
         (``worker``, ``duration``, ``begin``, ``end``, ``nbytes``, ``exception``,
-        ``traceback``, ``span``).
+        ``traceback``, ``span``, ``transfer``, ``disk``).
         """
         prefix = prefix if prefix is not None else key.rsplit("-", 1)[0]
         group = group if group is not None else f"{prefix}-g"
@@ -816,6 +818,8 @@ def make_snapshot(
         max_errors=max(100, n_errors),
         recent_events=recent,
     )
+    # Resource samples come after: they are not among the sampled events.
+    events = sorted(events + _samples(plan, started, scale, u_now, now), key=_time)
     clock = FakeClock(started)
     scripted = _ScriptedAlerts(_script_alerts(n_alerts, now, elapsed, plan, seed))
     pipeline = Pipeline(
@@ -904,6 +908,51 @@ def _run_events(
     return out + later
 
 
+def _samples(
+    plan: _Plan, started: float, scale: float, u_now: float, now: float
+) -> list[tuple[float, Event]]:
+    """Rounds of resource samples of the run's workers, about once a second
+    (at most 120 rounds): managed memory is the sum of the results each
+    worker holds, CPU and unmanaged memory follow the tasks it runs."""
+    begins: dict[str, list[float]] = {w: [] for w in plan.workers}
+    ends: dict[str, list[float]] = {w: [] for w in plan.workers}
+    held: dict[str, list[tuple[float, int]]] = {w: [] for w in plan.workers}
+    for task in plan.tasks:
+        begins[task.worker].append(task.begin)
+        ends[task.worker].append(task.end)
+        if task.error is None:
+            held[task.worker].append((task.end, task.nbytes))
+    cumulative: dict[str, tuple[list[float], list[int]]] = {}
+    for w in plan.workers:
+        begins[w].sort()
+        ends[w].sort()
+        held[w].sort()
+        sums = list(itertools.accumulate(n for _, n in held[w]))
+        cumulative[w] = ([t for t, _ in held[w]], sums)
+    step = max(1.0, (now - started) / 120)
+    out: list[tuple[float, Event]] = []
+    t = started + step
+    while t <= now:
+        u = min((t - started) / scale, u_now)
+        for i, w in enumerate(plan.workers):
+            running = bisect_right(begins[w], u) - bisect_right(ends[w], u)
+            times, sums = cumulative[w]
+            k = bisect_right(times, u)
+            managed = sums[k - 1] if k else 0
+            unmanaged = (90 + 15 * (i % 5) + 40 * running) * 2**20
+            out.append(
+                (
+                    t,
+                    WorkerResources(
+                        w, t, managed + unmanaged, managed, unmanaged, 0, 2**30,
+                        100.0 * running, 5e4 * running, 4e4 * running, False,
+                    ),
+                )
+            )  # fmt: skip
+        t += step
+    return out
+
+
 #: The events of a task when its graph arrives and the cluster is busy, as
 #: the plugin reports them: Dask's ``new -> released -> waiting`` is folded
 #: into one event (counted as ``merged``), then the task is queued.
@@ -941,7 +990,7 @@ def _feed(
             # health view shows it; nothing here measures a real one.
             created = sum(1 for e in batch if type(e) is TaskStatus and e.start == NEW)
             pipeline.account(
-                events=hi - lo,
+                events=sum(type(e) is not WorkerResources for e in batch),
                 dropped=0,
                 seconds=1e-6 * (hi - lo),
                 merged=created,

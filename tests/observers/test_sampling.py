@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dask_monitor.batch import Batch
+from dask_monitor.batch import Batch, Details
 from dask_monitor.events import Alert, TaskStatus, WorkerStatus
 from dask_monitor.observers import SamplingObserver
 
@@ -115,7 +115,7 @@ class TestSamplingObserver:
             workers=["tcp://w:1"] * n,
             spans=[None] * n,
             time=7.0,
-            details={0: (1.5, 5.5, 7.0, 8, None, None)},
+            details={0: Details(1.5, 5.5, 7.0, 8)},
         )
         sampling = SamplingObserver(recent=n, reservoir=n, seed=0)
         sampling.update_batch(batch)

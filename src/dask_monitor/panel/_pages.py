@@ -152,6 +152,7 @@ PAGE_FACTORIES: dict[str, DocFactory] = {
             "task-stream",
             "health",
             "alerts",
+            "resources",
         )
     },
 }

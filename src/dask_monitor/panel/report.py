@@ -21,6 +21,8 @@ from dask_monitor.text import is_finished
 
 from ._style import THEME
 from .components import StaticFeed
+from .resources import TABLE_CSS as RESOURCES_CSS
+from .resources import resources_table_html
 from .views import full_view
 
 __all__ = [
@@ -137,7 +139,13 @@ def report_root(
         sizing_mode="stretch_width",
         name="dm-report-heading",
     )
-    return column(heading, view.root, sizing_mode="stretch_width", spacing=4)
+    resources = Div(
+        text=resources_table_html(snapshot),
+        stylesheets=[InlineStyleSheet(css=RESOURCES_CSS)],
+        sizing_mode="stretch_width",
+        name="dm-report-resources",
+    )
+    return column(heading, view.root, resources, sizing_mode="stretch_width", spacing=4)
 
 
 def write_report(

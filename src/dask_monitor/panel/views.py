@@ -23,6 +23,7 @@ from .components import (
     Throughput,
     Workers,
 )
+from .resources import ResourcesView
 
 __all__ = ["full_view", "individual_view"]
 
@@ -46,9 +47,10 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
     """The whole panel (``/monitor`` and reports), laid out for a laptop screen.
 
     Summary and overall bar on top; then progress by prefix beside throughput,
-    the task stream beside worker utilisation, durations beside errors, and
-    the recent alerts below. The monitor's health is the summary's second line
-    (the ``health`` view has the details).
+    the task stream beside worker utilisation, durations beside errors, the
+    workers' resources (memory, CPU, network), and the recent alerts below.
+    The monitor's health is the summary's second line (the ``health`` view
+    has the details).
     """
     config = config if config is not None else MonitorConfig.from_config()
     summary = Summary(feed, config)
@@ -59,6 +61,7 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
     durations = Durations(feed, config)
     errors = Errors(feed, config)
     alerts = Alerts(feed, config)
+    resources = ResourcesView(feed, config)
     components: list[Component] = [
         summary,
         prefixes,
@@ -67,6 +70,7 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
         workers,
         durations,
         errors,
+        resources,
         alerts,
     ]
     root = column(
@@ -74,6 +78,7 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
         _grid([[prefixes.root, throughput.root]], ["3fr", "2fr"]),
         _grid([[stream.root, workers.root]], ["3fr", "2fr"]),
         _grid([[durations.root, errors.root]], ["2fr", "3fr"]),
+        resources.root,
         alerts.root,
         sizing_mode="stretch_width",
         spacing=8,
@@ -86,8 +91,8 @@ def individual_view(
     name: str, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
 ) -> Component:
     """One view for a pane: ``progress`` (summary and prefixes), ``throughput``,
-    ``durations``, ``workers``, ``errors``, ``task-stream``, ``health`` or
-    ``alerts``.
+    ``durations``, ``workers``, ``errors``, ``task-stream``, ``health``,
+    ``alerts`` or ``resources``.
 
     Raises ``KeyError`` for an unknown name.
     """
@@ -98,5 +103,7 @@ def individual_view(
         prefixes = PrefixProgress(feed, config, **kwargs)
         root = column(summary.root, prefixes.root, **kwargs)
         return Composite(feed, [summary, prefixes], root, config)
+    if name == "resources":
+        return ResourcesView(feed, config, **kwargs)
     cls = COMPONENTS[name]
     return cls(feed, config, **kwargs)

@@ -467,7 +467,7 @@ class TransitionBuffer:
             if exception is None and ts is not None:
                 exception, traceback = _blamed_texts(ts, exception, traceback)
             if exception is not None or traceback is not None:
-                details[i] = (None, None, None, None, exception, traceback)
+                details[i] = Details(exception=exception, traceback=traceback)
 
     def _retry_details(self, batch: Batch, details_in: list[Any], i: int) -> None:
         """Mark event ``i`` (``processing -> released``) as a retried attempt,
@@ -478,7 +478,7 @@ class TransitionBuffer:
             return
         exception, traceback = self.raised.pop(batch.keys[i], (None, None))
         # An empty text still marks the retry when the message was missed.
-        batch.details[i] = (None, None, None, None, exception or "", traceback)
+        batch.details[i] = Details(exception=exception or "", traceback=traceback)
 
 
 def _worker_status(record: WorkerRecord, now: float, lost: Counter[str]) -> Event:
@@ -516,16 +516,25 @@ def _names(
 
 
 def _completion(kw: dict[str, Any]) -> Details:
-    """Compute time, start and stop, and size of a completion, from its kwargs
-    (the compute interval is the last ``startstops`` entry whose action is
-    ``compute``)."""
-    duration = begin = end = None
+    """Compute time, start and stop, size, transfer and disk seconds of a
+    completion, from its kwargs (the compute interval is the last
+    ``startstops`` entry whose action is ``compute``; transfer and disk
+    seconds sum their entries: ``transfer``, ``disk-read``, ``disk-write``)."""
+    duration = begin = end = transfer = disk = None
     for ss in kw.get("startstops") or ():
-        if ss.get("action") == "compute":
+        action = ss.get("action")
+        if action == "compute":
             begin = ss["start"]
             end = ss["stop"]
             duration = end - begin
-    return (duration, begin, end, kw.get("nbytes"), None, None)
+        elif action == "transfer":
+            transfer = (transfer or 0.0) + (ss["stop"] - ss["start"])
+        elif action == "disk-read" or action == "disk-write":
+            disk = (disk or 0.0) + (ss["stop"] - ss["start"])
+    # Once per completion: tuple.__new__ skips Details(...)'s argument handling.
+    return tuple.__new__(
+        Details, (duration, begin, end, kw.get("nbytes"), None, None, transfer, disk)
+    )
 
 
 def _blamed_texts(

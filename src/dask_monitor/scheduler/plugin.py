@@ -39,6 +39,7 @@ from dask_monitor.config import (
 )
 from dask_monitor.events import Alert, Event
 from dask_monitor.pipeline import Pipeline
+from dask_monitor.resources import ResourceSampler
 from dask_monitor.scheduler.buffer import TASK_ERRED, TransitionBuffer
 from dask_monitor.sinks.eventlog import (
     EventLogWriter,
@@ -154,6 +155,7 @@ class MonitorPlugin(SchedulerPlugin):
         self._span_names: dict[str, str] = {}
         self._unregister_metrics: Callable[[], None] | None = None
         self.nats: Any = None  # the NATS alert publisher, when monitor.nats.url is set
+        self._resources = ResourceSampler()  # workers' memory, CPU ... once a second
 
     def __getstate__(self) -> dict[str, Any]:
         # Only the configuration travels: a plugin is pickled before it starts.
@@ -443,6 +445,8 @@ class MonitorPlugin(SchedulerPlugin):
             self._end_orphans()
             if self._closed:  # that was the last attachment
                 return
+        if self.pipeline is not None and self.scheduler is not None:
+            self._resources.feed(self.scheduler, self.pipeline, time.time())
         buffer = self.buffer
         pipeline = self.pipeline
         if not buffer or pipeline is None:

@@ -20,7 +20,8 @@ The next records are arrays whose first item says what they are:
 * ``["b", [event, ...]]``: one batch of events, as the pipeline got it; an
   event is ``["t", <TaskStatus fields in order>]``,
   ``["w", address, action, timestamp, nthreads, processing]`` (with a
-  seventh item, ``true``, for a removal Dask expected: ``expected``) or
+  seventh item, ``true``, for a removal Dask expected: ``expected``),
+  ``["m", <WorkerResources fields in order>]`` or
   ``["a", <Alert.to_dict()>]``;
 * ``["r", timestamp]``: the aggregates were reset (Dask's ``restart``);
 * ``["s", {span id: span name}]``: names of Dask spans.
@@ -38,6 +39,11 @@ Reading a batch record back as a :class:`~dask_monitor.batch.Batch`
 rows of a record of task events only are turned into columns by ``zip``, with
 no event object made; a record holding other events (or rows in another
 shape) has those decoded one by one.
+
+Versions: version 2 added ``transfer`` and ``disk`` at the end of task
+events and the ``"m"`` events (worker resources). Logs of version 1 are
+read as they are (their task events lack the two fields: ``None``); a reader
+of version 1 refuses a log of version 2 by its version, not as corrupt.
 
 Rotation: when a segment reaches ``max_bytes`` the writer opens the next one,
 ``path.1``, ``path.2``, ...; nothing is deleted, and :func:`read_events` reads
@@ -82,6 +88,7 @@ from dask_monitor.events import (
     Alert,
     Event,
     TaskStatus,
+    WorkerResources,
     WorkerStatus,
     make_task_status,
 )
@@ -107,7 +114,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAGIC = b"DMONLOG"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions this reader reads (see the module docstring).
+READ_VERSIONS = frozenset({1, 2})
 FORMAT_NAME = "dask-monitor-eventlog"
 
 _LEN = struct.Struct(">I")
@@ -148,6 +157,23 @@ def encode_event(event: Event) -> list[Any]:
             event.exception,
             event.traceback,
             event.span,
+            event.transfer,
+            event.disk,
+        ]
+    if type(event) is WorkerResources:
+        return [
+            "m",
+            event.address,
+            event.timestamp,
+            event.memory,
+            event.managed,
+            event.unmanaged,
+            event.spilled,
+            event.limit,
+            event.cpu,
+            event.network_in,
+            event.network_out,
+            event.paused,
         ]
     if type(event) is WorkerStatus:
         row = [
@@ -188,6 +214,17 @@ def decode_event(item: Sequence[Any]) -> Event:
         ):
             raise ValueError(f"a malformed worker event {str(item)[:200]}")
         return WorkerStatus(*item[1:])
+    if kind == "m":
+        if not (
+            len(item) == 12
+            and isinstance(item[1], str)
+            and all(type(v) in (int, float) for v in (item[2], *item[8:11]))
+            and all(type(v) is int for v in item[3:7])
+            and type(item[7]) in (int, type(None))
+            and type(item[11]) is bool
+        ):
+            raise ValueError(f"a malformed resources event {str(item)[:200]}")
+        return WorkerResources(*item[1:])
     if kind == "a":
         return Alert.from_dict(_lists(item[1]))
     raise ValueError(f"unknown event kind {kind!r}")
@@ -210,6 +247,8 @@ def _lists(value: Any) -> Any:
 
 #: Length of a task event's row: ``"t"`` and the fields of ``TaskStatus``.
 _TASK_ROW = 1 + len(dataclasses.fields(TaskStatus))
+#: Length of a task event's row in a log of version 1 (no transfer, disk).
+_V1_TASK_ROW = _TASK_ROW - 2
 
 
 def encode_batch(batch: Batch) -> list[Sequence[Any]]:
@@ -240,6 +279,8 @@ def encode_batch(batch: Batch) -> list[Sequence[Any]]:
             repeat(None, n),
             repeat(None, n),
             batch.spans,
+            repeat(None, n),
+            repeat(None, n),
             strict=True,
         )
     )
@@ -260,8 +301,15 @@ def encode_batch(batch: Batch) -> list[Sequence[Any]]:
                 finishes[i],
                 batch.time if times is None else times[i],
                 workers[i],
-                *d,
+                d[0],
+                d[1],
+                d[2],
+                d[3],
+                d[4],
+                d[5],
                 spans[i],
+                d[6],
+                d[7],
             )
     if not batch.others:
         return rows
@@ -282,7 +330,7 @@ _NUMBER_OR_NONE = frozenset({int, float, type(None)})
 _INT_OR_NONE = frozenset({int, type(None)})
 #: Types allowed in each column of task rows after ``"t"``: key, prefix,
 #: group, start, finish, timestamp, worker; then duration, begin, end,
-#: nbytes, exception, traceback, span.
+#: nbytes, exception, traceback, span, transfer, disk.
 _COLUMN_TYPES = (
     (_STR, _STR, _STR, _STR, _STR, _NUMBER, _STR_OR_NONE),
     (
@@ -293,11 +341,23 @@ _COLUMN_TYPES = (
         _STR_OR_NONE,
         _STR_OR_NONE,
         _STR_OR_NONE,
+        _NUMBER_OR_NONE,
+        _NUMBER_OR_NONE,
     ),
 )
 _COLUMN_NAMES = (
     ("key", "prefix", "group", "start", "finish", "timestamp", "worker"),
-    ("duration", "begin", "end", "nbytes", "exception", "traceback", "span"),
+    (
+        "duration",
+        "begin",
+        "end",
+        "nbytes",
+        "exception",
+        "traceback",
+        "span",
+        "transfer",
+        "disk",
+    ),
 )
 
 
@@ -331,11 +391,15 @@ def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
     others: list[tuple[int, Event]] = []
     columns: list[tuple[Any, ...]] = []
     if items:
-        if set(map(len, items)) == {_TASK_ROW} and set(map(type, items)) <= {
-            tuple,
-            list,
-        }:
+        lengths = set(map(len, items))
+        if (
+            len(lengths) == 1
+            and lengths <= {_TASK_ROW, _V1_TASK_ROW}
+            and set(map(type, items)) <= {tuple, list}
+        ):
             columns = list(zip(*items, strict=True))
+            if len(columns) == _V1_TASK_ROW:  # a log of version 1
+                columns += [(None,) * len(items)] * (_TASK_ROW - _V1_TASK_ROW)
         if not columns or columns[0].count("t") != len(items):
             rows = []
             for item in items:
@@ -366,17 +430,39 @@ def decode_batch(items: Sequence[Sequence[Any]]) -> Batch:
         exceptions,
         tracebacks,
         spans,
+        transfers,
+        disks,
     ) = columns
     details: dict[int, Details] = {
-        i: d
+        i: tuple.__new__(Details, d)
         for i, d in enumerate(
-            zip(durations, begins, ends, nbytes, exceptions, tracebacks, strict=True)
+            zip(
+                durations,
+                begins,
+                ends,
+                nbytes,
+                exceptions,
+                tracebacks,
+                transfers,
+                disks,
+                strict=True,
+            )
         )
         if d != NO_DETAILS
     }
     _check_columns(
         (keys, prefixes, groups, starts, finishes, stamps, workers),
-        (durations, begins, ends, nbytes, exceptions, tracebacks, spans),
+        (
+            durations,
+            begins,
+            ends,
+            nbytes,
+            exceptions,
+            tracebacks,
+            spans,
+            transfers,
+            disks,
+        ),
     )
     return Batch.from_columns(
         keys=list(keys),
@@ -801,10 +887,10 @@ def _read_preamble(path: Path, f: BinaryIO) -> dict[str, Any]:
     if not head.startswith(MAGIC) or len(head) < _PREAMBLE:
         raise EventLogError(f"{path}: not a dask-monitor event log (bad magic bytes)")
     version = head[len(MAGIC)]
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise EventLogVersionError(
             f"{path}: event log format version {version}; this dask-monitor reads "
-            f"version {FORMAT_VERSION} (use the dask-monitor release that wrote it)"
+            f"versions {_versions_text()} (use the dask-monitor release that wrote it)"
         )
     try:
         header = _next_record(f)
@@ -814,15 +900,20 @@ def _read_preamble(path: Path, f: BinaryIO) -> dict[str, Any]:
         raise EventLogError(f"{path}: unreadable header: {_reason(e)}") from e
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise EventLogError(f"{path}: not a dask-monitor event log (bad header)")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") != version:
         raise EventLogVersionError(
-            f"{path}: event log format version {header.get('version')!r}; this "
-            f"dask-monitor reads version {FORMAT_VERSION}"
+            f"{path}: event log format version {header.get('version')!r} in a "
+            f"file of version {version}; this dask-monitor reads versions "
+            f"{_versions_text()}"
         )
     problem = _header_problem(header)
     if problem:
         raise EventLogError(f"{path}: bad header: {problem}")
     return header
+
+
+def _versions_text() -> str:
+    return ", ".join(map(str, sorted(READ_VERSIONS)))
 
 
 def _header_problem(header: dict[str, Any]) -> str | None:
