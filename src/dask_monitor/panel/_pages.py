@@ -125,6 +125,7 @@ PAGE_FACTORIES: dict[str, DocFactory] = {
             "task-stream",
             "health",
             "alerts",
+            "insights",
         )
     },
 }

@@ -9,7 +9,9 @@ tables whose rows stay the same are patched cell by cell.
 Task keys, prefixes, worker addresses and exception texts are untrusted: they
 reach the browser only as canvas text, table cells (``StringFormatter``: text),
 ``PreText`` (a text node) and tooltip fields (``@field``: escaped by Bokeh).
-None of them is ever put into HTML.
+None of them is ever put into HTML unescaped: the only HTML made of user
+strings is the insights' (:class:`InsightStrip`, :class:`Insights`), each
+string passed through ``html.escape`` first (see ``_data.insight_strip_html``).
 
 All methods run on the thread that owns the Bokeh document (for the dashboard
 pages: the scheduler's event loop).
@@ -43,17 +45,20 @@ from bokeh.models.widgets import (
     Select,
     StringFormatter,
     TableColumn,
+    Toggle,
 )
 from bokeh.plotting import figure
 
 from dask_monitor.config import PLUGIN_NAME, MonitorConfig
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.text import insights_of
 from dask_monitor.units import DURATION_JS
 
 from . import _data
 from ._style import (
     BLUE,
     ERRED,
+    INSIGHTS_CSS,
     MUTED,
     PRE_CSS,
     PROCESSING,
@@ -72,6 +77,8 @@ __all__ = [
     "Errors",
     "Feed",
     "Health",
+    "InsightStrip",
+    "Insights",
     "PrefixProgress",
     "SchedulerFeed",
     "SpanSelector",
@@ -1162,6 +1169,153 @@ class Alerts(Component):
             self.header.text = title
 
 
+def _insight_columns(insights: list[dict[str, Any]] | None) -> dict[str, list[Any]]:
+    """The insights as table columns (plain text): for tests and JS callbacks."""
+    rows = insights or []
+    return {
+        "kind": [_data.display_text(i["kind"], 40) for i in rows],
+        "severity": [_data.display_text(i["severity"], 12) for i in rows],
+        "subject": [_data.display_text(i["subject"], 200) for i in rows],
+        "message": [_data.display_text(i["message"], 600) for i in rows],
+    }
+
+
+def _insights_div(name: str, **kwargs: Any) -> Div:
+    """A Div of insight HTML (escaped by ``_data``), with TeX typesetting off."""
+    return Div(
+        text="",
+        disable_math=True,
+        stylesheets=[InlineStyleSheet(css=INSIGHTS_CSS)],
+        name=name,
+        **kwargs,
+    )
+
+
+class InsightStrip(Component):
+    """The top :attr:`shown` insights, one line each (severity icon and colour,
+    message, subject), above the panel; a button opens all of them with their
+    evidence, advice and docs link.
+
+    When insights were evaluated and none holds, one quiet line says so (a
+    reader learns the panel looks for problems, and that it found none). A
+    snapshot without an ``insights`` field (a monitor that computes none, or
+    none attached) hides the strip: it claims nothing it did not check.
+
+    The button toggles the list in the browser (a ``CustomJS`` callback), so
+    it works in a static report as well; its state is the document's, and
+    survives the updates of the list.
+    """
+
+    title = "Insights"
+    #: Insights shown in the strip itself.
+    shown = 3
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource(_insight_columns(None), name="dm-insights")
+        self.div = _insights_div("dm-insights-strip", sizing_mode="stretch_width")
+        self.toggle = Toggle(
+            label="All insights",
+            active=False,
+            visible=False,
+            width=200,
+            button_type="light",
+            name="dm-insights-toggle",
+        )
+        self.details = _insights_div(
+            "dm-insights-all", sizing_mode="stretch_width", visible=False
+        )
+        self.toggle.js_on_change(
+            "active",
+            CustomJS(
+                args={"details": self.details},
+                code="details.visible = cb_obj.active",
+            ),
+        )
+        self.root = column(
+            hrow(self.div, self.toggle, sizing_mode="stretch_width"),
+            self.details,
+            sizing_mode="stretch_width",
+            visible=False,
+            name="dm-insights",
+        )
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        insights = insights_of(snapshot) if attached else None
+        sync_source(self.source, _insight_columns(insights))
+        strip = None if insights is None else _data.insight_strip_html(snapshot)
+        if strip is None or insights is None:
+            if self.root.visible:
+                self.root.visible = False
+            return
+        if not self.root.visible:
+            self.root.visible = True
+        if self.div.text != strip:
+            self.div.text = strip
+        label = (
+            f"All {len(insights):,} insights: evidence, advice"
+            if len(insights) > 1
+            else "Evidence and advice"
+        )
+        if self.toggle.label != label:
+            self.toggle.label = label
+        if self.toggle.visible != bool(insights):
+            self.toggle.visible = bool(insights)
+        cards = _data.insight_cards_html(insights)
+        if self.details.text != cards:
+            self.details.text = cards
+
+
+class Insights(Component):
+    """Every insight, most severe first, as a card: severity, kind, subject,
+    since when; the message; the evidence; the advice and the Dask docs page
+    that explains it (opened in a new tab). The page
+    ``/individual-monitor-insights`` and the report's first section."""
+
+    title = "Insights"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource(_insight_columns(None), name="dm-insights")
+        stretch_both = kwargs.get("sizing_mode") == "stretch_both"
+        self.header = Div(
+            text=_data.insights_title(None),
+            render_as_text=True,
+            stylesheets=[
+                InlineStyleSheet(
+                    css=":host { font-weight: bold; font-size: 11pt; color: #333;"
+                    " padding: 2px 10px; }"
+                )
+            ],
+            sizing_mode="stretch_width",
+            name="dm-insights-header",
+        )
+        self.cards = _insights_div(
+            "dm-insights-list",
+            sizing_mode="stretch_both" if stretch_both else "stretch_width",
+            styles={"overflow-y": "auto"},
+        )
+        options = dict(kwargs)
+        options.setdefault("sizing_mode", "stretch_width")
+        if options["sizing_mode"] != "stretch_both":
+            options.pop("height", None)  # as tall as its cards
+        self.root = column(self.header, self.cards, **options)
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        insights = insights_of(snapshot) if attached else None
+        sync_source(self.source, _insight_columns(insights))
+        title = _data.insights_title(insights)
+        if self.header.text != title:
+            self.header.text = title
+        cards = "" if insights is None else _data.insight_cards_html(insights)
+        if self.cards.text != cards:
+            self.cards.text = cards
+
+
 #: The selector's value for "everything" (no span).
 EVERYTHING = ""
 
@@ -1285,4 +1439,5 @@ COMPONENTS: dict[str, type[Component]] = {
     "task-stream": TaskStream,
     "health": Health,
     "alerts": Alerts,
+    "insights": Insights,
 }

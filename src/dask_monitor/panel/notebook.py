@@ -21,6 +21,7 @@ PAGES: dict[str, str] = {
             "task-stream",
             "health",
             "alerts",
+            "insights",
         )
     },
 }

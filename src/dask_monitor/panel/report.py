@@ -20,7 +20,7 @@ from dask_monitor.snapshot import Snapshot
 from dask_monitor.text import is_finished
 
 from ._style import THEME
-from .components import StaticFeed
+from .components import Insights, StaticFeed
 from .views import full_view
 
 __all__ = [
@@ -126,9 +126,15 @@ def report_root(
     source: str | None = None,
     versions: Mapping[str, str] | None = None,
 ) -> Any:
-    """The report's Bokeh layout: :func:`heading_html` above the full panel."""
-    view = full_view(StaticFeed(snapshot), config)
+    """The report's Bokeh layout: :func:`heading_html`, then the "Insights"
+    section (every insight with its evidence, advice and docs link: what to
+    do comes first), then the full panel (without its insights strip, which
+    would repeat the section)."""
+    feed = StaticFeed(snapshot)
+    view = full_view(feed, config, insights=False)
     view.update()
+    insights = Insights(feed, config)
+    insights.update()
     if versions is None and snapshot.get("live", True):
         versions = installed_versions()
     heading = Div(
@@ -137,7 +143,10 @@ def report_root(
         sizing_mode="stretch_width",
         name="dm-report-heading",
     )
-    return column(heading, view.root, sizing_mode="stretch_width", spacing=4)
+    insights.root.name = "dm-report-insights"
+    return column(
+        heading, insights.root, view.root, sizing_mode="stretch_width", spacing=4
+    )
 
 
 def write_report(

@@ -17,6 +17,7 @@ from .components import (
     Durations,
     Errors,
     Feed,
+    InsightStrip,
     PrefixProgress,
     Summary,
     TaskStream,
@@ -42,10 +43,14 @@ def _grid(children: list[list[Any]], cols: list[str]) -> GridBox:
     return GridBox(**options)
 
 
-def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
+def full_view(
+    feed: Feed, config: MonitorConfig | None = None, *, insights: bool = True
+) -> Composite:
     """The whole panel (``/monitor`` and reports), laid out for a laptop screen.
 
-    Summary and overall bar on top; then progress by prefix beside throughput,
+    The insights strip first (the top three; ``insights=False`` leaves it out,
+    as the report does, whose first section lists them all); the summary and
+    overall bar; then progress by prefix beside throughput,
     the task stream beside worker utilisation, durations beside errors, and
     the recent alerts below. The monitor's health is the summary's second line
     (the ``health`` view has the details).
@@ -59,6 +64,7 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
     durations = Durations(feed, config)
     errors = Errors(feed, config)
     alerts = Alerts(feed, config)
+    strip = InsightStrip(feed, config) if insights else None
     components: list[Component] = [
         summary,
         prefixes,
@@ -69,7 +75,10 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
         errors,
         alerts,
     ]
+    if strip is not None:
+        components.append(strip)
     root = column(
+        *([strip.root] if strip is not None else []),
         summary.root,
         _grid([[prefixes.root, throughput.root]], ["3fr", "2fr"]),
         _grid([[stream.root, workers.root]], ["3fr", "2fr"]),
@@ -86,8 +95,8 @@ def individual_view(
     name: str, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
 ) -> Component:
     """One view for a pane: ``progress`` (summary and prefixes), ``throughput``,
-    ``durations``, ``workers``, ``errors``, ``task-stream``, ``health`` or
-    ``alerts``.
+    ``durations``, ``workers``, ``errors``, ``task-stream``, ``health``,
+    ``alerts`` or ``insights``.
 
     Raises ``KeyError`` for an unknown name.
     """
