@@ -19,7 +19,7 @@ from bokeh.embed import file_html
 from bokeh.resources import INLINE
 
 from dask_monitor.panel import PATHS, report_html
-from dask_monitor.panel._data import NO_INSIGHTS, insight_strip_html
+from dask_monitor.panel._data import NO_INSIGHTS, display_text, insight_strip_html
 from dask_monitor.panel._style import THEME
 from dask_monitor.panel.components import (
     Component,
@@ -393,3 +393,56 @@ def served() -> Iterator[tuple[StaticFeed, str]]:
 
         loop.add_callback(stop)
         thread.join(30)
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+@pytest.mark.slow
+def test_live_monitor_shows_a_real_insight(browser: Any) -> None:
+    """Thousands of tiny tasks on a real cluster: the monitor names
+    ``tiny-tasks`` for ``inc``, and /monitor's strip and the insights page
+    show its message. (Skipped by a monitor that computes no insights.)"""
+    from distributed import Client
+
+    from dask_monitor import Monitor
+
+    from .conftest import make_cluster
+
+    with (
+        make_cluster(protocol="tcp://", host="127.0.0.1") as cluster,
+        Client(cluster) as client,
+        Monitor.attach(client) as monitor,
+    ):
+        client.gather(client.map(inc, range(3_000)))
+        snapshot = monitor.snapshot(flush=True)
+        if "insights" not in snapshot:
+            pytest.skip("this monitor computes no insights (the engine is missing)")
+
+        def tiny() -> list[dict[str, Any]]:
+            found = monitor.snapshot(flush=True).get("insights") or []
+            return [i for i in found if i["kind"] == "tiny-tasks"]
+
+        found = wait_for(tiny, timeout=30.0)
+        assert found and found[0]["subject"] == "inc", monitor.snapshot()["insights"]
+        base = f"http://127.0.0.1:{cluster.scheduler.http_server.port}"
+        page = Page(browser)
+        try:
+            p = page.open(base + "/monitor")
+            strip = p.locator(".dm-ins-line")
+            assert wait_for(lambda: strip.count() >= 1, timeout=20.0)
+
+            def shown() -> bool:  # the most severe insight now, on the first line
+                first = monitor.snapshot(flush=True)["insights"][0]  # type: ignore[typeddict-item]
+                return display_text(first["message"], 240) in strip.first.inner_text()
+
+            assert wait_for(shown)
+            p = page.open(base + "/individual-monitor-insights")
+            cards = p.locator(".dm-ins-card")
+            assert wait_for(lambda: cards.count() >= 1, timeout=20.0)
+            assert "tiny-tasks" in " ".join(cards.all_inner_texts())
+            assert page.errors == []
+            assert page.outside_requests() == []
+        finally:
+            page.close()
