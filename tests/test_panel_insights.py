@@ -446,3 +446,16 @@ def test_live_monitor_shows_a_real_insight(browser: Any) -> None:
             assert page.outside_requests() == []
         finally:
             page.close()
+
+
+def test_the_strip_opens_at_most_twenty() -> None:
+    """Many insights: the strip's list stops at twenty and points to the page,
+    which lists them all."""
+    many = [make_insight("tiny-tasks", "warning", f"p{i}") for i in range(30)]
+    strip = InsightStrip(StaticFeed(snap(many)))
+    render(strip)
+    assert strip.details.text.count('class="dm-ins-card') == 20
+    assert "10 more on the insights page" in strip.details.text
+    page = Insights(StaticFeed(snap(many)))
+    render(page)
+    assert page.cards.text.count('class="dm-ins-card') == 30

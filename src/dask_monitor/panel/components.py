@@ -1209,6 +1209,8 @@ class InsightStrip(Component):
     title = "Insights"
     #: Insights shown in the strip itself.
     shown = 3
+    #: Insights the button opens at most (all of them: the insights page).
+    listed = 20
 
     def __init__(
         self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
@@ -1263,7 +1265,12 @@ class InsightStrip(Component):
             self.toggle.label = label
         if self.toggle.visible != bool(insights):
             self.toggle.visible = bool(insights)
-        cards = _data.insight_cards_html(insights)
+        cards = _data.insight_cards_html(insights[: self.listed])
+        if len(insights) > self.listed:
+            cards += (
+                f'<div class="dm-ins-none">\u2026 and {len(insights) - self.listed:,}'
+                " more on the insights page (/individual-monitor-insights)</div>"
+            )
         if self.details.text != cards:
             self.details.text = cards
 
