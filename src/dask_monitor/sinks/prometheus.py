@@ -52,8 +52,9 @@ SnapshotSource = Callable[[], Snapshot | None]
 OTHER = "other"
 _QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
 
-#: Insight kinds with a ``kind`` label of their own (the issue's list); any
-#: other kind is folded into ``other``, so the label's values stay bounded.
+#: Insight kinds with a ``kind`` label of their own (the engine's kinds:
+#: ``observers.insights.KINDS``); any other kind is folded into ``other``, so
+#: the label's values stay bounded.
 INSIGHT_KINDS: tuple[str, ...] = (
     "tiny-tasks",
     "imbalance",
@@ -62,7 +63,6 @@ INSIGHT_KINDS: tuple[str, ...] = (
     "transfer-bound",
     "hot-prefix",
     "skew",
-    "stragglers",
     "erroring",
 )
 
