@@ -111,24 +111,29 @@ class TestStrip:
             "memory-pressure",
             "skew",
             "tiny-tasks",
-            "hot-prefix",
         ]
         text = strip.div.text
         assert text.count('class="dm-ins-line"') == 3
         assert "memory-pressure" not in text  # messages, not kinds
         assert html.escape(insights()[3]["message"]) in text
         assert "optimise it first" not in text
-        assert "optimise it first" in strip.details.text  # behind the button
-        assert strip.details.text.count('class="dm-ins-card') == 4
         assert strip.toggle.visible
         assert "All 4 insights" in strip.toggle.label
-        assert not strip.details.visible  # closed until clicked
+        # closed until clicked, and then empty: nothing to send
+        assert not strip.details.visible and strip.details.text == ""
+        strip.toggle.active = True  # what a click does, through the session
+        assert strip.details.visible
+        assert "optimise it first" in strip.details.text
+        assert strip.details.text.count('class="dm-ins-card') == 4
+        strip.toggle.active = False
+        assert not strip.details.visible and strip.details.text == ""
 
     def test_hostile_text_is_escaped_and_links_are_http_only(self) -> None:
         """Subjects, messages and advice are escaped; a javascript: link is
         dropped, a docs link opens in a new tab without an opener."""
         strip = InsightStrip(StaticFeed(snap()))
         render(strip)
+        strip.toggle.active = True
         for text in (strip.div.text, strip.details.text):
             assert "<img" not in text
             assert "&lt;img src=x onerror=window.__pwned=1&gt;" in text
@@ -240,24 +245,23 @@ class TestBrowser:
     """The strip, the page and the report in headless Chromium."""
 
     def test_strip_shows_the_top_three_and_opens_all(
-        self, browser: Any, tmp_path: Path
+        self, browser: Any, served: Any
     ) -> None:
         """The messages show, the hostile subject is text that never runs,
         and the button opens the cards with their docs links."""
-        view = full_view(StaticFeed(snap()))
-        view.update()
+        _, url = served
         page = Page(browser)
         try:
-            p = page.open(page_of(view, tmp_path, "monitor").as_uri())
+            p = page.open(url)
             lines = p.locator(".dm-ins-line")
             assert wait_for(lambda: lines.count() == 3)
             shown = lines.all_inner_texts()
             assert "CRITICAL" in shown[0].upper()
             assert insights()[3]["message"] in shown[0]
             assert any(HOSTILE in line for line in shown)  # as text
-            assert p.locator(".dm-ins-card").first.is_visible() is False
-            p.locator("button", has_text="All 4 insights").click()
             cards = p.locator(".dm-ins-card")
+            assert cards.count() == 0
+            p.locator("button", has_text="All 4 insights").click()
             assert wait_for(lambda: cards.count() == 4 and cards.first.is_visible())
             links = p.locator(".dm-ins-card a")
             assert links.count() == 3  # the javascript: one is not a link
@@ -272,6 +276,8 @@ class TestBrowser:
             p.wait_for_timeout(200)
             assert p.evaluate("typeof window.__pwned") == "undefined"
             assert p.locator("img[src=x]").count() == 0
+            p.locator("button", has_text="All 4 insights").click()  # closes
+            assert wait_for(lambda: cards.count() == 0)
             assert page.errors == []
             assert page.outside_requests() == []
         finally:
@@ -454,6 +460,7 @@ def test_the_strip_opens_at_most_twenty() -> None:
     many = [make_insight("tiny-tasks", "warning", f"p{i}") for i in range(30)]
     strip = InsightStrip(StaticFeed(snap(many)))
     render(strip)
+    strip.toggle.active = True
     assert strip.details.text.count('class="dm-ins-card') == 20
     assert "10 more on the insights page" in strip.details.text
     page = Insights(StaticFeed(snap(many)))

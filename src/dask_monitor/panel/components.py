@@ -1170,13 +1170,13 @@ class Alerts(Component):
 
 
 def _insight_columns(insights: list[dict[str, Any]] | None) -> dict[str, list[Any]]:
-    """The insights as table columns (plain text): for tests and JS callbacks."""
+    """What insights are shown, as short columns of plain text (the texts are
+    in the Divs' HTML): for tests and Bokeh clients."""
     rows = insights or []
     return {
         "kind": [_data.display_text(i["kind"], 40) for i in rows],
         "severity": [_data.display_text(i["severity"], 12) for i in rows],
         "subject": [_data.display_text(i["subject"], 200) for i in rows],
-        "message": [_data.display_text(i["message"], 600) for i in rows],
     }
 
 
@@ -1201,9 +1201,12 @@ class InsightStrip(Component):
     snapshot without an ``insights`` field (a monitor that computes none, or
     none attached) hides the strip: it claims nothing it did not check.
 
-    The button toggles the list in the browser (a ``CustomJS`` callback), so
-    it works in a static report as well; its state is the document's, and
-    survives the updates of the list.
+    The button opens the list below the strip. The list is filled only while
+    it is open (a server-side callback of the page's session): every change
+    of its cards would otherwise go to every open page, looked at or not. Its
+    state is the session's and survives the updates of the list. The strip
+    needs a server: reports list the insights in a section of their own
+    (:class:`Insights`).
     """
 
     title = "Insights"
@@ -1229,13 +1232,8 @@ class InsightStrip(Component):
         self.details = _insights_div(
             "dm-insights-all", sizing_mode="stretch_width", visible=False
         )
-        self.toggle.js_on_change(
-            "active",
-            CustomJS(
-                args={"details": self.details},
-                code="details.visible = cb_obj.active",
-            ),
-        )
+        self.toggle.on_change("active", self._toggled)
+        self._insights: list[dict[str, Any]] = []
         self.root = column(
             hrow(self.div, self.toggle, sizing_mode="stretch_width"),
             self.details,
@@ -1244,9 +1242,32 @@ class InsightStrip(Component):
             name="dm-insights",
         )
 
+    def _toggled(self, attr: str, old: Any, new: Any) -> None:
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """Fill the list while it is open, empty it (sending nothing more) when
+        it is closed."""
+        insights = self._insights
+        opened = bool(self.toggle.active and insights)
+        cards = ""
+        if opened:
+            cards = _data.insight_cards_html(insights[: self.listed])
+            if len(insights) > self.listed:
+                cards += (
+                    f'<div class="dm-ins-none">\u2026 and '
+                    f"{len(insights) - self.listed:,} more on the insights page "
+                    "(/individual-monitor-insights)</div>"
+                )
+        if self.details.text != cards:
+            self.details.text = cards
+        if self.details.visible != opened:
+            self.details.visible = opened
+
     def render(self, snapshot: Snapshot, attached: bool = True) -> None:
         insights = insights_of(snapshot) if attached else None
-        sync_source(self.source, _insight_columns(insights))
+        self._insights = insights or []
+        sync_source(self.source, _insight_columns((insights or [])[: self.shown]))
         strip = None if insights is None else _data.insight_strip_html(snapshot)
         if strip is None or insights is None:
             if self.root.visible:
@@ -1265,14 +1286,7 @@ class InsightStrip(Component):
             self.toggle.label = label
         if self.toggle.visible != bool(insights):
             self.toggle.visible = bool(insights)
-        cards = _data.insight_cards_html(insights[: self.listed])
-        if len(insights) > self.listed:
-            cards += (
-                f'<div class="dm-ins-none">\u2026 and {len(insights) - self.listed:,}'
-                " more on the insights page (/individual-monitor-insights)</div>"
-            )
-        if self.details.text != cards:
-            self.details.text = cards
+        self._show_details()
 
 
 class Insights(Component):
