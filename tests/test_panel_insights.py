@@ -112,7 +112,7 @@ class TestStrip:
             "skew",
             "tiny-tasks",
         ]
-        text = strip.div.text
+        text = strip.text
         assert text.count('class="dm-ins-line"') == 3
         assert "memory-pressure" not in text  # messages, not kinds
         assert html.escape(insights()[3]["message"]) in text
@@ -134,7 +134,7 @@ class TestStrip:
         strip = InsightStrip(StaticFeed(snap()))
         render(strip)
         strip.toggle.active = True
-        for text in (strip.div.text, strip.details.text):
+        for text in (strip.text, strip.details.text):
             assert "<img" not in text
             assert "&lt;img src=x onerror=window.__pwned=1&gt;" in text
             assert "javascript:" not in text
@@ -148,8 +148,8 @@ class TestStrip:
         strip = InsightStrip(StaticFeed(snap([])))
         render(strip)
         assert strip.root.visible
-        assert NO_INSIGHTS in strip.div.text
-        assert strip.div.text.count("<div") == 1
+        assert NO_INSIGHTS in strip.text
+        assert strip.text.count("<div") == 1
         assert not strip.toggle.visible
 
     def test_a_monitor_without_insights_shows_no_strip(self) -> None:
@@ -170,7 +170,7 @@ class TestStrip:
         doc = render(strip)
         feed.set(snap([make_insight("erroring", "critical", "load")], seq=2))
         strip.update()
-        assert "Something about load" in strip.div.text
+        assert "Something about load" in strip.text
         assert strip.toggle.label == "Evidence and advice"
         feed.set(snap([make_insight("erroring", "critical", "load")], seq=3))
         messages, _ = measure_payload(doc, strip.update)
@@ -271,7 +271,7 @@ class TestBrowser:
                 assert "noopener" in (link.get_attribute("rel") or "")
                 assert (link.get_attribute("href") or "").startswith("https://")
             # the strip sits above the summary
-            strip_y = p.locator(".dm-ins").bounding_box()["y"]
+            strip_y = p.locator(".dm-ins").first.bounding_box()["y"]
             assert strip_y < p.locator(".dm-summary").bounding_box()["y"]
             p.wait_for_timeout(200)
             assert p.evaluate("typeof window.__pwned") == "undefined"

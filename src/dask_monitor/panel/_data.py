@@ -927,31 +927,42 @@ def _subject_html(insight: dict[str, Any], limit: int = 60) -> str:
     return f"{_esc(kind, 20)} <code>{_esc(subject, limit)}</code>"
 
 
-def insight_strip_html(snapshot: Snapshot, n: int = 3) -> str | None:
-    """The top ``n`` insights, one line each: icon, severity, message, subject.
+def insight_strip_lines(snapshot: Snapshot, n: int = 3) -> list[str] | None:
+    """The top ``n`` insights as HTML, one line each: icon, severity, message,
+    subject (each line its own piece: one that changes is sent alone).
 
     ``None`` when the snapshot has no insights field (a monitor that computes
     none: the strip is hidden); one quiet line when the list is empty.
     """
     insights = insights_of(snapshot)
-    if insights is None:
-        return None
+    return None if insights is None else insight_lines(insights[:n])
+
+
+def insight_lines(insights: list[dict[str, Any]]) -> list[str]:
+    """Insights (from :func:`~dask_monitor.text.insights_of`) as strip lines,
+    or the quiet line when there are none."""
     if not insights:
-        return f'<div class="dm-ins-none">\u2713 {html.escape(NO_INSIGHTS)}</div>'
+        return [f'<div class="dm-ins-none">\u2713 {html.escape(NO_INSIGHTS)}</div>']
     lines = []
-    for insight in insights[:n]:
+    for insight in insights:
         severity = insight["severity"]
         cls = _severity_class(severity)
         icon = INSIGHT_ICONS.get(severity, "\u2022")
         lines.append(
-            f'<div class="dm-ins-line">'
+            f'<div class="dm-ins"><div class="dm-ins-line">'
             f'<span class="dm-ins-icon {cls}">{icon}</span>'
             f'<span class="dm-ins-sev {cls}">{_esc(severity, 10)}</span>'
             f'<span class="dm-ins-msg">{_esc(insight["message"], 240)}</span>'
             f'<span class="dm-ins-subject">{_subject_html(insight, 40)}</span>'
-            "</div>"
+            "</div></div>"
         )
-    return f'<div class="dm-ins">{"".join(lines)}</div>'
+    return lines
+
+
+def insight_strip_html(snapshot: Snapshot, n: int = 3) -> str | None:
+    """:func:`insight_strip_lines` as one piece of HTML."""
+    lines = insight_strip_lines(snapshot, n)
+    return None if lines is None else "".join(lines)
 
 
 def _link_html(link: str | None) -> str:

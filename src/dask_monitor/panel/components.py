@@ -1220,7 +1220,18 @@ class InsightStrip(Component):
     ) -> None:
         super().__init__(feed, config)
         self.source = ColumnDataSource(_insight_columns(None), name="dm-insights")
-        self.div = _insights_div("dm-insights-strip", sizing_mode="stretch_width")
+        #: One Div per line: a line that changes is sent alone.
+        self.lines = [
+            _insights_div(
+                f"dm-insights-line-{i}",
+                sizing_mode="stretch_width",
+                margin=(0, 5, 0, 5),  # lines of one block, not widgets apart
+            )
+            for i in range(self.shown)
+        ]
+        self.div = column(
+            *self.lines, sizing_mode="stretch_width", name="dm-insights-strip"
+        )
         self.toggle = Toggle(
             label="All insights",
             active=False,
@@ -1241,6 +1252,11 @@ class InsightStrip(Component):
             visible=False,
             name="dm-insights",
         )
+
+    @property
+    def text(self) -> str:
+        """The strip's HTML, all lines."""
+        return "".join(div.text for div in self.lines)
 
     def _toggled(self, attr: str, old: Any, new: Any) -> None:
         self._show_details()
@@ -1268,15 +1284,19 @@ class InsightStrip(Component):
         insights = insights_of(snapshot) if attached else None
         self._insights = insights or []
         sync_source(self.source, _insight_columns((insights or [])[: self.shown]))
-        strip = None if insights is None else _data.insight_strip_html(snapshot)
-        if strip is None or insights is None:
+        if insights is None:
             if self.root.visible:
                 self.root.visible = False
             return
+        strip = _data.insight_lines(insights[: self.shown])
         if not self.root.visible:
             self.root.visible = True
-        if self.div.text != strip:
-            self.div.text = strip
+        for i, div in enumerate(self.lines):
+            text = strip[i] if i < len(strip) else ""
+            if div.text != text:
+                div.text = text
+            if div.visible != bool(text):
+                div.visible = bool(text)
         label = (
             f"All {len(insights):,} insights: evidence, advice"
             if len(insights) > 1
