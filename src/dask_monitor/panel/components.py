@@ -1180,12 +1180,17 @@ def _insight_columns(insights: list[dict[str, Any]] | None) -> dict[str, list[An
     }
 
 
-def _insights_div(name: str, **kwargs: Any) -> Div:
-    """A Div of insight HTML (escaped by ``_data``), with TeX typesetting off."""
+def _insights_div(
+    name: str, sheet: InlineStyleSheet | None = None, **kwargs: Any
+) -> Div:
+    """A Div of insight HTML (escaped by ``_data``), with TeX typesetting off;
+    Divs of one component share their ``sheet`` (sent once)."""
+    if sheet is None:
+        sheet = InlineStyleSheet(css=INSIGHTS_CSS)
     return Div(
         text="",
         disable_math=True,
-        stylesheets=[InlineStyleSheet(css=INSIGHTS_CSS)],
+        stylesheets=[sheet],
         name=name,
         **kwargs,
     )
@@ -1220,10 +1225,12 @@ class InsightStrip(Component):
     ) -> None:
         super().__init__(feed, config)
         self.source = ColumnDataSource(_insight_columns(None), name="dm-insights")
+        sheet = InlineStyleSheet(css=INSIGHTS_CSS)
         #: One Div per line: a line that changes is sent alone.
         self.lines = [
             _insights_div(
                 f"dm-insights-line-{i}",
+                sheet,
                 sizing_mode="stretch_width",
                 margin=(0, 5, 0, 5),  # lines of one block, not widgets apart
             )
@@ -1241,7 +1248,7 @@ class InsightStrip(Component):
             name="dm-insights-toggle",
         )
         self.details = _insights_div(
-            "dm-insights-all", sizing_mode="stretch_width", visible=False
+            "dm-insights-all", sheet, sizing_mode="stretch_width", visible=False
         )
         self.toggle.on_change("active", self._toggled)
         self._insights: list[dict[str, Any]] = []
