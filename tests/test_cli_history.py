@@ -174,3 +174,59 @@ def test_watch_once_on_a_running_cluster() -> None:
     assert "average" in out.stdout
     assert "str" in out.stdout
     assert "\x1b[" not in out.stdout  # not a terminal: plain frames
+
+
+@pytest.fixture(scope="module")
+def tiny_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log of 1,500 tasks of 1 ms on one worker, 20 ms apart: tiny tasks."""
+    path = tmp_path_factory.mktemp("cli-tiny") / "tiny.dmlog"
+    writer = EventLogWriter(path, header={"started": 100.0})
+    writer.update_batch([WorkerStatus("tcp://w:1", "added", 100.0, nthreads=2)])
+    for second in range(30):
+        batch = []
+        for j in range(50):
+            i = second * 50 + j
+            key, t = f"inc-{i}", 100.0 + i * 0.02
+            batch += [
+                TaskStatus(key, "inc", "inc-1", "new", "processing", t),
+                TaskStatus(
+                    key,
+                    "inc",
+                    "inc-1",
+                    "processing",
+                    "memory",
+                    t + 0.001,
+                    worker="tcp://w:1",
+                    duration=0.001,
+                    begin=t,
+                    end=t + 0.001,
+                ),
+            ]
+        writer.update_batch(batch)
+    writer.close()
+    return path
+
+
+def test_replay_and_report_list_the_insights(tiny_log: Path, tmp_path: Path) -> None:
+    """`replay LOG` lists every insight of the replayed run under its head
+    line, and `report LOG` opens with them. (Skipped by a monitor that
+    computes no insights.)"""
+    from dask_monitor.replay import replay_pipeline
+    from dask_monitor.text import format_insight, insights_of
+
+    insights = insights_of(replay_pipeline(tiny_log).snapshot())
+    if insights is None:
+        pytest.skip("this monitor computes no insights (the engine is missing)")
+    out = run("replay", str(tiny_log))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    if not insights:
+        assert any(line.startswith("Insights: none") for line in lines)
+    for insight in insights[:15]:
+        assert "  " + format_insight(insight, 160) in lines
+    html = tmp_path / "report.html"
+    assert run("report", str(tiny_log), "-o", str(html)).returncode == 0
+    text = html.read_text()
+    assert "dm-report-insights" in text
+    for insight in insights:
+        assert insight["kind"] in text

@@ -118,7 +118,11 @@ class TestBoundedUpdates:
 
     @pytest.mark.parametrize("n_prefixes", [100, 10_000])
     def test_payload_with_many_prefixes_and_workers(self, n_prefixes: int) -> None:
-        """One update with 100 workers stays under 32 kB, 10,000 prefixes or not."""
+        """One update with 100 workers stays under 48 kB, 10,000 prefixes or not.
+
+        (32 kB before the resources view, about 6 kB for 100 workers, and
+        insight alerts, which fill this run's alert table: 48 of its prefixes
+        fail outright; the table holds at most ``alerts.recent`` rows.)"""
         kw: dict[str, Any] = {
             "n_prefixes": n_prefixes,
             "n_workers": 100,
@@ -136,7 +140,7 @@ class TestBoundedUpdates:
             f"\none update, {n_prefixes:,} prefixes, 100 workers: "
             f"{messages} messages, {size:,} bytes, {seconds * 1000:.1f} ms"
         )
-        assert size < 32_000
+        assert size < 48_000
         prefixes = view.components[1]
         assert isinstance(prefixes, PrefixProgress)
         assert len(prefixes.source.data["name"]) == MonitorConfig().panel_prefixes

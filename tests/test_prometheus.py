@@ -133,3 +133,68 @@ def test_registered_once_per_process() -> None:
     undo2()
     assert not prometheus.registered()
     assert len(list(REGISTRY._collector_to_names)) == before
+
+
+def test_insights_gauge_on_the_schedulers_endpoint() -> None:
+    """dask_monitor_insights{kind,severity} counts the active insights of each
+    pair on the real /metrics: every known pair is there (0 when none),
+    unknown kinds and severities are folded into ``other``, and the series
+    drop to 0 when the insights go."""
+    from dask_monitor.testing import make_insight, make_snapshot
+
+    hostile = "<img src=x onerror=alert(1)>"
+    active = [
+        make_insight("memory-pressure", "critical", "tcp://127.0.0.1:1"),
+        make_insight("tiny-tasks", "warning", "inc"),
+        make_insight("tiny-tasks", "warning", "dec"),
+        make_insight("tiny-tasks", "info", "add"),
+        make_insight(hostile, "warning", "x"),  # a kind from nowhere
+        make_insight("skew", "bogus", "y"),  # a severity from nowhere
+    ]
+    current: dict[str, Any] = {"snapshot": make_snapshot(seed=1, insights=active)}
+    with make_cluster(n_workers=1) as cluster:
+        undo = prometheus.register_source(lambda: current["snapshot"])
+        try:
+            families = scrape(cluster)
+            current["snapshot"] = make_snapshot(seed=1, insights=[])
+            cleared = scrape(cluster)
+            bare = dict(make_snapshot(seed=1))
+            bare.pop("insights", None)  # a monitor computing no insights
+            current["snapshot"] = bare
+            absent = scrape(cluster)
+        finally:
+            undo()
+
+    def values(families: dict[str, Any]) -> dict[tuple[str, str], float]:
+        return {
+            (s.labels["kind"], s.labels["severity"]): s.value
+            for s in families["dask_monitor_insights"].samples
+        }
+
+    got = values(families)
+    assert got["memory-pressure", "critical"] == 1
+    assert got["tiny-tasks", "warning"] == 2
+    assert got["tiny-tasks", "info"] == 1
+    assert got["other", "warning"] == 1
+    assert got["skew", "other"] == 1
+    assert sum(got.values()) == len(active)
+    known = {
+        (k, s)
+        for k in prometheus.INSIGHT_KINDS
+        for s in ("info", "warning", "critical")
+    }
+    assert known <= set(got)
+    assert set(got) - known == {("other", "warning"), ("skew", "other")}
+    assert all(hostile not in kind for kind, _ in got)
+    after = values(cleared)
+    assert set(after) == known and not any(after.values())
+    assert "dask_monitor_insights" not in absent
+
+
+def test_the_gauge_knows_every_kind_the_engine_reports() -> None:
+    """The gauge's own kind labels are the engine's kinds (sinks do not import
+    observers, so the list is written twice and checked here)."""
+    from dask_monitor.observers.insights import KINDS
+    from dask_monitor.sinks.prometheus import INSIGHT_KINDS
+
+    assert set(INSIGHT_KINDS) == set(KINDS)

@@ -10,6 +10,7 @@ import pytest
 from dask_monitor import Pipeline
 from dask_monitor.alerts.cli import format_alert
 from dask_monitor.events import Alert, TaskStatus, WorkerStatus
+from dask_monitor.testing import make_insight
 from dask_monitor.text import format_line, format_summary, safe_text
 from dask_monitor.watch import render
 
@@ -87,6 +88,30 @@ class TestTerminalViews:
         assert "\\x1b]0;PWNED\\x07" in frame or "\\x1b]0;PWNED\\x07" in format_summary(
             snap
         )
+
+    def test_hostile_insights_are_inert(self) -> None:
+        """An insight's subject, message, evidence and advice reach watch's
+        frame and the summary as visible escapes, each insight cut short."""
+        snap = dict(hostile_snapshot())
+        snap["insights"] = [
+            make_insight(
+                "tiny-tasks",
+                "critical",
+                text,
+                message=f"Tasks of {text} are tiny" + "!" * 5_000,
+                evidence={f"n{text}": text},
+                advice=f"Batch {text}",
+            )
+            for text in HOSTILE
+        ]
+        frame = render(snap, width=200)  # type: ignore[arg-type]
+        summary = format_summary(snap)  # type: ignore[arg-type]
+        for text in (frame, summary):
+            for line in text.split("\n"):
+                assert not ACTIVE.search(line), repr(line)
+                assert len(line) < 400
+        assert "Insight: [critical] tiny-tasks (\\x1b]0;PWNED\\x07)" in frame
+        assert "ok\\n2026-12-03 ERROR forged line" in summary
 
     def test_forged_alerts_print_as_one_inert_line(self) -> None:
         """An alert anyone can log prints as one line with its fields escaped."""

@@ -18,6 +18,7 @@ from dask_monitor.testing import (
     EventStream,
     FakeClock,
     RecordingObserver,
+    make_insight,
     make_snapshot,
 )
 
@@ -295,6 +296,31 @@ class TestMakeSnapshot:
         spans = snap["spans"]
         assert sorted(row["name"] for row in spans.values()) == ["etl", "etl", "ml"]
         assert sum(row["total"] for row in spans.values()) == snap["totals"]["total"]
+
+    def test_insights_as_asked(self) -> None:
+        """insights= sets the snapshot's insights (plain data, copies of the
+        ones given); make_insight fills in the contract's fields."""
+        given = [make_insight("memory-pressure", "critical", "tcp://10.0.0.1:8786")]
+        snap = make_snapshot(seed=1, now=NOW, insights=given)
+        assert snap["insights"] == given  # type: ignore[typeddict-item]
+        assert snap["insights"][0] is not given[0]  # type: ignore[typeddict-item]
+        json.dumps(snap)
+        insight = given[0]
+        assert set(insight) == {
+            "kind",
+            "severity",
+            "subject",
+            "subject_type",
+            "message",
+            "evidence",
+            "advice",
+            "link",
+            "since",
+        }
+        assert insight["subject_type"] == "worker"
+        assert "tcp://10.0.0.1:8786" in insight["message"]
+        assert insight["link"].startswith("https://")
+        assert make_insight(subject="inc")["subject_type"] == "prefix"
 
     def test_largest_benchmark_size_builds(self) -> None:
         """10,000 prefixes and 100 workers (benchmarks/panel_update.py) build,

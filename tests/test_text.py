@@ -7,6 +7,7 @@ from typing import Any, cast
 from dask_monitor import Pipeline
 from dask_monitor.events import TaskStatus, WorkerStatus
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.testing import make_insight
 from dask_monitor.text import format_line, format_summary
 from dask_monitor.watch import render, span_labels
 
@@ -142,3 +143,57 @@ class TestWatch:
         assert "p50" in frame
         assert "200\u00b5s" in frame
         assert "ETA" not in frame
+
+
+def _with_insights(snapshot: Snapshot, items: list[dict[str, Any]]) -> Snapshot:
+    snap = cast(dict[str, Any], dict(snapshot))
+    snap["insights"] = items
+    return cast(Snapshot, snap)
+
+
+def _without_insights(snapshot: Snapshot) -> Snapshot:
+    """The snapshot of a monitor that computes no insights (no field)."""
+    snap = cast(dict[str, Any], dict(snapshot))
+    snap.pop("insights", None)
+    return cast(Snapshot, snap)
+
+
+def _insights() -> list[dict[str, Any]]:
+    return [
+        make_insight("hot-prefix", "info", "inc", message="inc takes 90% of it."),
+        make_insight("tiny-tasks", "warning", "inc"),
+        make_insight("memory-pressure", "critical", "tcp://w:1"),
+    ]
+
+
+class TestInsightsInText:
+    """The insights in watch's frame and in the replay/report summary."""
+
+    def test_watch_shows_the_most_severe_one_on_one_line(self) -> None:
+        """The line under the progress line is the critical insight, with a
+        count of the others; nothing when there are none."""
+        frame = render(_with_insights(_run(10, finish=5), _insights()), width=120)
+        second = frame.splitlines()[1]
+        assert second.startswith("Insight: [critical] memory-pressure (tcp://w:1): ")
+        assert second.endswith("(+2 more)")
+        assert len(second) <= 120
+        assert "Insight" not in render(_with_insights(_run(10, finish=5), []))
+        assert "Insight" not in render(_without_insights(_run(10, finish=5)))
+
+    def test_summary_lists_them_with_evidence_advice_and_link(self) -> None:
+        """Most severe first, right under the head line, each with its
+        evidence, advice and docs link."""
+        text = format_summary(_with_insights(_run(10, finish=10), _insights()))
+        lines = text.splitlines()
+        assert lines[2] == "Insights (3, most severe first):"
+        kinds = [line.split("]")[1].split()[0] for line in lines if "  [" in line]
+        assert kinds == ["memory-pressure", "tiny-tasks", "hot-prefix"]
+        assert "      evidence: count 5,000, p50 1.2ms, overhead share 45%" in lines
+        assert any(line.startswith("      advice: Make fewer") for line in lines)
+        assert any(line.startswith("      see https://") for line in lines)
+
+    def test_summary_says_when_none_was_found(self) -> None:
+        """An empty list reads "none"; a snapshot without the field says nothing."""
+        none = format_summary(_with_insights(_run(10, finish=10), []))
+        assert "Insights: none" in none
+        assert "Insights" not in format_summary(_without_insights(_run(10, finish=10)))

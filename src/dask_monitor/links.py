@@ -27,6 +27,7 @@ PAGES: dict[str, str] = {
             "health",
             "alerts",
             "resources",
+            "insights",
         )
     },
 }

@@ -181,7 +181,11 @@ class Pipeline:
         # _build), not per event; critical ones become insight.<kind> alerts.
         self.insights = InsightsEngine(cfg.insights, quantile=self.durations.quantile)
         if cfg.insights.enabled and cfg.alerts.enabled:
-            self.rules.append(InsightRule.from_settings(cfg.insights, self.insights))
+            self.rules.append(
+                InsightRule.from_settings(
+                    cfg.insights, self.insights, lambda: self.alert_log.recent
+                )
+            )
         self._rules: tuple[int, list[AlertRule]] = (-1, [])
         self._alerted = 0
         self._sink_changes = 0

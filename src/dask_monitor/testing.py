@@ -58,6 +58,7 @@ __all__ = [
     "EventStream",
     "FakeClock",
     "RecordingObserver",
+    "make_insight",
     "make_snapshot",
 ]
 
@@ -703,6 +704,7 @@ def make_snapshot(
     threads: int = 2,
     n_alerts: int = 0,
     spans: Sequence[str] = (),
+    insights: Sequence[dict[str, Any]] | None = None,
 ) -> Snapshot:
     """The snapshot a real :class:`~dask_monitor.pipeline.Pipeline` makes of a
     synthetic run in progress.
@@ -763,6 +765,10 @@ def make_snapshot(
         Names of Dask spans: prefix ``i``'s tasks belong to span
         ``f"span-{i % len(spans)}"``, named ``spans[i % len(spans)]``
         (several ids may share a name). None by default.
+    insights
+        When given, ``snapshot["insights"]`` is set to (a copy of) this list
+        (see :func:`make_insight`), in place of what the pipeline found: to
+        develop and test views of insights. By default, the pipeline's.
 
     Examples
     --------
@@ -838,7 +844,79 @@ def make_snapshot(
     pipeline.tick(now)
     snapshot = dict(pipeline.snapshot())
     snapshot["seq"] = seq
+    if insights is not None:
+        snapshot["insights"] = [dict(i) for i in insights]
     return cast(Snapshot, snapshot)
+
+
+#: What :func:`make_insight` says of each kind unless told otherwise.
+_INSIGHT_TEXTS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+    "tiny-tasks": (
+        "Tasks of {subject} take {p50} each: the scheduler's per-task overhead "
+        "(about 1 ms) is most of their time.",
+        "Make fewer, larger tasks: bigger chunks or partitions, or batch the "
+        "inputs of client.map.",
+        "https://docs.dask.org/en/stable/best-practices.html#avoid-very-large-graphs",
+        {"count": 5_000, "p50": 0.0012, "overhead_share": 0.45},
+    ),
+    "memory-pressure": (
+        "Worker {subject} uses {used} of its memory limit and is spilling to disk.",
+        "Use smaller chunks, persist less at once, or give workers more memory.",
+        "https://distributed.dask.org/en/stable/worker-memory.html",
+        {"memory_fraction": 0.82, "spilled_bytes": 1_500_000_000},
+    ),
+}
+
+
+def make_insight(
+    kind: str = "tiny-tasks",
+    severity: str = "warning",
+    subject: str = "inc",
+    *,
+    subject_type: str | None = None,
+    message: str | None = None,
+    evidence: dict[str, Any] | None = None,
+    advice: str | None = None,
+    link: str | None = None,
+    since: float = 1_000.0,
+) -> dict[str, Any]:
+    """One insight as ``snapshot["insights"]`` holds it, for tests of views.
+
+    Texts default to a plausible sentence of the kind (``tiny-tasks`` and
+    ``memory-pressure`` have their own) naming ``subject``, so a hostile
+    subject ends up inside the message too, as a real insight's would.
+
+    Examples
+    --------
+    >>> make_insight("tiny-tasks", subject="inc")["message"][:17]
+    'Tasks of inc take'
+    """
+    template, default_advice, default_link, default_evidence = _INSIGHT_TEXTS.get(
+        kind,
+        (
+            "Something about {subject} needs attention.",
+            "Look at {subject}.",
+            "https://docs.dask.org/en/stable/best-practices.html",
+            {"count": 10},
+        ),
+    )
+    if subject_type is None:
+        subject_type = "worker" if "://" in subject else "prefix"
+    return {
+        "kind": kind,
+        "severity": severity,
+        "subject": subject,
+        "subject_type": subject_type,
+        "message": message
+        if message is not None
+        else template.format(subject=subject, p50="1.2ms", used="82%"),
+        "evidence": dict(default_evidence if evidence is None else evidence),
+        "advice": advice
+        if advice is not None
+        else default_advice.format(subject=subject),
+        "link": default_link if link is None else link,
+        "since": since,
+    }
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,16 +9,21 @@ newline (a forged log line) is shown as those characters, never acted on.
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 from dask_monitor.snapshot import ErrorRow, Snapshot
 from dask_monitor.units import format_duration, plural
 
 __all__ = [
+    "INSIGHT_SEVERITIES",
     "average_rate",
+    "evidence_items",
     "format_duration",
+    "format_insight",
     "format_line",
     "format_summary",
+    "insights_of",
     "is_finished",
     "run_seconds",
     "safe_text",
@@ -141,7 +146,8 @@ def format_line(snapshot: Snapshot) -> str:
 
 
 def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
-    """A multi-line report: prefixes with durations, errors, the monitor's cost."""
+    """A multi-line report: the insights (most severe first, with evidence,
+    advice and link), prefixes with durations, errors, the monitor's cost."""
     t = snapshot["totals"]
     retried = t.get("retried", 0)
     counts = (
@@ -163,8 +169,9 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
             f"{t['done']:,} of {plural(t['total'], 'task')} done {counts} "
             f"after {format_duration(snapshot['elapsed'])}"
         )
-    lines = [
-        head,
+    # What to do about the run comes first, right under how it went.
+    lines = [head, *_insight_lines(snapshot, top)]
+    lines += [
         "",
         f"{'prefix':<32} {'done':>8} {'total':>8} {'erred':>6} "
         f"{'p50':>7} {'p90':>7} {'max':>7}",
@@ -219,3 +226,150 @@ def _error_text(err: ErrorRow) -> str:
 
 def _clip(text: str, width: int) -> str:
     return safe_text(text, width)
+
+
+# -- insights --------------------------------------------------------------------------
+
+#: Severities of insights, most severe first.
+INSIGHT_SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
+_RANK = {name: i for i, name in enumerate(INSIGHT_SEVERITIES)}
+#: Insights read from a snapshot at most (the engine keeps far fewer).
+MAX_INSIGHTS = 100
+#: Longest texts kept from an insight; views cut them shorter still.
+_LIMITS = {"kind": 60, "subject": 300, "subject_type": 20, "message": 600}
+_ADVICE_LIMIT = 1000
+_LINK_LIMIT = 500
+#: Evidence names read as durations when their value is a float.
+_DURATION_NAMES = frozenset(
+    {"p25", "p50", "p75", "p90", "p95", "p99", "max", "min", "mean", "median"}
+)
+
+
+def insights_of(snapshot: Snapshot) -> list[dict[str, Any]] | None:
+    """The snapshot's insights, most severe first; ``None`` when it has none.
+
+    ``None`` means the snapshot was made by a monitor that computes no
+    insights (its ``"insights"`` field is missing): views then say nothing,
+    rather than "nothing is wrong". An empty list means insights were
+    evaluated and none holds.
+
+    Each insight is a new dict with the fields of the snapshot's (see
+    ``snapshot["insights"]``) made safe to read: strings cut to a bounded
+    length (not escaped: each view escapes for its medium), ``evidence`` a
+    dict, ``link`` an ``http(s)`` URL or ``None``, ``since`` a number or
+    ``None``. Entries that are not dicts are skipped; at most
+    :data:`MAX_INSIGHTS` are read. The order is the snapshot's, made stable
+    by severity (critical, warning, info, then unknown severities).
+    """
+    raw = cast(dict[str, Any], snapshot).get("insights")
+    if not isinstance(raw, list):
+        return None
+    out: list[dict[str, Any]] = []
+    for item in raw[:MAX_INSIGHTS]:
+        if not isinstance(item, dict):
+            continue
+        insight: dict[str, Any] = {
+            name: _cut(item.get(name), limit) for name, limit in _LIMITS.items()
+        }
+        insight["severity"] = _cut(item.get("severity"), 20).lower() or "info"
+        insight["advice"] = _cut(item.get("advice"), _ADVICE_LIMIT)
+        evidence = item.get("evidence")
+        insight["evidence"] = dict(evidence) if isinstance(evidence, dict) else {}
+        link = _cut(item.get("link"), _LINK_LIMIT)
+        insight["link"] = link if link.startswith(("https://", "http://")) else None
+        insight["since"] = _finite(item.get("since"))
+        out.append(insight)
+    out.sort(key=lambda i: _RANK.get(i["severity"], len(_RANK)))
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    """A finite number as a float, anything else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _cut(value: Any, limit: int) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def evidence_items(evidence: dict[str, Any], limit: int = 12) -> list[tuple[str, str]]:
+    """An insight's evidence as (name, value) texts, at most ``limit`` of them.
+
+    Numbers named ``..._bytes`` read in bytes (``"1.4 GiB"``), integers with
+    thousands separators, floats named like a duration
+    (``p50``, ``max``, ``..._seconds``) as durations, floats named like a
+    share (``..._share``, ``..._fraction``) as percentages, other floats with
+    three significant digits. The texts are not escaped.
+    """
+    items: list[tuple[str, str]] = []
+    for name, value in list(evidence.items())[:limit]:
+        key = _cut(name, 40)
+        items.append((key.replace("_", " "), _evidence_value(key.lower(), value)))
+    return items
+
+
+def _evidence_value(name: str, value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "-"}[value]
+    if isinstance(value, int | float) and name.endswith("bytes"):
+        return _bytes(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if name in _DURATION_NAMES or name.endswith(("seconds", "_s", "duration")):
+            return format_duration(value)
+        if name.endswith(("share", "fraction")) and 0.0 <= value <= 1.0:
+            return f"{value:.0%}"
+        return f"{value:,.3g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return _cut(value, 80)
+
+
+def _bytes(value: float) -> str:
+    """``"1.4 GiB"``, ``"512 B"``."""
+    if not math.isfinite(value):
+        return str(value)
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.3g} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_insight(insight: dict[str, Any], width: int | None = None) -> str:
+    """One insight (from :func:`insights_of`) as one safe terminal line:
+    ``[warning] tiny-tasks (inc): <message>``, cut to ``width``."""
+    subject = insight.get("subject")
+    about = f" ({_cut(subject, 60)})" if subject else ""
+    return safe_text(
+        f"[{insight.get('severity')}] {insight.get('kind')}{about}: "
+        f"{insight.get('message')}",
+        width,
+    )
+
+
+def _insight_lines(snapshot: Snapshot, top: int) -> list[str]:
+    """The "Insights:" section of :func:`format_summary` (none without insights)."""
+    insights = insights_of(snapshot)
+    if insights is None:
+        return []
+    if not insights:
+        return ["", "Insights: none (nothing found that needs attention)"]
+    lines = ["", f"Insights ({len(insights):,}, most severe first):"]
+    for insight in insights[:top]:
+        lines.append("  " + format_insight(insight, 160))
+        evidence = ", ".join(f"{k} {v}" for k, v in evidence_items(insight["evidence"]))
+        if evidence:
+            lines.append("      evidence: " + safe_text(evidence, 150))
+        if insight["advice"]:
+            lines.append("      advice: " + safe_text(insight["advice"], 300))
+        if insight["link"]:
+            lines.append("      see " + safe_text(insight["link"], 200))
+    if len(insights) > top:
+        lines.append(f"  ... and {len(insights) - top:,} more")
+    return lines

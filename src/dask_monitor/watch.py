@@ -1,7 +1,8 @@
 """``dask-monitor watch``: a live terminal view of a cluster's monitor.
 
 Draws from the snapshot only (see :mod:`dask_monitor.text`): the progress line,
-the busiest prefixes with bars, errors and recent alerts, redrawn in place
+the most severe insight, the busiest prefixes with bars, errors and recent
+alerts, redrawn in place
 (ANSI) when the output is a terminal, one frame after another otherwise.
 """
 
@@ -18,7 +19,9 @@ from dask_monitor.snapshot import Snapshot
 from dask_monitor.text import (
     _error_text,
     format_duration,
+    format_insight,
     format_line,
+    insights_of,
     is_finished,
     safe_text,
 )
@@ -51,7 +54,13 @@ def span_labels(spans: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 def render(snapshot: Snapshot, *, top: int = 10, width: int = 100) -> str:
     """One frame of the terminal view, as text."""
-    lines = [format_line(snapshot), ""]
+    lines = [format_line(snapshot)]
+    insights = insights_of(snapshot)
+    if insights:  # the most severe one, and how many more there are
+        others = f" (+{len(insights) - 1:,} more)" if len(insights) > 1 else ""
+        line = format_insight(insights[0], max(width - len(others) - 9, 20))
+        lines.append(f"Insight: {line}{others}")
+    lines.append("")
     finished = is_finished(snapshot)
     rows = sorted(
         snapshot["prefixes"].items(),

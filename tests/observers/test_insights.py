@@ -393,6 +393,21 @@ class TestErroring:
         counts = pipeline.snapshot()["alerts"]["counts"]
         assert counts["insight.erroring"] == 2  # one per prefix
 
+    def test_no_second_alert_where_the_error_burst_rule_alerted(
+        self, clock: FakeClock, stream: Stream
+    ) -> None:
+        """A prefix failing outright already raised an ``error-burst`` alert
+        about it: the critical insight stays on show but pages no one twice."""
+        pipeline = make_pipeline(clock)
+        pipeline.process(self.fail(stream, "parse", 25))
+        (item,) = insights_of(pipeline, "erroring")
+        assert item["severity"] == "critical"
+        recent = pipeline.snapshot()["alerts"]["recent"]
+        assert any(
+            a["kind"] == "error-burst" and a["prefix"] == "parse" for a in recent
+        )
+        assert not [a for a in recent if a["kind"] == "insight.erroring"]
+
     def test_dependents_count_for_their_root_cause(
         self, clock: FakeClock, stream: Stream
     ) -> None:

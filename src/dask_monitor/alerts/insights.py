@@ -12,6 +12,7 @@ This module does not import Dask.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from dask_monitor.alerts.rules import AlertRule
@@ -22,6 +23,12 @@ __all__ = ["INSIGHT", "InsightRule"]
 
 #: Prefix of the kind of every insight alert: ``insight.<kind>``.
 INSIGHT = "insight"
+
+#: Insight kinds whose condition an alert rule of its own already reports
+#: (with its own thresholds): the insight alerts only when that rule has not
+#: alerted about the same prefix within the cooldown, so one failing prefix
+#: does not page twice.
+COVERED_BY = {"erroring": "error-burst", "skew": "straggler"}
 
 
 class _Critical(Protocol):
@@ -39,27 +46,53 @@ class InsightRule(AlertRule):
         The pipeline's :class:`~dask_monitor.observers.insights.InsightsEngine`.
     cooldown
         Seconds between two alerts about one ``(kind, subject)``.
+    recent
+        The alerts raised lately (the pipeline's alert log), to skip an insight
+        that :data:`COVERED_BY` names a rule for when that rule just alerted
+        about the same prefix.
     """
 
     kind = INSIGHT
 
     @classmethod
     def from_settings(
-        cls, settings: InsightsSettings, engine: _Critical
+        cls,
+        settings: InsightsSettings,
+        engine: _Critical,
+        recent: Callable[[], Iterable[Alert]] | None = None,
     ) -> InsightRule:
         """The rule as ``monitor.insights`` sets it up."""
-        return cls(engine, cooldown=settings.cooldown)
+        return cls(engine, cooldown=settings.cooldown, recent=recent)
 
-    def __init__(self, engine: _Critical, *, cooldown: float = 600.0) -> None:
+    def __init__(
+        self,
+        engine: _Critical,
+        *,
+        cooldown: float = 600.0,
+        recent: Callable[[], Iterable[Alert]] | None = None,
+    ) -> None:
         super().__init__(cooldown=cooldown)
         self.engine = engine
+        self.recent = recent
+
+    def _covered(self, kind: str, subject: str, now: float) -> bool:
+        """Whether the rule covering ``kind`` alerted about ``subject`` lately."""
+        rule = COVERED_BY.get(kind)
+        if rule is None or self.recent is None:
+            return False
+        return any(
+            a.kind == rule and a.prefix == subject and now - a.timestamp < self.cooldown
+            for a in self.recent()
+        )
 
     def tick(self, now: float) -> None:
         """Alert on the insights that turned critical since the last tick."""
         for item in self.engine.take_critical():
             kind = f"{INSIGHT}.{item['kind']}"
             subject = str(item["subject"])
-            if self.cooling(subject, now, kind):
+            if self._covered(item["kind"], subject, now) or self.cooling(
+                subject, now, kind
+            ):
                 self.suppressed += 1
                 continue
             where = item.get("subject_type")

@@ -5,8 +5,8 @@ dashboard:
 
 - ``/monitor``: everything, within the dashboard's navbar;
 - ``/individual-monitor-progress``, ``-throughput``, ``-durations``,
-  ``-workers``, ``-errors``, ``-task-stream``, ``-health``, ``-alerts``: one
-  view each, for dask-labextension panes.
+  ``-workers``, ``-errors``, ``-task-stream``, ``-health``, ``-alerts``,
+  ``-insights``: one view each, for dask-labextension panes.
 
 Importing this package is cheap: Bokeh and Dask's dashboard are imported by the
 functions that need them.

@@ -5,8 +5,10 @@ top ``n`` rows of a table, whatever the size of the snapshot. Strings that come
 from users (task keys, prefixes, worker addresses, exception texts) are passed
 through as text; the components render them only with Bokeh features that
 show text (canvas text, table cells, ``PreText``, escaped tooltips), never as
-HTML. The only HTML built here (:func:`summary_html`) is made of numbers,
-fixed words and escaped alert kinds.
+HTML. The HTML built here is made of numbers, fixed words and escaped user
+strings: the summary (:func:`summary_html`: escaped alert kinds) and the
+insights (:func:`insight_strip_html`, :func:`insight_cards_html`: every field
+of an insight escaped with ``html.escape``, links only ``http(s)``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ from dask_monitor.snapshot import (
     PrefixRow,
     Snapshot,
 )
-from dask_monitor.text import average_rate, is_finished, run_seconds
+from dask_monitor.text import (
+    average_rate,
+    evidence_items,
+    insights_of,
+    is_finished,
+    run_seconds,
+)
 from dask_monitor.units import format_duration, plural
 
 from ._style import BLUE, ERRED, MUTED, REMOVED, color_of
+from ._style import SEVERITY_COLORS as INSIGHT_COLORS
 
 Columns = dict[str, list[Any]]
 
@@ -881,3 +890,143 @@ def alerts_title(snapshot: Snapshot, shown: int) -> str:
     if total > shown:
         text += f" \u00b7 newest {shown:,} shown"
     return text
+
+
+# -- insights --------------------------------------------------------------------------
+
+#: Icon of each insight severity (unknown severities: a dot).
+INSIGHT_ICONS: dict[str, str] = {
+    "critical": "\u2716",  # heavy multiplication x
+    "warning": "\u25b2",  # black up-pointing triangle
+    "info": "\u25cf",  # black circle
+}
+#: The strip's line when insights were evaluated and none holds.
+NO_INSIGHTS = "No insights: nothing in this run needs attention so far."
+_DOT = " \u00b7 "
+
+
+def _esc(value: Any, limit: int) -> str:
+    """A user string as escaped HTML text of one line, cut to ``limit``."""
+    return html.escape(display_text(value, limit), quote=True)
+
+
+def _severity_class(severity: str) -> str:
+    return f"sev-{severity}" if severity in INSIGHT_COLORS else "sev-other"
+
+
+def _subject_html(insight: dict[str, Any], limit: int = 60) -> str:
+    """``prefix <code>inc</code>``, ``worker <code>127.0.0.1:40000</code>``."""
+    subject = insight["subject"]
+    if not subject:
+        return ""
+    kind = insight["subject_type"]
+    if kind == "worker":
+        subject = short_address(subject)
+    if kind == "cluster" or not kind:
+        return _esc(subject, limit)
+    return f"{_esc(kind, 20)} <code>{_esc(subject, limit)}</code>"
+
+
+def insight_strip_lines(snapshot: Snapshot, n: int = 3) -> list[str] | None:
+    """The top ``n`` insights as HTML, one line each: icon, severity, message,
+    subject (each line its own piece: one that changes is sent alone).
+
+    ``None`` when the snapshot has no insights field (a monitor that computes
+    none: the strip is hidden); one quiet line when the list is empty.
+    """
+    insights = insights_of(snapshot)
+    return None if insights is None else insight_lines(insights[:n])
+
+
+def insight_lines(insights: list[dict[str, Any]]) -> list[str]:
+    """Insights (from :func:`~dask_monitor.text.insights_of`) as strip lines,
+    or the quiet line when there are none."""
+    if not insights:
+        return [f'<div class="dm-ins-none">\u2713 {html.escape(NO_INSIGHTS)}</div>']
+    lines = []
+    for insight in insights:
+        severity = insight["severity"]
+        cls = _severity_class(severity)
+        icon = INSIGHT_ICONS.get(severity, "\u2022")
+        lines.append(
+            f'<div class="dm-ins"><div class="dm-ins-line">'
+            f'<span class="dm-ins-icon {cls}">{icon}</span>'
+            f'<span class="dm-ins-sev {cls}">{_esc(severity, 10)}</span>'
+            f'<span class="dm-ins-msg">{_esc(insight["message"], 240)}</span>'
+            f'<span class="dm-ins-subject">{_subject_html(insight, 40)}</span>'
+            "</div></div>"
+        )
+    return lines
+
+
+def insight_strip_html(snapshot: Snapshot, n: int = 3) -> str | None:
+    """:func:`insight_strip_lines` as one piece of HTML."""
+    lines = insight_strip_lines(snapshot, n)
+    return None if lines is None else "".join(lines)
+
+
+def _link_html(link: str | None) -> str:
+    if not link:
+        return ""
+    host = link.split("://", 1)[-1].split("/", 1)[0]
+    label = "Dask docs" if host.endswith("dask.org") else display_text(host, 40)
+    return (
+        f'<a href="{html.escape(link, quote=True)}" target="_blank" '
+        f'rel="noopener noreferrer">{html.escape(label)} \u2197</a>'
+    )
+
+
+def insight_cards_html(insights: list[dict[str, Any]]) -> str:
+    """Every insight (from :func:`~dask_monitor.text.insights_of`) as a card:
+    severity, kind, subject, since; message; evidence; advice and the docs
+    link (opened in a new tab)."""
+    if not insights:
+        return f'<div class="dm-ins-none">{html.escape(NO_INSIGHTS)}</div>'
+    cards = []
+    for insight in insights:
+        severity = insight["severity"]
+        cls = _severity_class(severity)
+        icon = INSIGHT_ICONS.get(severity, "\u2022")
+        head = [
+            f'<span class="{cls}">{icon} '
+            f"<b class={cls}>{_esc(severity, 10)}</b></span>",
+            f"<b>{_esc(insight['kind'], 40)}</b>",
+        ]
+        subject = _subject_html(insight, 120)
+        if subject:
+            head.append(subject)
+        if insight["since"] is not None:
+            head.append(f"since {html.escape(fmt_clock(insight['since']))}")
+        evidence = "".join(
+            f"<span>{_esc(name, 40)} <b>{_esc(value, 80)}</b></span>"
+            for name, value in evidence_items(insight["evidence"])
+        )
+        advice = _esc(insight["advice"], 600)
+        cards.append(
+            f'<div class="dm-ins-card {cls}">'
+            f'<div class="dm-ins-head">{_DOT.join(head)}</div>'
+            f'<div class="dm-ins-msg">{_esc(insight["message"], 600)}</div>'
+            + (f'<div class="dm-ins-evidence">{evidence}</div>' if evidence else "")
+            + (
+                f'<div class="dm-ins-advice">{advice}{_link_html(insight["link"])}'
+                "</div>"
+                if advice or insight["link"]
+                else ""
+            )
+            + "</div>"
+        )
+    return f'<div class="dm-ins-list">{"".join(cards)}</div>'
+
+
+def insights_title(insights: list[dict[str, Any]] | None) -> str:
+    """``"Insights: 1 critical, 2 warning"`` (plain text)."""
+    if insights is None:
+        return "Insights: not computed by this monitor"
+    if not insights:
+        return "Insights: none"
+    counts: dict[str, int] = {}
+    for insight in insights:
+        counts[insight["severity"]] = counts.get(insight["severity"], 0) + 1
+    return "Insights: " + ", ".join(
+        f"{n:,} {display_text(severity, 12)}" for severity, n in counts.items()
+    )

@@ -153,6 +153,7 @@ PAGE_FACTORIES: dict[str, DocFactory] = {
             "health",
             "alerts",
             "resources",
+            "insights",
         )
     },
 }

@@ -111,3 +111,44 @@ pre {{ font-size: 11px; line-height: 1.35; margin: 0; padding: 6px 8px;
   box-sizing: border-box; overflow: auto; }}
 :host {{ font-family: {FONT}; }}
 """
+
+#: Colours of insight severities (text and left border); unknown ones: muted.
+SEVERITY_COLORS: dict[str, str] = {
+    "critical": "#c0392b",
+    "warning": "#b26a00",
+    "info": "#1f5f99",
+}
+
+#: CSS of the insights strip and list (inside the Divs' shadow roots).
+INSIGHTS_CSS = f"""
+:host {{ font-family: {FONT}; }}
+.dm-ins {{ padding: 2px 12px; color: #222; font-size: 13px; }}
+.dm-ins-none {{ color: {MUTED}; font-size: 12px; padding: 2px 12px; }}
+.dm-ins-line {{ display: flex; gap: 8px; align-items: baseline; padding: 2px 0;
+  line-height: 1.35; }}
+.dm-ins-icon {{ font-weight: 700; width: 1.1em; text-align: center; flex: none; }}
+.dm-ins-sev {{ font-size: 10px; font-weight: 700; text-transform: uppercase;
+  letter-spacing: .04em; flex: none; width: 5.2em; }}
+.dm-ins-msg {{ flex: 0 1 auto; overflow-wrap: anywhere; }}
+.dm-ins-subject {{ color: {MUTED}; font-size: 12px; flex: none; max-width: 30%;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
+.dm-ins-subject code, .dm-ins-head code {{ font-size: 11.5px; }}
+.dm-ins-list {{ padding: 2px 12px 6px 12px; }}
+.dm-ins-card {{ border-left: 4px solid {MUTED}; background: #fafafa;
+  padding: 6px 10px; margin: 6px 0; font-size: 13px; color: #222;
+  overflow-wrap: anywhere; }}
+.dm-ins-head {{ font-size: 12px; color: {MUTED}; margin-bottom: 2px; }}
+.dm-ins-head b {{ color: #333; }}
+.dm-ins-card .dm-ins-msg {{ font-size: 14px; margin: 2px 0; }}
+.dm-ins-evidence {{ font-size: 12px; color: #444;
+  font-variant-numeric: tabular-nums; margin: 2px 0; }}
+.dm-ins-evidence span {{ margin-right: 14px; white-space: nowrap; }}
+.dm-ins-advice {{ font-size: 13px; margin-top: 2px; }}
+.dm-ins-advice a {{ margin-left: 6px; white-space: nowrap; }}
+.dm-ins-title {{ font-weight: bold; font-size: 11pt; color: #333;
+  padding: 2px 12px; }}
+""" + "".join(
+    f".sev-{name} {{ color: {color}; }}\n"
+    f".dm-ins-card.sev-{name} {{ border-left-color: {color}; color: #222; }}\n"
+    for name, color in SEVERITY_COLORS.items()
+)

@@ -9,7 +9,9 @@ tables whose rows stay the same are patched cell by cell.
 Task keys, prefixes, worker addresses and exception texts are untrusted: they
 reach the browser only as canvas text, table cells (``StringFormatter``: text),
 ``PreText`` (a text node) and tooltip fields (``@field``: escaped by Bokeh).
-None of them is ever put into HTML.
+None of them is ever put into HTML unescaped: the only HTML made of user
+strings is the insights' (:class:`InsightStrip`, :class:`Insights`), each
+string passed through ``html.escape`` first (see ``_data.insight_strip_html``).
 
 All methods run on the thread that owns the Bokeh document (for the dashboard
 pages: the scheduler's event loop).
@@ -43,17 +45,20 @@ from bokeh.models.widgets import (
     Select,
     StringFormatter,
     TableColumn,
+    Toggle,
 )
 from bokeh.plotting import figure
 
 from dask_monitor.config import PLUGIN_NAME, MonitorConfig
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.text import insights_of
 from dask_monitor.units import DURATION_JS
 
 from . import _data
 from ._style import (
     BLUE,
     ERRED,
+    INSIGHTS_CSS,
     MUTED,
     PRE_CSS,
     PROCESSING,
@@ -72,6 +77,8 @@ __all__ = [
     "Errors",
     "Feed",
     "Health",
+    "InsightStrip",
+    "Insights",
     "PrefixProgress",
     "SchedulerFeed",
     "SpanSelector",
@@ -1162,6 +1169,201 @@ class Alerts(Component):
             self.header.text = title
 
 
+def _insight_columns(insights: list[dict[str, Any]] | None) -> dict[str, list[Any]]:
+    """What insights are shown, as short columns of plain text (the texts are
+    in the Divs' HTML): for tests and Bokeh clients."""
+    rows = insights or []
+    return {
+        "kind": [_data.display_text(i["kind"], 40) for i in rows],
+        "severity": [_data.display_text(i["severity"], 12) for i in rows],
+        "subject": [_data.display_text(i["subject"], 200) for i in rows],
+    }
+
+
+def _insights_div(
+    name: str, sheet: InlineStyleSheet | None = None, **kwargs: Any
+) -> Div:
+    """A Div of insight HTML (escaped by ``_data``), with TeX typesetting off;
+    Divs of one component share their ``sheet`` (sent once)."""
+    if sheet is None:
+        sheet = InlineStyleSheet(css=INSIGHTS_CSS)
+    return Div(
+        text="",
+        disable_math=True,
+        stylesheets=[sheet],
+        name=name,
+        **kwargs,
+    )
+
+
+class InsightStrip(Component):
+    """The top :attr:`shown` insights, one line each (severity icon and colour,
+    message, subject), above the panel; a button opens all of them with their
+    evidence, advice and docs link.
+
+    When insights were evaluated and none holds, one quiet line says so (a
+    reader learns the panel looks for problems, and that it found none). A
+    snapshot without an ``insights`` field (a monitor that computes none, or
+    none attached) hides the strip: it claims nothing it did not check.
+
+    The button opens the list below the strip. The list is filled only while
+    it is open (a server-side callback of the page's session): every change
+    of its cards would otherwise go to every open page, looked at or not. Its
+    state is the session's and survives the updates of the list. The strip
+    needs a server: reports list the insights in a section of their own
+    (:class:`Insights`).
+    """
+
+    title = "Insights"
+    #: Insights shown in the strip itself.
+    shown = 3
+    #: Insights the button opens at most (all of them: the insights page).
+    listed = 20
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource(_insight_columns(None), name="dm-insights")
+        sheet = InlineStyleSheet(css=INSIGHTS_CSS)
+        #: One Div per line: a line that changes is sent alone.
+        self.lines = [
+            _insights_div(
+                f"dm-insights-line-{i}",
+                sheet,
+                sizing_mode="stretch_width",
+                margin=(0, 5, 0, 5),  # lines of one block, not widgets apart
+            )
+            for i in range(self.shown)
+        ]
+        self.div = column(
+            *self.lines, sizing_mode="stretch_width", name="dm-insights-strip"
+        )
+        self.toggle = Toggle(
+            label="All insights",
+            active=False,
+            visible=False,
+            width=200,
+            button_type="light",
+            name="dm-insights-toggle",
+        )
+        self.details = _insights_div(
+            "dm-insights-all", sheet, sizing_mode="stretch_width", visible=False
+        )
+        self.toggle.on_change("active", self._toggled)
+        self._insights: list[dict[str, Any]] = []
+        self.root = column(
+            hrow(self.div, self.toggle, sizing_mode="stretch_width"),
+            self.details,
+            sizing_mode="stretch_width",
+            visible=False,
+            name="dm-insights",
+        )
+
+    @property
+    def text(self) -> str:
+        """The strip's HTML, all lines."""
+        return "".join(div.text for div in self.lines)
+
+    def _toggled(self, attr: str, old: Any, new: Any) -> None:
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """Fill the list while it is open, empty it (sending nothing more) when
+        it is closed."""
+        insights = self._insights
+        opened = bool(self.toggle.active and insights)
+        cards = ""
+        if opened:
+            cards = _data.insight_cards_html(insights[: self.listed])
+            if len(insights) > self.listed:
+                cards += (
+                    f'<div class="dm-ins-none">\u2026 and '
+                    f"{len(insights) - self.listed:,} more on the insights page "
+                    "(/individual-monitor-insights)</div>"
+                )
+        if self.details.text != cards:
+            self.details.text = cards
+        if self.details.visible != opened:
+            self.details.visible = opened
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        insights = insights_of(snapshot) if attached else None
+        self._insights = insights or []
+        sync_source(self.source, _insight_columns((insights or [])[: self.shown]))
+        if insights is None:
+            if self.root.visible:
+                self.root.visible = False
+            return
+        strip = _data.insight_lines(insights[: self.shown])
+        if not self.root.visible:
+            self.root.visible = True
+        for i, div in enumerate(self.lines):
+            text = strip[i] if i < len(strip) else ""
+            if div.text != text:
+                div.text = text
+            if div.visible != bool(text):
+                div.visible = bool(text)
+        label = (
+            f"All {len(insights):,} insights: evidence, advice"
+            if len(insights) > 1
+            else "Evidence and advice"
+        )
+        if self.toggle.label != label:
+            self.toggle.label = label
+        if self.toggle.visible != bool(insights):
+            self.toggle.visible = bool(insights)
+        self._show_details()
+
+
+class Insights(Component):
+    """Every insight, most severe first, as a card: severity, kind, subject,
+    since when; the message; the evidence; the advice and the Dask docs page
+    that explains it (opened in a new tab). The page
+    ``/individual-monitor-insights`` and the report's first section."""
+
+    title = "Insights"
+
+    def __init__(
+        self, feed: Feed, config: MonitorConfig | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(feed, config)
+        self.source = ColumnDataSource(_insight_columns(None), name="dm-insights")
+        stretch_both = kwargs.get("sizing_mode") == "stretch_both"
+        self.header = Div(
+            text=_data.insights_title(None),
+            render_as_text=True,
+            stylesheets=[
+                InlineStyleSheet(
+                    css=":host { font-weight: bold; font-size: 11pt; color: #333;"
+                    " padding: 2px 10px; }"
+                )
+            ],
+            sizing_mode="stretch_width",
+            name="dm-insights-header",
+        )
+        self.cards = _insights_div(
+            "dm-insights-list",
+            sizing_mode="stretch_both" if stretch_both else "stretch_width",
+            styles={"overflow-y": "auto"},
+        )
+        options = dict(kwargs)
+        options.setdefault("sizing_mode", "stretch_width")
+        if options["sizing_mode"] != "stretch_both":
+            options.pop("height", None)  # as tall as its cards
+        self.root = column(self.header, self.cards, **options)
+
+    def render(self, snapshot: Snapshot, attached: bool = True) -> None:
+        insights = insights_of(snapshot) if attached else None
+        sync_source(self.source, _insight_columns(insights))
+        title = _data.insights_title(insights)
+        if self.header.text != title:
+            self.header.text = title
+        cards = "" if insights is None else _data.insight_cards_html(insights)
+        if self.cards.text != cards:
+            self.cards.text = cards
+
+
 #: The selector's value for "everything" (no span).
 EVERYTHING = ""
 
@@ -1285,4 +1487,5 @@ COMPONENTS: dict[str, type[Component]] = {
     "task-stream": TaskStream,
     "health": Health,
     "alerts": Alerts,
+    "insights": Insights,
 }

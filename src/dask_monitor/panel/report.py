@@ -20,7 +20,7 @@ from dask_monitor.snapshot import Snapshot
 from dask_monitor.text import is_finished
 
 from ._style import THEME
-from .components import StaticFeed
+from .components import Insights, StaticFeed
 from .resources import TABLE_CSS as RESOURCES_CSS
 from .resources import resources_table_html
 from .views import full_view
@@ -128,9 +128,15 @@ def report_root(
     source: str | None = None,
     versions: Mapping[str, str] | None = None,
 ) -> Any:
-    """The report's Bokeh layout: :func:`heading_html` above the full panel."""
-    view = full_view(StaticFeed(snapshot), config)
+    """The report's Bokeh layout: :func:`heading_html`, then the "Insights"
+    section (every insight with its evidence, advice and docs link: what to
+    do comes first), then the full panel (without its insights strip, which
+    would repeat the section)."""
+    feed = StaticFeed(snapshot)
+    view = full_view(feed, config, insights=False)
     view.update()
+    insights = Insights(feed, config)
+    insights.update()
     if versions is None and snapshot.get("live", True):
         versions = installed_versions()
     heading = Div(
@@ -145,7 +151,15 @@ def report_root(
         sizing_mode="stretch_width",
         name="dm-report-resources",
     )
-    return column(heading, view.root, resources, sizing_mode="stretch_width", spacing=4)
+    insights.root.name = "dm-report-insights"
+    return column(
+        heading,
+        insights.root,
+        view.root,
+        resources,
+        sizing_mode="stretch_width",
+        spacing=4,
+    )
 
 
 def write_report(

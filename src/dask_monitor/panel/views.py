@@ -17,6 +17,7 @@ from .components import (
     Durations,
     Errors,
     Feed,
+    InsightStrip,
     PrefixProgress,
     Summary,
     TaskStream,
@@ -43,14 +44,17 @@ def _grid(children: list[list[Any]], cols: list[str]) -> GridBox:
     return GridBox(**options)
 
 
-def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
+def full_view(
+    feed: Feed, config: MonitorConfig | None = None, *, insights: bool = True
+) -> Composite:
     """The whole panel (``/monitor`` and reports), laid out for a laptop screen.
 
-    Summary and overall bar on top; then progress by prefix beside throughput,
-    the task stream beside worker utilisation, durations beside errors, the
-    workers' resources (memory, CPU, network), and the recent alerts below.
-    The monitor's health is the summary's second line (the ``health`` view
-    has the details).
+    The insights strip first (the top three; ``insights=False`` leaves it out,
+    as the report does, whose first section lists them all); the summary and
+    overall bar; then progress by prefix beside throughput, the task stream
+    beside worker utilisation, durations beside errors, the workers' resources
+    (memory, CPU, network), and the recent alerts below. The monitor's health
+    is the summary's second line (the ``health`` view has the details).
     """
     config = config if config is not None else MonitorConfig.from_config()
     summary = Summary(feed, config)
@@ -62,6 +66,7 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
     errors = Errors(feed, config)
     alerts = Alerts(feed, config)
     resources = ResourcesView(feed, config)
+    strip = InsightStrip(feed, config) if insights else None
     components: list[Component] = [
         summary,
         prefixes,
@@ -73,7 +78,10 @@ def full_view(feed: Feed, config: MonitorConfig | None = None) -> Composite:
         resources,
         alerts,
     ]
+    if strip is not None:
+        components.append(strip)
     root = column(
+        *([strip.root] if strip is not None else []),
         summary.root,
         _grid([[prefixes.root, throughput.root]], ["3fr", "2fr"]),
         _grid([[stream.root, workers.root]], ["3fr", "2fr"]),
@@ -92,7 +100,7 @@ def individual_view(
 ) -> Component:
     """One view for a pane: ``progress`` (summary and prefixes), ``throughput``,
     ``durations``, ``workers``, ``errors``, ``task-stream``, ``health``,
-    ``alerts`` or ``resources``.
+    ``alerts``, ``resources`` or ``insights``.
 
     Raises ``KeyError`` for an unknown name.
     """

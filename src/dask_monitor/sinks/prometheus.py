@@ -17,7 +17,11 @@ Metrics (all prefixed ``dask_monitor_``; none duplicates distributed's own
   ``_count``, ``_sum``) of compute durations;
 * ``throughput_tasks_per_second``, ``tasks_remaining``, ``eta_seconds``
   (absent while unknown);
-* ``alerts_total{kind}``; ``sink_dropped_total{sink}`` (event log ...).
+* ``alerts_total{kind}``; ``sink_dropped_total{sink}`` (event log ...);
+* ``insights{kind,severity}``: insights active now, per kind and severity.
+  Every pair of a known kind (:data:`INSIGHT_KINDS`) and severity is there,
+  0 when none is active (a series does not vanish when its problem does);
+  other kinds and severities are counted under ``other``.
 
 Label cardinality is bounded: the ``top`` prefixes with the most finished tasks
 have their own label, the rest (and a prefix really named ``other``) are
@@ -33,8 +37,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.text import INSIGHT_SEVERITIES, insights_of
 
 __all__ = [
+    "INSIGHT_KINDS",
     "MonitorCollector",
     "prometheus_settings",
     "register_source",
@@ -45,6 +51,20 @@ SnapshotSource = Callable[[], Snapshot | None]
 
 OTHER = "other"
 _QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
+
+#: Insight kinds with a ``kind`` label of their own (the engine's kinds:
+#: ``observers.insights.KINDS``); any other kind is folded into ``other``, so
+#: the label's values stay bounded.
+INSIGHT_KINDS: tuple[str, ...] = (
+    "tiny-tasks",
+    "imbalance",
+    "low-parallelism",
+    "memory-pressure",
+    "transfer-bound",
+    "hot-prefix",
+    "skew",
+    "erroring",
+)
 
 
 def prometheus_settings(value: Any = None) -> dict[str, Any]:
@@ -210,6 +230,10 @@ class MonitorCollector:
             alerts.add_metric([str(kind)], n)
         yield alerts
 
+        insights = insights_of(snapshot)
+        if insights is not None:
+            yield _insights_gauge(insights)
+
         sinks = m.get("sinks") or {}
         dropped = CounterMetricFamily(
             "dask_monitor_sink_dropped",
@@ -220,6 +244,29 @@ class MonitorCollector:
             if isinstance(stats.get("dropped"), int | float):
                 dropped.add_metric([name], stats["dropped"])
         yield dropped
+
+
+def _insights_gauge(insights: list[dict[str, Any]]) -> Any:
+    """``dask_monitor_insights{kind,severity}``: active insights per pair."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    counts = dict.fromkeys(
+        ((k, s) for k in INSIGHT_KINDS for s in INSIGHT_SEVERITIES), 0
+    )
+    for insight in insights:
+        kind = insight["kind"] if insight["kind"] in INSIGHT_KINDS else OTHER
+        severity = insight["severity"]
+        if severity not in INSIGHT_SEVERITIES:
+            severity = OTHER
+        counts[kind, severity] = counts.get((kind, severity), 0) + 1
+    gauge = GaugeMetricFamily(
+        "dask_monitor_insights",
+        "Insights active now, per kind and severity (unknown ones: other).",
+        labels=["kind", "severity"],
+    )
+    for (kind, severity), n in counts.items():
+        gauge.add_metric([kind, severity], n)
+    return gauge
 
 
 # -- one collector per process ------------------------------------------------------
