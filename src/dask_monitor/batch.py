@@ -48,6 +48,9 @@ Details: TypeAlias = tuple[
 
 _T = TypeVar("_T")
 
+_PROCESSING = "processing"
+_MEMORY = "memory"
+
 #: The details of a task event without any.
 NO_DETAILS: Details = (None, None, None, None, None, None)
 
@@ -87,6 +90,9 @@ class Batch(Sequence[Event]):
         "__weakref__",
         "_events",
         "_finish_index",
+        "_moves",
+        "_pairs",
+        "_same",
         "_start_rows",
         "_transitions",
         "details",
@@ -132,6 +138,9 @@ class Batch(Sequence[Event]):
         self._finish_index: dict[str, list[int]] | None = None
         self._transitions: Counter[tuple[str, str, str, str]] | None = None
         self._start_rows: dict[str, Sequence[int]] | None = None
+        self._same: tuple[str | None, str | None] | None = None
+        self._moves: dict[tuple[str | None, str | None], Sequence[int]] = {}
+        self._pairs: Counter[tuple[str, str]] | None = None
 
     @classmethod
     def from_events(cls, events: Sequence[Event]) -> Batch:
@@ -283,10 +292,15 @@ class Batch(Sequence[Event]):
         """
         index = self._finish_index
         if index is None:
-            rows: defaultdict[str, list[int]] = defaultdict(list)
-            for i, f in enumerate(self.finishes):
-                rows[f].append(i)
-            index = self._finish_index = dict(rows)
+            finishes = self.finishes
+            if self.same_finish() is not None:
+                index = {finishes[0]: list(range(len(finishes)))}
+            else:
+                rows: defaultdict[str, list[int]] = defaultdict(list)
+                for i, f in enumerate(finishes):
+                    rows[f].append(i)
+                index = dict(rows)
+            self._finish_index = index
         return index
 
     def where_finish(self, state: str) -> list[int]:
@@ -303,6 +317,107 @@ class Batch(Sequence[Event]):
         if rows is None:
             rows = cache[state] = positions(self.starts, state)
         return rows
+
+    # -- selectors by intent: computed once, shared by every observer ---------
+
+    def same_start(self) -> str | None:
+        """The state every task event left, or ``None`` (several, or no event).
+
+        A batch of one kind of transition (a flush of completions only) lets
+        observers count it whole instead of per state.
+        """
+        return self._uniform()[0]
+
+    def same_finish(self) -> str | None:
+        """The state every task event reached, or ``None`` (see :meth:`same_start`)."""
+        return self._uniform()[1]
+
+    def _uniform(self) -> tuple[str | None, str | None]:
+        same = self._same
+        if same is None:
+            starts = self.starts
+            finishes = self.finishes
+            if starts:
+                same = (
+                    starts[0] if uniform(starts) else None,
+                    finishes[0] if uniform(finishes) else None,
+                )
+            else:
+                same = (None, None)
+            self._same = same
+        return same
+
+    def moved(self, start: str, finish: str) -> Sequence[int]:
+        """Indices of the task events from ``start`` to ``finish``, in order."""
+        return self._moved(start, finish)
+
+    def entering(self, state: str) -> Sequence[int]:
+        """Indices of the task events that reached ``state`` from another state."""
+        return self._moved(None, state, state)
+
+    def leaving(self, state: str) -> Sequence[int]:
+        """Indices of the task events that left ``state`` for another state."""
+        return self._moved(state, None, state)
+
+    def completions(self) -> Sequence[int]:
+        """Indices of the task events that completed (``processing -> memory``)."""
+        return self._moved(_PROCESSING, _MEMORY)
+
+    def _moved(
+        self, start: str | None, finish: str | None, other: str | None = None
+    ) -> Sequence[int]:
+        """Indices of the events from ``start`` (any but ``other`` if ``None``)
+        to ``finish`` (likewise), cached per ``(start, finish)``."""
+        rows = self._moves.get((start, finish))
+        if rows is not None:
+            return rows
+        same_start, same_finish = self._uniform()
+        if finish is not None:
+            # The events that reached ``finish``, filtered by their start.
+            rows = self.where_finish(finish) if self.has_finish(finish) else ()
+            column, keep, same = self.starts, start, same_start
+        else:
+            assert start is not None
+            rows = self.where_start(start)
+            column, keep, same = self.finishes, finish, same_finish
+        if not rows:
+            pass
+        elif same is not None:  # one state in the other column: all or none
+            if same != keep if keep is not None else same == other:
+                rows = ()
+        elif keep is not None:
+            rows = [i for i in rows if column[i] == keep]
+        else:
+            rows = [i for i in rows if column[i] != other]
+        self._moves[start, finish] = rows
+        return rows
+
+    def state_pairs(self) -> Counter[tuple[str, str]]:
+        """How many task events made each ``(start, finish)``.
+
+        From :meth:`transitions` when an observer counted them already.
+        Counted once and shared: do not modify.
+        """
+        pairs = self._pairs
+        if pairs is None:
+            counts = self._transitions
+            if counts is None:
+                pairs = Counter(zip(self.starts, self.finishes, strict=True))
+            else:
+                pairs = Counter()
+                for (_, _, s, f), c in counts.items():
+                    pairs[s, f] += c
+            self._pairs = pairs
+        return pairs
+
+    def keys_repeat(self, rows: Sequence[int]) -> bool:
+        """Whether a key occurs more than once among the task events at ``rows``.
+
+        Then the order of those events decides what they do (a task entering
+        ``processing`` twice, created twice), and observers follow them one by one.
+        """
+        keys = pick(self.keys, rows)
+        return len(set(keys)) != len(keys)
 
     def transitions(self) -> Counter[tuple[str, str, str, str]]:
         """How many task events made each ``(group, prefix, start, finish)``.
