@@ -36,6 +36,7 @@ __all__ = [
     "key_text",
     "pick",
     "positions",
+    "repeats",
     "row_event",
     "uniform",
 ]
@@ -366,31 +367,47 @@ class Batch(Sequence[Event]):
     def _moved(
         self, start: str | None, finish: str | None, other: str | None = None
     ) -> Sequence[int]:
-        """Indices of the events from ``start`` (any but ``other`` if ``None``)
-        to ``finish`` (likewise), cached per ``(start, finish)``."""
+        """Indices of the events from ``start`` to ``finish``, in order; a
+        ``None`` state stands for any state but ``other``. Cached per
+        ``(start, finish)``."""
         rows = self._moves.get((start, finish))
-        if rows is not None:
-            return rows
+        if rows is None:
+            rows = self._moves[start, finish] = self._select(start, finish, other)
+        return rows
+
+    def _select(
+        self, start: str | None, finish: str | None, other: str | None
+    ) -> Sequence[int]:
+        def wanted(state: str, want: str | None) -> bool:
+            return state == want if want is not None else state != other
+
         same_start, same_finish = self._uniform()
+        if same_start is not None and same_finish is not None:
+            # One kind of transition: every event or none, as a range (sliced
+            # by :func:`pick`, not indexed).
+            if wanted(same_start, start) and wanted(same_finish, finish):
+                return range(len(self.keys))
+            return ()
+        # The events that reached ``finish`` filtered by their start, or
+        # those that left ``start`` filtered by their finish.
         if finish is not None:
-            # The events that reached ``finish``, filtered by their start.
-            rows = self.where_finish(finish) if self.has_finish(finish) else ()
-            column, keep, same = self.starts, start, same_start
+            rows: Sequence[int] = (
+                self.where_finish(finish) if self.has_finish(finish) else ()
+            )
+            column, want, same = self.starts, start, same_start
         else:
             assert start is not None
             rows = self.where_start(start)
-            column, keep, same = self.finishes, finish, same_finish
+            column, want, same = self.finishes, finish, same_finish
         if not rows:
-            pass
-        elif same is not None:  # one state in the other column: all or none
-            if same != keep if keep is not None else same == other:
-                rows = ()
-        elif keep is not None:
-            rows = [i for i in rows if column[i] == keep]
-        else:
-            rows = [i for i in rows if column[i] != other]
-        self._moves[start, finish] = rows
-        return rows
+            return ()
+        if same is not None:  # one state in the other column: all or none
+            return rows if wanted(same, want) else ()
+        if want is not None:
+            return [i for i in rows if column[i] == want]
+        if other not in column:  # a C-speed scan spares the filter
+            return rows
+        return [i for i in rows if column[i] != other]
 
     def state_pairs(self) -> Counter[tuple[str, str]]:
         """How many task events made each ``(start, finish)``.
@@ -409,15 +426,6 @@ class Batch(Sequence[Event]):
                     pairs[s, f] += c
             self._pairs = pairs
         return pairs
-
-    def keys_repeat(self, rows: Sequence[int]) -> bool:
-        """Whether a key occurs more than once among the task events at ``rows``.
-
-        Then the order of those events decides what they do (a task entering
-        ``processing`` twice, created twice), and observers follow them one by one.
-        """
-        keys = pick(self.keys, rows)
-        return len(set(keys)) != len(keys)
 
     def transitions(self) -> Counter[tuple[str, str, str, str]]:
         """How many task events made each ``(group, prefix, start, finish)``.
@@ -656,6 +664,12 @@ class LastBatch:
         """Forget the latest batch."""
         self._ref = None
         self._events = None
+
+
+def repeats(values: list[Any]) -> bool:
+    """Whether a value occurs more than once in ``values`` (keys of a batch:
+    then the order of their events decides what they do)."""
+    return len(set(values)) != len(values)
 
 
 def pick(column: list[_T], rows: Sequence[int]) -> list[_T]:

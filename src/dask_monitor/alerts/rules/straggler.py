@@ -8,7 +8,7 @@ from itertools import chain, repeat
 from typing import Any, Protocol
 
 from dask_monitor.alerts.rules.base import STRAGGLER, AlertRule
-from dask_monitor.batch import Batch, as_batch, key_text, pick
+from dask_monitor.batch import Batch, as_batch, key_text, pick, repeats
 from dask_monitor.config import StragglerSettings
 from dask_monitor.events import Alert, Event
 from dask_monitor.observers._common import FORGOTTEN, PROCESSING
@@ -137,16 +137,18 @@ class StragglerRule(AlertRule):
             room
             and not self.untracked
             and table.keys().isdisjoint(entering)
-            and not batch.keys_repeat(enter)
+            and not repeats(entering)
         ):
             # Each task entering was not processing before this batch (it
             # would be in the table: none went untracked) and enters once:
             # if it leaves, it leaves after entering. So: the forgotten
             # first (one may be created again and enter), the entering,
             # then the leaving: what following the batch in order does.
-            self._leave(pick(keys, gone))
+            if gone:
+                self._leave(pick(keys, gone))
             self._enter(batch, enter, entering)
-            self._leave(pick(keys, left))
+            if left:
+                self._leave(pick(keys, left))
             return
         leave = sorted(chain(left, gone))
         first_in = dict(zip(entering, enter, strict=True))
