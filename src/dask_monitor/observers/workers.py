@@ -16,6 +16,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from itertools import islice, repeat
 from operator import itemgetter
+from typing import NamedTuple
 
 from dask_monitor.batch import (
     NO_DETAILS,
@@ -93,6 +94,19 @@ class _Worker:
         horizon = t - window
         while len(steps) > 1 and steps[1][0] <= horizon:
             steps.popleft()
+
+
+class _Moves(NamedTuple):
+    """The task events of a batch that enter or leave ``processing``."""
+
+    #: Indices of the events entering ``processing``, in order.
+    enter: Sequence[int]
+    #: The worker each of them entered it on.
+    entered: list[str | None]
+    #: Indices of the events leaving ``processing``, in order.
+    leave: Sequence[int]
+    #: The worker each of them ran on (``None``: not known).
+    ran: list[str | None]
 
 
 class WorkersObserver(BatchObserver):
@@ -287,31 +301,25 @@ class WorkersObserver(BatchObserver):
         if not enter and not leave:
             return
         workers = batch.workers
-        entered = pick(workers, enter)
-        ran = pick(workers, leave)
-        if self._where is not None or None in ran:
-            workers = self._attribute(batch, enter, entered, leave, ran)
-        lost = Counter(ran)
+        moves = _Moves(enter, pick(workers, enter), leave, pick(workers, leave))
+        if self._where is not None or None in moves.ran:
+            workers = self._attribute(batch, moves)
+        lost = Counter(moves.ran)
         if None in lost:
             self.unattributed += lost[None]
-        rows = self._step(batch, enter, entered, leave, ran, lost)
+        rows = self._step(batch, moves, lost)
         if leave:
-            self._finished(batch, workers, rows, ran, lost)
+            self._finished(batch, workers, rows, moves.ran, lost)
 
     def _step(
-        self,
-        batch: Batch,
-        enter: Sequence[int],
-        entered: list[str | None],
-        leave: Sequence[int],
-        ran: list[str | None],
-        lost: Counter[str | None],
+        self, batch: Batch, moves: _Moves, lost: Counter[str | None]
     ) -> dict[str | None, _Worker]:
-        """Move the processing counts of the workers that tasks entered
-        (``enter``, on ``entered``) or left (``leave``, from ``ran``).
+        """Move the processing counts of the workers that tasks entered or
+        left (``lost``: departures per worker).
 
         Returns the rows of those workers, by address.
         """
+        enter, entered, leave, ran = moves
         gained = Counter(entered)
         times = batch.times
         latest: dict[str | None, float] | None = None  # per worker, if not one
@@ -332,13 +340,13 @@ class WorkersObserver(BatchObserver):
         # Events at different times (replays of merged batches, tests; the
         # plugin stamps a batch with one time): the count steps at each
         # event, so that the window sees when each thread was held.
-        moves: dict[str | None, list[tuple[int, int]]] | None = None
+        steps: dict[str | None, list[tuple[int, int]]] | None = None
         if latest is not None:
-            moves = {}
+            steps = {}
             for i, w in zip(enter, entered, strict=True):
-                moves.setdefault(w, []).append((i, 1))
+                steps.setdefault(w, []).append((i, 1))
             for i, w in zip(leave, ran, strict=True):
-                moves.setdefault(w, []).append((i, -1))
+                steps.setdefault(w, []).append((i, -1))
         rows: dict[str | None, _Worker] = {}
         for address in gained.keys() | lost.keys():
             if address is None:
@@ -349,14 +357,14 @@ class WorkersObserver(BatchObserver):
                 self.untracked += gained[address] + lost[address]
                 continue
             rows[address] = row
-            if moves is None:
+            if steps is None:
                 processing = max(0, row.processing + gained[address] - lost[address])
                 if processing != row.processing:
                     row.processing = processing
                     row.step(t, processing, self.window)
             else:
                 assert times is not None
-                for i, change in sorted(moves[address]):
+                for i, change in sorted(steps[address]):
                     processing = max(0, row.processing + change)
                     if processing != row.processing:
                         row.processing = processing
@@ -419,20 +427,14 @@ class WorkersObserver(BatchObserver):
             if w in rows:
                 rows[w].erred += c
 
-    def _attribute(
-        self,
-        batch: Batch,
-        enter: Sequence[int],
-        entered: list[str | None],
-        leave: Sequence[int],
-        ran: list[str | None],
-    ) -> list[str | None]:
-        """Fill in ``ran`` where a departure from ``processing`` carries no
+    def _attribute(self, batch: Batch, moves: _Moves) -> list[str | None]:
+        """Fill in ``moves.ran`` where a departure from ``processing`` carries no
         worker, from where the task entered it (key -> worker, remembered from
         the first such departure on: that one stays unattributed).
 
         Returns the batch's worker column with the departures filled in.
         """
+        enter, entered, leave, ran = moves
         where = self._where
         if where is None:
             where = self._where = {}
