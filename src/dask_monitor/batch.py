@@ -10,6 +10,17 @@ never touch an event object; :class:`~dask_monitor.events.TaskStatus` objects
 are made only when someone asks for them, once, and cached: a user observer,
 a sampled event, an erred task.
 
+Observers and alert rules ask a batch the same questions: which events left
+or reached a state (:meth:`Batch.where_start`, :meth:`Batch.where_finish`),
+entered or left one (:meth:`Batch.entering`, :meth:`Batch.leaving`), made a
+given move (:meth:`Batch.moved`, :meth:`Batch.completions`), whether the batch
+is one kind of transition (:meth:`Batch.same_start`, :meth:`Batch.same_finish`),
+how many events made each move (:meth:`Batch.transitions`,
+:meth:`Batch.state_pairs`). The batch answers each once and shares the answer
+(treat it as read-only); an observer asks by intent rather than scanning the
+columns itself. Whether the order of some events matters (a key among them
+twice) is :func:`repeats`.
+
 A :class:`Batch` is also a read-only ``Sequence`` of events in the order they
 happened, so an observer written for plain lists of events takes it as it is.
 
@@ -480,8 +491,8 @@ class Batch(Sequence[Event]):
         as Dask gave it (see :func:`row_event`).
 
         A tuple is cheaper to keep than an event, and a key's text is made
-        only for rows that become events: ``str()`` of a tuple key costs
-        about 1 µs, more than the rest of the row.
+        only for rows that become events: ``str()`` of a tuple key costs more
+        than the rest of the row.
         """
         times = self.times
         d = self.details.get(i, NO_DETAILS)
