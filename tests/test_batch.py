@@ -183,6 +183,9 @@ class TestSelectors:
         moves = list(zip(batch.starts, batch.finishes, strict=True))
         n = len(moves)
         for state in STATES:
+            assert list(batch.where_finish(state)) == [
+                i for i, (_, f) in enumerate(moves) if f == state
+            ]
             assert list(batch.entering(state)) == [
                 i for i, (s, f) in enumerate(moves) if f == state != s
             ]
@@ -220,7 +223,7 @@ class TestSelectors:
         assert batch.same_finish() == "memory"
         assert batch.completions() == range(5)
         assert batch.entering("processing") == ()
-        assert batch.where_finish("memory") == [0, 1, 2, 3, 4]
+        assert batch.where_finish("memory") == range(5)
 
     def test_repeats_tells_a_key_seen_twice(self) -> None:
         """The order of some events matters when a key is among them twice."""

@@ -315,8 +315,11 @@ class Batch(Sequence[Event]):
             self._finish_index = index
         return index
 
-    def where_finish(self, state: str) -> list[int]:
-        """Indices of the task events that reached ``state``, in order."""
+    def where_finish(self, state: str) -> Sequence[int]:
+        """Indices of the task events that reached ``state``, in order (a
+        range when every event did: sliced by :func:`pick`, not indexed)."""
+        if self.same_finish() == state:
+            return range(len(self.keys))
         return self.finish_index().get(state, [])
 
     def where_start(self, state: str) -> Sequence[int]:
@@ -389,14 +392,13 @@ class Batch(Sequence[Event]):
     def _select(
         self, start: str | None, finish: str | None, other: str | None
     ) -> Sequence[int]:
-        def wanted(state: str, want: str | None) -> bool:
-            return state == want if want is not None else state != other
-
         same_start, same_finish = self._uniform()
         if same_start is not None and same_finish is not None:
             # One kind of transition: every event or none, as a range (sliced
             # by :func:`pick`, not indexed).
-            if wanted(same_start, start) and wanted(same_finish, finish):
+            if (same_start == start if start is not None else same_start != other) and (
+                same_finish == finish if finish is not None else same_finish != other
+            ):
                 return range(len(self.keys))
             return ()
         # The events that reached ``finish`` filtered by their start, or
@@ -413,7 +415,7 @@ class Batch(Sequence[Event]):
         if not rows:
             return ()
         if same is not None:  # one state in the other column: all or none
-            return rows if wanted(same, want) else ()
+            return rows if (same == want if want is not None else same != other) else ()
         if want is not None:
             return [i for i in rows if column[i] == want]
         if other not in column:  # a C-speed scan spares the filter

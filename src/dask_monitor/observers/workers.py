@@ -302,9 +302,10 @@ class WorkersObserver(BatchObserver):
             return
         workers = batch.workers
         moves = _Moves(enter, pick(workers, enter), leave, pick(workers, leave))
-        if self._where is not None or None in moves.ran:
-            workers = self._attribute(batch, moves)
         lost = Counter(moves.ran)
+        if self._where is not None or None in lost:
+            workers = self._attribute(batch, moves)
+            lost = Counter(moves.ran)
         if None in lost:
             self.unattributed += lost[None]
         rows = self._step(batch, moves, lost)
@@ -393,11 +394,11 @@ class WorkersObserver(BatchObserver):
         if not completions and not errors:
             return
         details = batch.details
-        durations = map(_DURATION, map(details.get, completions, _NONE))
         if lost.get(ran[0]) == len(ran):
             # One worker: no need to pair events with workers.
             row = rows.get(ran[0])
             if row is not None:
+                durations = map(_DURATION, map(details.get, completions, _NONE))
                 seconds = sum([d for d in durations if d is not None])
                 row.completed += len(completions)
                 row.erred += len(errors)
@@ -407,13 +408,14 @@ class WorkersObserver(BatchObserver):
         done = pick(workers, completions)
         busy: dict[str | None, float] = {}
         get = busy.get
-        for w, d in zip(done, durations, strict=True):
-            if d is not None:
-                busy[w] = get(w, 0.0) + d
-        erred = Counter(pick(workers, errors))
+        for w, d in zip(done, map(details.get, completions, _NONE), strict=True):
+            seconds = d[0]
+            if seconds is not None:  # a completion without one adds no time
+                busy[w] = get(w, 0.0) + seconds
+        erred = Counter(pick(workers, errors)) if errors else None
         if len(completions) + len(errors) == len(ran):
             # Every departure is a completion or an error (the common batch).
-            completed = lost - erred if erred else lost
+            completed = lost if erred is None else lost - erred
         else:
             completed = Counter(done)
         for w, c in completed.items():
@@ -423,7 +425,7 @@ class WorkersObserver(BatchObserver):
             if w in rows:
                 rows[w].busy += b
                 self.busy_seconds += b
-        for w, c in erred.items():
+        for w, c in erred.items() if erred is not None else ():
             if w in rows:
                 rows[w].erred += c
 
