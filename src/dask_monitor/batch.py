@@ -320,6 +320,8 @@ class Batch(Sequence[Event]):
         range when every event did: sliced by :func:`pick`, not indexed)."""
         if self.same_finish() == state:
             return range(len(self.keys))
+        if self._finish_index is None and state not in self.finishes:
+            return []  # no index built for a state the batch does not have
         return self.finish_index().get(state, [])
 
     def where_start(self, state: str) -> Sequence[int]:
@@ -404,9 +406,7 @@ class Batch(Sequence[Event]):
         # The events that reached ``finish`` filtered by their start, or
         # those that left ``start`` filtered by their finish.
         if finish is not None:
-            rows: Sequence[int] = (
-                self.where_finish(finish) if self.has_finish(finish) else ()
-            )
+            rows = self.where_finish(finish)
             column, want, same = self.starts, start, same_start
         else:
             assert start is not None

@@ -410,7 +410,7 @@ class Keys:
         elif not _add_unseen(done, completed):
             live.difference_update(created)  # back to the state before the batch
             repeats = self._in_order(batch)
-        elif batch.has_finish(FORGOTTEN):
+        else:
             gone = pick(keys, batch.where_finish(FORGOTTEN))
             live.difference_update(gone)
             done.difference_update(gone)

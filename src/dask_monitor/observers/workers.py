@@ -296,7 +296,7 @@ class WorkersObserver(BatchObserver):
         with ``Counter``; the busy time, a float sum per worker, is the one
         loop over the completions.
         """
-        enter = batch.where_finish(PROCESSING) if batch.has_finish(PROCESSING) else ()
+        enter = batch.where_finish(PROCESSING)
         leave = batch.where_start(PROCESSING)
         if not enter and not leave:
             return
@@ -390,7 +390,7 @@ class WorkersObserver(BatchObserver):
         ``workers`` is the batch's worker column, departures attributed.
         """
         completions = batch.completions()
-        errors = batch.moved(PROCESSING, ERRED) if batch.has_finish(ERRED) else ()
+        errors = batch.moved(PROCESSING, ERRED)
         if not completions and not errors:
             return
         details = batch.details

@@ -114,7 +114,7 @@ class ErrorBurstRule(AlertRule):
         prefixes = batch.prefixes
         completions = batch.completions()
         done = 0  # completions counted so far
-        for i in batch.where_finish(ERRED) if batch.has_finish(ERRED) else ():
+        for i in batch.where_finish(ERRED):
             before = bisect_left(completions, i, done)
             if before > done:
                 self._count(pick(prefixes, completions[done:before]))

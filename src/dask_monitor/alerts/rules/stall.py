@@ -55,7 +55,7 @@ def _last_progress(batch: Batch) -> int:
     """Index of the last task event that finished a task (``-1`` if none did):
     one reaching ``memory``, or ``erred`` from ``processing``."""
     memory = batch.where_finish(MEMORY)
-    errors = batch.moved(PROCESSING, ERRED) if batch.has_finish(ERRED) else ()
+    errors = batch.moved(PROCESSING, ERRED)
     return max(memory[-1] if memory else -1, errors[-1] if errors else -1)
 
 

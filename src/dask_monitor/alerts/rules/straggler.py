@@ -122,7 +122,7 @@ class StragglerRule(AlertRule):
         # Leaving: from processing to elsewhere, or forgotten (from anywhere:
         # a task that is not in flight is popped at no cost).
         left = batch.leaving(PROCESSING)
-        gone = batch.where_finish(FORGOTTEN) if batch.has_finish(FORGOTTEN) else ()
+        gone = batch.where_finish(FORGOTTEN)
         if not enter:
             if left or gone:
                 self._leave(pick(keys, left) + pick(keys, gone))
