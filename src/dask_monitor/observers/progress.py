@@ -145,7 +145,8 @@ class _Table:
     once ``other`` is empty too the folded names are forgotten and the table
     opens again.
 
-    ``rows`` is in the order of ``last_active`` (see :meth:`touch`) while
+    ``rows`` is in the order of ``last_active`` (see :meth:`start_batch`
+    and :meth:`touch`) while
     ``ordered`` is true; ``newest`` is at least the latest ``last_active`` of
     a row.
     """
@@ -197,9 +198,10 @@ class _Table:
         return self.other
 
     def start_batch(self, t: float) -> bool:
-        """Whether a batch stamped ``t`` (one time for all its events) moves
-        its rows as they are met (see :meth:`met`): when ``t`` is not before
-        any row's time, and then ``t`` is the newest."""
+        """Whether the rows of a batch stamped ``t`` (one time for all its
+        events) may be moved to the end as the observer meets them, instead
+        of by :meth:`touch`: when ``t`` is not before any row's time (``t``
+        is then the newest)."""
         if t > 0.0 and t >= self.newest:
             self.newest = t
             return True
