@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from dask_monitor.batch import Batch, as_batch, key_text, positions, repeats, uniform
+from dask_monitor.batch import Batch, as_batch, key_text, positions, uniform
 from dask_monitor.events import TaskStatus, WorkerStatus
 from dask_monitor.observers import ErrorsObserver, SamplingObserver
 
@@ -227,6 +227,8 @@ class TestSelectors:
 
     def test_repeats_tells_a_key_seen_twice(self) -> None:
         """The order of some events matters when a key is among them twice."""
+        from dask_monitor.batch import repeats
+
         assert repeats(["a", "b", "a"])
         assert not repeats(["a", "b"])
         assert not repeats([])
