@@ -93,11 +93,14 @@ def make_batches(items: list[Any], size: int) -> list[Batch]:
 
 
 def fresh(batches: list[Batch]) -> list[Batch]:
-    """Forget what observers cached on the batches (counts, event objects);
-    the finish-state index stays: the conversion makes it."""
+    """Forget what observers cached on the batches (counts, selectors, event
+    objects); the finish-state index stays: the conversion makes it."""
     for batch in batches:
         batch._events = None
         batch._transitions = None
+        batch._same = None  # the batch's selectors (same_start, moved ...)
+        batch._moves = {}
+        batch._pairs = None
     return batches
 
 

@@ -298,6 +298,22 @@ class TestWorkerLostRule:
 class TestAlertRule:
     """The base class: cooldowns per (kind, subject), and user rules."""
 
+    def test_each_rule_has_a_module_of_its_own(self) -> None:
+        """The rules package re-exports the base and one module per rule."""
+        from dask_monitor.alerts.rules import (
+            base,
+            error_burst,
+            stall,
+            straggler,
+            worker_lost,
+        )
+
+        assert AlertRule is base.AlertRule and AlertLog is base.AlertLog
+        assert StallRule is stall.StallRule
+        assert ErrorBurstRule is error_burst.ErrorBurstRule
+        assert StragglerRule is straggler.StragglerRule
+        assert WorkerLostRule is worker_lost.WorkerLostRule
+
     def test_cooldown_is_per_subject(self) -> None:
         """Two subjects fire independently; a repeat within the cooldown does not."""
 

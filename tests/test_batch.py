@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import pytest
 
 from dask_monitor.batch import Batch, Details, as_batch, key_text, positions, uniform
@@ -165,3 +168,85 @@ class TestTupleKeys:
         samples = sampling.snapshot()
         keys = {r["key"] for r in samples["recent"] + samples["reservoir"]}
         assert keys == {"('x-123', 0, 1)"}
+
+
+STATES = ("new", "released", "waiting", "processing", "memory", "erred", "forgotten")
+
+
+def _random_batch(seed: int) -> Batch:
+    """Random task events of a few states (some batches of one kind of move)."""
+    rng = random.Random(seed)
+    n = rng.randint(0, 40)
+    starts_from = rng.sample(STATES, rng.randint(1, 3))
+    finishes_from = rng.sample(STATES, rng.randint(1, 3))
+    starts = [rng.choice(starts_from) for _ in range(n)]
+    finishes = [rng.choice(finishes_from) for _ in range(n)]
+    return Batch(
+        keys=[f"k-{rng.randint(0, 9)}" for _ in range(n)],
+        prefixes=["k"] * n,
+        groups=["k-0"] * n,
+        starts=starts,
+        finishes=finishes,
+        workers=[None] * n,
+        spans=[None] * n,
+        time=1.0,
+    )
+
+
+class TestSelectors:
+    @pytest.mark.parametrize("seed", range(300))
+    def test_selectors_agree_with_a_scan(self, seed: int) -> None:
+        """Every selector names the events a scan of the columns finds."""
+        batch = _random_batch(seed)
+        moves = list(zip(batch.starts, batch.finishes, strict=True))
+        n = len(moves)
+        for state in STATES:
+            assert list(batch.where_finish(state)) == [
+                i for i, (_, f) in enumerate(moves) if f == state
+            ]
+            assert list(batch.entering(state)) == [
+                i for i, (s, f) in enumerate(moves) if f == state != s
+            ]
+            assert list(batch.leaving(state)) == [
+                i for i, (s, f) in enumerate(moves) if s == state != f
+            ]
+            for finish in STATES:
+                assert list(batch.moved(state, finish)) == [
+                    i for i, move in enumerate(moves) if move == (state, finish)
+                ]
+        assert list(batch.completions()) == [
+            i for i, move in enumerate(moves) if move == ("processing", "memory")
+        ]
+        assert batch.state_pairs() == Counter(moves)
+        same_start = batch.starts[0] if n and len(set(batch.starts)) == 1 else None
+        same_finish = batch.finishes[0] if n and len(set(batch.finishes)) == 1 else None
+        assert batch.same_start() == same_start
+        assert batch.same_finish() == same_finish
+
+    def test_selectors_are_computed_once(self) -> None:
+        """A second question gets the first answer (shared by every observer)."""
+        batch = Batch.from_events(_events())
+        assert batch.entering("processing") is batch.entering("processing")
+        assert batch.completions() is batch.completions()
+        assert batch.state_pairs() is batch.state_pairs()
+
+    def test_one_kind_of_transition_is_answered_by_a_range(self) -> None:
+        """A batch of one move answers with a range (sliced, not indexed)."""
+        events = [
+            TaskStatus(f"a-{i}", "a", "a-0", "processing", "memory", 1.0)
+            for i in range(5)
+        ]
+        batch = Batch.from_events(events)
+        assert batch.same_start() == "processing"
+        assert batch.same_finish() == "memory"
+        assert batch.completions() == range(5)
+        assert batch.entering("processing") == ()
+        assert batch.where_finish("memory") == range(5)
+
+    def test_repeats_tells_a_key_seen_twice(self) -> None:
+        """The order of some events matters when a key is among them twice."""
+        from dask_monitor.batch import repeats
+
+        assert repeats(["a", "b", "a"])
+        assert not repeats(["a", "b"])
+        assert not repeats([])

@@ -10,6 +10,17 @@ never touch an event object; :class:`~dask_monitor.events.TaskStatus` objects
 are made only when someone asks for them, once, and cached: a user observer,
 a sampled event, an erred task.
 
+Observers and alert rules ask a batch the same questions: which events left
+or reached a state (:meth:`Batch.where_start`, :meth:`Batch.where_finish`),
+entered or left one (:meth:`Batch.entering`, :meth:`Batch.leaving`), made a
+given move (:meth:`Batch.moved`, :meth:`Batch.completions`), whether the batch
+is one kind of transition (:meth:`Batch.same_start`, :meth:`Batch.same_finish`),
+how many events made each move (:meth:`Batch.transitions`,
+:meth:`Batch.state_pairs`). The batch answers each once and shares the answer
+(treat it as read-only); an observer asks by intent rather than scanning the
+columns itself. Whether the order of some events matters (a key among them
+twice) is :func:`repeats`.
+
 A :class:`Batch` is also a read-only ``Sequence`` of events in the order they
 happened, so an observer written for plain lists of events takes it as it is.
 
@@ -36,6 +47,7 @@ __all__ = [
     "key_text",
     "pick",
     "positions",
+    "repeats",
     "row_event",
     "uniform",
 ]
@@ -61,6 +73,9 @@ class Details(NamedTuple):
 
 
 _T = TypeVar("_T")
+
+_PROCESSING = "processing"
+_MEMORY = "memory"
 
 #: The details of a task event without any.
 NO_DETAILS = Details()
@@ -102,6 +117,9 @@ class Batch(Sequence[Event]):
         "__weakref__",
         "_events",
         "_finish_index",
+        "_moves",
+        "_pairs",
+        "_same",
         "_start_rows",
         "_transitions",
         "details",
@@ -147,6 +165,9 @@ class Batch(Sequence[Event]):
         self._finish_index: dict[str, list[int]] | None = None
         self._transitions: Counter[tuple[str, str, str, str]] | None = None
         self._start_rows: dict[str, Sequence[int]] | None = None
+        self._same: tuple[str | None, str | None] | None = None
+        self._moves: dict[tuple[str | None, str | None], Sequence[int]] = {}
+        self._pairs: Counter[tuple[str, str]] | None = None
 
     @classmethod
     def from_events(cls, events: Sequence[Event]) -> Batch:
@@ -302,14 +323,24 @@ class Batch(Sequence[Event]):
         """
         index = self._finish_index
         if index is None:
-            rows: defaultdict[str, list[int]] = defaultdict(list)
-            for i, f in enumerate(self.finishes):
-                rows[f].append(i)
-            index = self._finish_index = dict(rows)
+            finishes = self.finishes
+            if self.same_finish() is not None:
+                index = {finishes[0]: list(range(len(finishes)))}
+            else:
+                rows: defaultdict[str, list[int]] = defaultdict(list)
+                for i, f in enumerate(finishes):
+                    rows[f].append(i)
+                index = dict(rows)
+            self._finish_index = index
         return index
 
-    def where_finish(self, state: str) -> list[int]:
-        """Indices of the task events that reached ``state``, in order."""
+    def where_finish(self, state: str) -> Sequence[int]:
+        """Indices of the task events that reached ``state``, in order (a
+        range when every event did: sliced by :func:`pick`, not indexed)."""
+        if self.same_finish() == state:
+            return range(len(self.keys))
+        if self._finish_index is None and state not in self.finishes:
+            return []  # no index built for a state the batch does not have
         return self.finish_index().get(state, [])
 
     def where_start(self, state: str) -> Sequence[int]:
@@ -322,6 +353,111 @@ class Batch(Sequence[Event]):
         if rows is None:
             rows = cache[state] = positions(self.starts, state)
         return rows
+
+    # -- selectors by intent: computed once, shared by every observer ---------
+
+    def same_start(self) -> str | None:
+        """The state every task event left, or ``None`` (several, or no event).
+
+        A batch of one kind of transition (a flush of completions only) lets
+        observers count it whole instead of per state.
+        """
+        return self._uniform()[0]
+
+    def same_finish(self) -> str | None:
+        """The state every task event reached, or ``None`` (see :meth:`same_start`)."""
+        return self._uniform()[1]
+
+    def _uniform(self) -> tuple[str | None, str | None]:
+        same = self._same
+        if same is None:
+            starts = self.starts
+            finishes = self.finishes
+            if starts:
+                same = (
+                    starts[0] if uniform(starts) else None,
+                    finishes[0] if uniform(finishes) else None,
+                )
+            else:
+                same = (None, None)
+            self._same = same
+        return same
+
+    def moved(self, start: str, finish: str) -> Sequence[int]:
+        """Indices of the task events from ``start`` to ``finish``, in order."""
+        return self._moved(start, finish)
+
+    def entering(self, state: str) -> Sequence[int]:
+        """Indices of the task events that reached ``state`` from another state."""
+        return self._moved(None, state, state)
+
+    def leaving(self, state: str) -> Sequence[int]:
+        """Indices of the task events that left ``state`` for another state."""
+        return self._moved(state, None, state)
+
+    def completions(self) -> Sequence[int]:
+        """Indices of the task events that completed (``processing -> memory``)."""
+        return self._moved(_PROCESSING, _MEMORY)
+
+    def _moved(
+        self, start: str | None, finish: str | None, other: str | None = None
+    ) -> Sequence[int]:
+        """Indices of the events from ``start`` to ``finish``, in order; a
+        ``None`` state stands for any state but ``other``. Cached per
+        ``(start, finish)``."""
+        rows = self._moves.get((start, finish))
+        if rows is None:
+            rows = self._moves[start, finish] = self._select(start, finish, other)
+        return rows
+
+    def _select(
+        self, start: str | None, finish: str | None, other: str | None
+    ) -> Sequence[int]:
+        same_start, same_finish = self._uniform()
+        if same_start is not None and same_finish is not None:
+            # One kind of transition: every event or none, as a range (sliced
+            # by :func:`pick`, not indexed).
+            if (same_start == start if start is not None else same_start != other) and (
+                same_finish == finish if finish is not None else same_finish != other
+            ):
+                return range(len(self.keys))
+            return ()
+        # The events that reached ``finish`` filtered by their start, or
+        # those that left ``start`` filtered by their finish.
+        if finish is not None:
+            rows = self.where_finish(finish)
+            column, want, same = self.starts, start, same_start
+        else:
+            assert start is not None
+            rows = self.where_start(start)
+            column, want, same = self.finishes, finish, same_finish
+        if not rows:
+            return ()
+        if same is not None:  # one state in the other column: all or none
+            return rows if (same == want if want is not None else same != other) else ()
+        if want is not None:
+            return [i for i in rows if column[i] == want]
+        if other not in column:  # a C-speed scan spares the filter
+            return rows
+        return [i for i in rows if column[i] != other]
+
+    def state_pairs(self) -> Counter[tuple[str, str]]:
+        """How many task events made each ``(start, finish)``.
+
+        From :meth:`transitions` when an observer counted them already.
+        Counted once and shared: do not modify.
+        """
+        pairs = self._pairs
+        if pairs is None:
+            counts = self._transitions
+            if counts is None:
+                pairs = Counter(zip(self.starts, self.finishes, strict=True))
+            else:
+                pairs = Counter()
+                for (_, _, s, f), c in counts.items():
+                    pairs[s, f] += c
+            self._pairs = pairs
+        return pairs
 
     def transitions(self) -> Counter[tuple[str, str, str, str]]:
         """How many task events made each ``(group, prefix, start, finish)``.
@@ -376,8 +512,8 @@ class Batch(Sequence[Event]):
         as Dask gave it (see :func:`row_event`).
 
         A tuple is cheaper to keep than an event, and a key's text is made
-        only for rows that become events: ``str()`` of a tuple key costs
-        about 1 µs, more than the rest of the row.
+        only for rows that become events: ``str()`` of a tuple key costs more
+        than the rest of the row.
         """
         times = self.times
         d = self.details.get(i, NO_DETAILS)
@@ -562,6 +698,12 @@ class LastBatch:
         """Forget the latest batch."""
         self._ref = None
         self._events = None
+
+
+def repeats(values: list[Any]) -> bool:
+    """Whether a value occurs more than once in ``values`` (keys of a batch:
+    then the order of their events decides what they do)."""
+    return len(set(values)) != len(values)
 
 
 def pick(column: list[_T], rows: Sequence[int]) -> list[_T]:

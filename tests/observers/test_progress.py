@@ -666,3 +666,33 @@ class TestHistory:
         assert snap["totals"]["recomputed"] == 0
         assert snap["totals"]["total"] == snap["totals"]["done"] == 7
         assert _all_counts_non_negative(progress)
+
+
+class TestKeys:
+    def test_take_names_duplicate_creations_and_recomputations(self) -> None:
+        """A live key created again and a key completed twice are the repeats."""
+        keys = progress_module.Keys()
+
+        def event(key: str, start: str, finish: str) -> TaskStatus:
+            return TaskStatus(key, "a", "a-0", start, finish, 1.0)
+
+        first = Batch.from_events(
+            [
+                event("x", NEW, "released"),
+                event("x", "released", "processing"),
+                event("x", "processing", "memory"),
+            ]
+        )
+        assert keys.take(first) == progress_module.Repeats([], [])
+        again = Batch.from_events(
+            [
+                event("y", NEW, "released"),
+                event("x", NEW, "released"),  # reported again with a new graph
+                event("x", "memory", "processing"),  # its data was lost
+                event("x", "processing", "memory"),
+            ]
+        )
+        repeats = keys.take(again)
+        assert repeats == progress_module.Repeats(duplicates=[1], recomputed=[3])
+        assert keys.take(again) is repeats  # asked again: the same answer
+        assert repeats.within([2, 3]) == progress_module.Repeats([], [1])

@@ -37,9 +37,9 @@ import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from itertools import repeat
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
-from dask_monitor.batch import Batch, LastBatch, as_batch
+from dask_monitor.batch import Batch, LastBatch, as_batch, pick
 from dask_monitor.events import NEW, Event
 from dask_monitor.observers._common import (
     CHUNK,
@@ -61,7 +61,7 @@ from dask_monitor.snapshot import (
     Totals,
 )
 
-__all__ = ["Keys", "ProgressObserver", "ProgressSnapshot", "part_verdict"]
+__all__ = ["Keys", "ProgressObserver", "ProgressSnapshot", "Repeats"]
 
 _WAITING, _QUEUED, _NO_WORKER, _PROCESSING = ACTIVE_STATES
 _ORDER = {s: i for i, s in enumerate(STATES)}
@@ -145,7 +145,8 @@ class _Table:
     once ``other`` is empty too the folded names are forgotten and the table
     opens again.
 
-    ``rows`` is in the order of ``last_active`` (see :meth:`touch`) while
+    ``rows`` is in the order of ``last_active`` (see :meth:`start_batch`
+    and :meth:`touch`) while
     ``ordered`` is true; ``newest`` is at least the latest ``last_active`` of
     a row.
     """
@@ -196,6 +197,16 @@ class _Table:
                 self.closed = True
         return self.other
 
+    def start_batch(self, t: float) -> bool:
+        """Whether the rows of a batch stamped ``t`` (one time for all its
+        events) may be moved to the end as the observer meets them, instead
+        of by :meth:`touch`: when ``t`` is not before any row's time (``t``
+        is then the newest)."""
+        if t > 0.0 and t >= self.newest:
+            self.newest = t
+            return True
+        return False
+
     def touch(
         self, rows: dict[str, _Row], t: float, when: dict[str, float] | None
     ) -> None:
@@ -203,22 +214,11 @@ class _Table:
 
         ``rows`` by name (``other`` among them maybe); their time is ``t``, or
         ``when[name]`` when ``when`` is given (then rows are moved in the
-        order of their times).
+        order of their times). For batches :meth:`start_batch` turned down:
+        times of their own, or before a row's time.
         """
         table = self.rows
         other = self.other
-        if when is None and t > 0.0 and t >= self.newest:
-            # The common case: one time, not before any other. Rows made by
-            # this batch are at the end of the dict already.
-            self.newest = t
-            for name, row in rows.items():
-                last = row.last_active
-                if t > last:
-                    row.last_active = t
-                    if last != _FRESH and row is not other:
-                        del table[name]
-                        table[name] = row
-            return
         items = (
             rows.items()
             if when is None
@@ -327,25 +327,62 @@ def _empty_durations() -> DurationStats:
     }
 
 
+class Repeats(NamedTuple):
+    """The events of a batch that repeat what its keys did before (both empty
+    in the common case): indices in the batch, in order."""
+
+    #: Creations of a task that is live already (Dask reports the tasks of a
+    #: graph that exist already with its new ones).
+    duplicates: list[int]
+    #: Completions of a task that had completed before in the same life (its
+    #: data was lost with a worker).
+    recomputed: list[int]
+
+    def within(self, rows: Sequence[int]) -> Repeats:
+        """The repeats of the batch of the events at ``rows`` (a chunk)."""
+        if not self.duplicates and not self.recomputed:
+            return self
+        where = {i: j for j, i in enumerate(rows)}
+        return Repeats(
+            [where[i] for i in self.duplicates if i in where],
+            [where[i] for i in self.recomputed if i in where],
+        )
+
+
+_NO_REPEATS = Repeats([], [])
+
+
+def _add_unseen(seen: set[object], keys: list[object]) -> bool:
+    """Add ``keys`` to ``seen`` if none is there yet and none repeats (then
+    the order of their events does not matter); else leave ``seen`` as it was."""
+    if not seen.isdisjoint(keys):
+        return False
+    before = len(seen)
+    seen.update(keys)
+    if len(seen) - before == len(keys):
+        return True
+    seen.difference_update(keys)  # a key twice in ``keys``
+    return False
+
+
 class Keys:
     """The keys of live tasks: what it takes to ignore duplicate creations and
     to recognise recomputations.
 
     Holds the keys of the live tasks and of those that completed, removed when
-    a task is forgotten. :meth:`verdict` takes a batch and says which of its
-    events are duplicate creations and which are recomputations; its answer
-    for the latest batch is kept, so that several observers of one batch (the
-    progress observer and the per-span views) share one tracker and pay for it
-    once.
+    a task is forgotten. :meth:`take` takes a batch and tells its
+    :class:`Repeats`; its answer for the latest batch is kept, so that several
+    observers of one batch (the progress observer and the per-span views)
+    share one tracker and pay for it once.
     """
 
-    __slots__ = ("_latest", "_verdict", "done", "live")
+    __slots__ = ("_latest", "_repeats", "done", "live")
 
     def __init__(self) -> None:
         self.live: set[object] = set()
         self.done: set[object] = set()
-        self._latest = LastBatch()  # the batch of ``_verdict``
-        self._verdict: tuple[list[int], list[int]] = ([], [])
+        self._latest = LastBatch()  # the batch of ``_repeats``
+        self._repeats = _NO_REPEATS
 
     def clear(self) -> None:
         """Forget every key."""
@@ -353,73 +390,37 @@ class Keys:
         self.done.clear()
         self._latest.clear()
 
-    def verdict(self, batch: Batch) -> tuple[list[int], list[int]]:
-        """Indices of the duplicate creations and of the recomputations of
-        ``batch`` (both empty in the common case), after taking its keys.
+    def take(self, batch: Batch) -> Repeats:
+        """Take the keys of ``batch``: its creations, completions and forgotten
+        tasks; return the events that repeat what a key did before.
 
-        The common batch takes three set operations per task; anything
-        unusual (a duplicate creation, a key created again, a recomputation)
-        is followed event by event.
+        Keys created or completed once in the batch, and not before, are
+        taken with set operations; otherwise (a duplicate creation, a key
+        created again, a recomputation) the order of the events decides, and
+        they are followed one by one.
         """
         if batch in self._latest:
-            return self._verdict
+            return self._repeats
         keys = batch.keys
-        starts = batch.starts
         live = self.live
         done = self.done
-        new: list[object] = []
-        if NEW in starts:
-            counts = batch.counted()
-            if counts is None:
-                new = [k for k, s in zip(keys, starts, strict=True) if s == NEW]
-            else:
-                # Creations are among the events that finished where a
-                # creation did (the batch's shared index).
-                created = {f for _, _, s, f in counts if s == NEW}
-                new = [
-                    keys[i]
-                    for f in created
-                    for i in batch.where_finish(f)
-                    if starts[i] == NEW
-                ]
-        completed = [
-            keys[i] for i in batch.where_finish(MEMORY) if starts[i] == PROCESSING
-        ]
-        in_order = False
-        if new:
-            if live.isdisjoint(new):
-                before = len(live)
-                live.update(new)
-                if len(live) - before != len(new):  # created twice in the batch
-                    live.difference_update(new)
-                    in_order = True
-            else:
-                in_order = True
-        if completed and not in_order:
-            if done.isdisjoint(completed):
-                before = len(done)
-                done.update(completed)
-                if len(done) - before != len(completed):  # completed twice
-                    done.difference_update(completed)
-                    in_order = True
-            else:
-                in_order = True
-            if in_order:
-                live.difference_update(new)  # back to the state before the batch
-        verdict: tuple[list[int], list[int]] = ([], [])
-        if in_order:
-            verdict = self._in_order(batch)
+        created = pick(keys, batch.where_start(NEW))
+        completed = pick(keys, batch.completions())
+        repeats = _NO_REPEATS
+        if not _add_unseen(live, created):
+            repeats = self._in_order(batch)
+        elif not _add_unseen(done, completed):
+            live.difference_update(created)  # back to the state before the batch
+            repeats = self._in_order(batch)
         else:
-            forgotten = batch.where_finish(FORGOTTEN)
-            if forgotten:
-                gone = list(map(keys.__getitem__, forgotten))
-                live.difference_update(gone)
-                done.difference_update(gone)
+            gone = pick(keys, batch.where_finish(FORGOTTEN))
+            live.difference_update(gone)
+            done.difference_update(gone)
         self._latest.remember(batch)
-        self._verdict = verdict
-        return verdict
+        self._repeats = repeats
+        return repeats
 
-    def _in_order(self, batch: Batch) -> tuple[list[int], list[int]]:
+    def _in_order(self, batch: Batch) -> Repeats:
         """Follow keys event by event (rare: duplicates, recomputes, reused keys)."""
         live = self.live
         done = self.done
@@ -443,21 +444,7 @@ class Keys:
                     recomputed.append(i)
                 else:
                     done.add(k)
-        return duplicates, recomputed
-
-
-def part_verdict(
-    verdict: tuple[list[int], list[int]], rows: Sequence[int]
-) -> tuple[list[int], list[int]]:
-    """:meth:`Keys.verdict` of a batch, for the batch of its events at ``rows``."""
-    duplicates, recomputed = verdict
-    if not duplicates and not recomputed:
-        return verdict
-    where = {i: j for j, i in enumerate(rows)}
-    return (
-        [where[i] for i in duplicates if i in where],
-        [where[i] for i in recomputed if i in where],
-    )
+        return Repeats(duplicates, recomputed)
 
 
 class ProgressObserver(BatchObserver):
@@ -578,18 +565,18 @@ class ProgressObserver(BatchObserver):
         if not n:
             return
         if n > CHUNK:
-            # The keys are taken for the whole batch (one verdict, shared
-            # with the per-span views), the counts chunk by chunk.
-            self.take(batch, self.keys.verdict(batch))
+            # The keys are taken for the whole batch (once, shared with the
+            # per-span views), the counts chunk by chunk.
+            self.take(batch, self.keys.take(batch))
             return
         self._take(batch)
 
-    def take(self, batch: Batch, verdict: tuple[list[int], list[int]]) -> None:
+    def take(self, batch: Batch, repeats: Repeats) -> None:
         """Count ``batch``, whose keys another observer took already.
 
-        ``verdict`` is what :meth:`Keys.verdict` said of ``batch``: the
-        indices of its duplicate creations and of its recomputations. The
-        per-span views count their batches so, keeping no keys of their own.
+        ``repeats`` is what :meth:`Keys.take` said of ``batch``: the indices
+        of its duplicate creations and of its recomputations. The per-span
+        views count their batches so, keeping no keys of their own.
         """
         n = len(batch.keys)
         if n > CHUNK:
@@ -597,39 +584,46 @@ class ProgressObserver(BatchObserver):
             # the same passes over a batch too big for it; counts do not
             # depend on how a stream is cut.
             for lo, part in zip(range(0, n, CHUNK), batch.chunks(CHUNK), strict=True):
-                self._take(part, part_verdict(verdict, range(lo, lo + len(part.keys))))
+                self._take(part, repeats.within(range(lo, lo + len(part.keys))))
         elif n:
-            self._take(batch, verdict)
+            self._take(batch, repeats)
 
-    def _take(
-        self, batch: Batch, verdict: tuple[list[int], list[int]] | None = None
-    ) -> None:
-        """Count ``batch``; ``verdict`` is :meth:`Keys.verdict` of it, if known."""
+    def _take(self, batch: Batch, repeats: Repeats | None = None) -> None:
+        """Count ``batch``; ``repeats`` is :meth:`Keys.take` of it, if known."""
         groups = batch.groups
         prefixes = batch.prefixes
-        starts = batch.starts
-        fins = batch.finishes
-        # Transitions: counted per (group, prefix, start, finish) when a batch
-        # holds a few of them, many times each (the common case); taken event
-        # by event when (nearly) every event is another one: the counting
-        # would cost more than it saves. Judged on the first events.
+        # Moves per (group, prefix, start, finish): counted once per tuple
+        # when the batch holds a few tuples many times each (the common
+        # case); taken event by event when most events are of another group
+        # (thousands at once), where counting would cost more than it saves.
         sample = groups[:64]
-        distinct = len(set(sample)) * 4 > len(sample)  # most events differ
-        counts: Counter[tuple[str, str, str, str]] | None = None
-        if not distinct:
-            counts = batch.transitions()  # shared with the span's observers
-        duplicates, recomputed = (
-            self.keys.verdict(batch) if verdict is None else verdict
+        per_event = len(set(sample)) * 4 > len(sample)
+        counts = None if per_event else batch.transitions()
+        if per_event:
+            self._count_totals(batch)  # from the columns, not per event
+        if repeats is None:
+            repeats = self.keys.take(batch)
+        if repeats.duplicates:
+            counts = self._without_duplicates(
+                batch, counts, repeats.duplicates, per_event
+            )
+        moves = (
+            counts.items()
+            if counts is not None
+            else zip(
+                zip(groups, prefixes, batch.starts, batch.finishes, strict=True),
+                repeat(1),
+            )
         )
-        # Latest time per row: one time for the whole batch when the events
-        # share it (the plugin stamps a flush's events with one time).
+        # Latest time per row: the batch's time when its events share it
+        # (the plugin stamps a flush with one time).
         times = batch.times
-        latest: tuple[dict[str, float], dict[str, float]] | None = None
         if times is None:
             t_last = batch.time
+            when: tuple[dict[str, float], dict[str, float]] | None = None
         else:
             t_last = max(times)
-            latest = (
+            when = (
                 dict(zip(groups, times, strict=True)),
                 dict(zip(prefixes, times, strict=True)),
             )
@@ -637,29 +631,6 @@ class ProgressObserver(BatchObserver):
             self._last_active = t_last
 
         totals = self._totals
-        if distinct:
-            # Totals from the columns, rather than two more updates per event.
-            for s, c in Counter(starts).items():
-                if s != NEW and s != FORGOTTEN:
-                    totals[s] -= c
-            for f in set(fins):
-                if f != FORGOTTEN:
-                    totals[f] += len(batch.where_finish(f))
-        if duplicates:
-            # A copy: the batch's counts are shared with other observers.
-            counts = Counter(batch.transitions() if counts is None else counts)
-            for i in duplicates:
-                g, p, f = groups[i], prefixes[i], fins[i]
-                counts[g, p, NEW, f] -= 1
-                if f == RELEASED:  # reported again: no move
-                    if distinct:
-                        totals[f] -= 1
-                else:  # reported again in released, then moved on
-                    counts[g, p, RELEASED, f] += 1
-                    if distinct:
-                        totals[RELEASED] -= 1
-
-        # States, completions and errors.
         ptable = self._prefixes
         gtable = self._groups
         prows: dict[str, _Row] = {}  # this batch's rows, by name
@@ -673,35 +644,33 @@ class ProgressObserver(BatchObserver):
         grow = gtrows.get
         pother = ptable.other
         gother = gtable.other
-        # Rows are touched (see ``_Table.touch``) as they are met when the
-        # batch has one time, not before any other: the common case.
-        touch_as_met = (
-            latest is None
-            and t_last > 0.0
-            and t_last >= ptable.newest
-            and t_last >= gtable.newest
+        # A row whose ``last_active`` moves forward goes to the end of its
+        # table. With one time for the batch, not before any row's (the
+        # common case), rows are moved here as they are met: a call per row
+        # would cost as much as the rest of the loop when a batch holds
+        # thousands of prefixes. Otherwise they are collected for
+        # ``_Table.touch``, which moves them in the order of their times.
+        as_met = when is None and (
+            ptable.start_batch(t_last) & gtable.start_batch(t_last)
         )
-        if touch_as_met:
-            ptable.newest = gtable.newest = t_last
         n_completed = 0
         n_erred = 0
         lost = False  # a move processing -> released: a retry, maybe
-        for (g, p, s0, f), c in (
-            zip(zip(groups, prefixes, starts, fins, strict=True), repeat(1))
-            if counts is None
-            else counts.items()
-        ):
+        for (g, p, s0, f), c in moves:
             if not c:
                 continue
             # (Calling ``row`` again for a name is harmless: a folded name
             # stays folded.)
             row = prow(p) or ptable.row(p, p)
             group = grow(g) or gtable.row(g, p)
-            if touch_as_met:
+            if not as_met:
+                prows[p] = row
+                grows[g] = group
+            else:
                 last = row.last_active
                 if t_last > last:
                     row.last_active = t_last
-                    if last != _FRESH and row is not pother:
+                    if last != _FRESH and row is not pother:  # new rows are last
                         del ptrows[p]
                         ptrows[p] = row
                 last = group.last_active
@@ -710,9 +679,6 @@ class ProgressObserver(BatchObserver):
                     if last != _FRESH and group is not gother:
                         del gtrows[g]
                         gtrows[g] = group
-            else:
-                prows[p] = row
-                grows[g] = group
             if s0 == f:
                 if f == ERRED:  # erred again: an error, no move
                     row.erred += c
@@ -730,12 +696,12 @@ class ProgressObserver(BatchObserver):
                 states[s0] = v
                 if v < 0:
                     gnegative.append((s0, group))
-                if not distinct:
+                if not per_event:
                     totals[s0] -= c
             if f != FORGOTTEN:
                 row.states[f] += c
                 group.states[f] += c
-                if not distinct:
+                if not per_event:
                     totals[f] += c
                 if f == MEMORY:
                     if s0 == PROCESSING:
@@ -750,16 +716,26 @@ class ProgressObserver(BatchObserver):
                     lost = True
             else:
                 emptied.add(g)
-        if touch_as_met:
-            pass  # touched in the loop
-        elif latest is None:
-            ptable.touch(prows, t_last, None)
-            gtable.touch(grows, t_last, None)
-        else:
-            ptable.touch(prows, t_last, latest[1])
-            gtable.touch(grows, t_last, latest[0])
-        # A count that went below zero and is still there at the end of the
-        # batch: tasks seen first in mid-life, created in that state.
+        if not as_met:
+            ptable.touch(prows, t_last, None if when is None else when[1])
+            gtable.touch(grows, t_last, None if when is None else when[0])
+        self._clip(negative, gnegative)
+        self._completed += n_completed
+        self._erred += n_erred
+        if lost and batch.details:
+            self._count_retries(batch)
+        if repeats.recomputed:
+            self._count_recomputed(batch, repeats.recomputed)
+        if emptied:
+            gtable.drop_if_empty(emptied)
+
+    def _clip(
+        self, negative: list[tuple[str, _Row]], gnegative: list[tuple[str, _Row]]
+    ) -> None:
+        """Set back to zero the counts of prefix rows (``negative``) and group
+        rows (``gnegative``) still below zero at the end of a batch: tasks
+        seen first in mid-life, counted as created in that state."""
+        totals = self._totals
         for s, row in negative:
             v = row.states[s]
             if v < 0:
@@ -770,22 +746,58 @@ class ProgressObserver(BatchObserver):
             if group.states[s] < 0:
                 group.states[s] = 0
 
-        self._completed += n_completed
-        self._erred += n_erred
-        if lost and batch.details:
-            self._count_retries(batch)
-        if recomputed:
-            self._recomputed += len(recomputed)
-            for table, names in (
-                (ptable, [prefixes[i] for i in recomputed]),
-                (gtable, [groups[i] for i in recomputed]),
-            ):
-                get = table.rows.get
-                other = table.other
-                for name, c in Counter(names).items():
-                    get(name, other).recomputed += c
-        if emptied:
-            gtable.drop_if_empty(emptied)
+    def _count_totals(self, batch: Batch) -> None:
+        """Move the totals per state by the states the events left and reached."""
+        totals = self._totals
+        for s, c in Counter(batch.starts).items():
+            if s != NEW and s != FORGOTTEN:
+                totals[s] -= c
+        for f in set(batch.finishes):
+            if f != FORGOTTEN:
+                totals[f] += len(batch.where_finish(f))
+
+    def _without_duplicates(
+        self,
+        batch: Batch,
+        counts: Counter[tuple[str, str, str, str]] | None,
+        duplicates: list[int],
+        totals_counted: bool,
+    ) -> Counter[tuple[str, str, str, str]]:
+        """The moves of ``batch`` with its duplicate creations taken for what
+        they are: no move (``new -> released``), or ``released -> f``.
+
+        A copy (the batch's counts are shared with other observers);
+        ``totals_counted``: the totals were moved by every event already
+        (see :meth:`_count_totals`), and are corrected here.
+        """
+        counts = Counter(batch.transitions() if counts is None else counts)
+        totals = self._totals
+        groups = batch.groups
+        prefixes = batch.prefixes
+        finishes = batch.finishes
+        for i in duplicates:
+            g, p, f = groups[i], prefixes[i], finishes[i]
+            counts[g, p, NEW, f] -= 1
+            if f == RELEASED:  # reported again: no move
+                if totals_counted:
+                    totals[f] -= 1
+            else:  # reported again in released, then moved on
+                counts[g, p, RELEASED, f] += 1
+                if totals_counted:
+                    totals[RELEASED] -= 1
+        return counts
+
+    def _count_recomputed(self, batch: Batch, recomputed: list[int]) -> None:
+        """Count the completions of ``batch`` at ``recomputed`` as recomputations."""
+        self._recomputed += len(recomputed)
+        for table, names in (
+            (self._prefixes, pick(batch.prefixes, recomputed)),
+            (self._groups, pick(batch.groups, recomputed)),
+        ):
+            get = table.rows.get
+            other = table.other
+            for name, c in Counter(names).items():
+                get(name, other).recomputed += c
 
     def _count_retries(self, batch: Batch) -> None:
         """Count the attempts of ``batch`` that raised and were retried."""

@@ -30,7 +30,7 @@ from dask_monitor.observers.progress import (
     Keys,
     ProgressObserver,
     ProgressSnapshot,
-    part_verdict,
+    Repeats,
 )
 from dask_monitor.observers.sketch import LogHistogram
 from dask_monitor.observers.throughput import ThroughputObserver
@@ -178,9 +178,9 @@ class SpansObserver(BatchObserver):
         first = column[0]
         if column.count(first) == len(column):
             if first is not None:
-                verdict = self.keys.verdict(batch)
+                repeats = self.keys.take(batch)
                 last = batch.time if batch.times is None else max(batch.times)
-                self._feed(first, batch, verdict, batch.timestamp(0), last)
+                self._feed(first, batch, repeats, batch.timestamp(0), last)
             return
         by_span: dict[str, list[int]] = {}
         for i, span_id in enumerate(column):
@@ -192,13 +192,13 @@ class SpansObserver(BatchObserver):
                     rows.append(i)
         if not by_span:
             return
-        verdict = self.keys.verdict(batch)
+        repeats = self.keys.take(batch)
         for span_id, rows in by_span.items():
             part = batch.take(rows)
             self._feed(
                 span_id,
                 part,
-                part_verdict(verdict, rows),
+                repeats.within(rows),
                 part.timestamp(0),
                 max(part.timestamps()),
             )
@@ -207,7 +207,7 @@ class SpansObserver(BatchObserver):
         self,
         span_id: str,
         batch: Batch,
-        verdict: tuple[list[int], list[int]],
+        repeats: Repeats,
         first: float,
         last: float,
     ) -> None:
@@ -221,7 +221,7 @@ class SpansObserver(BatchObserver):
         else:
             spans.move_to_end(span_id)
         span.last = max(span.last, last)
-        span.progress.take(batch, verdict)
+        span.progress.take(batch, repeats)
         span.durations.update_batch(batch)
         span.throughput.update_batch(batch)
 

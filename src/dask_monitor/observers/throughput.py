@@ -20,12 +20,11 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import groupby
 
-from dask_monitor.batch import as_batch
+from dask_monitor.batch import as_batch, pick
 from dask_monitor.events import NEW, Event
 from dask_monitor.observers._common import (
     ERRED,
     MEMORY,
-    PROCESSING,
     BatchObserver,
     Clock,
     check_count,
@@ -257,15 +256,11 @@ class ThroughputObserver(BatchObserver):
         if not memory and not erred:
             return
         starts = batch.starts
-        finished: list[int] = []
-        if memory:
-            finished = [
-                i for i in batch.where_finish(MEMORY) if starts[i] == PROCESSING
-            ]
+        finished: Sequence[int] = batch.completions() if memory else ()
         if erred:
             failed = [i for i in batch.where_finish(ERRED) if starts[i] != NEW]
             if failed:
-                finished = sorted(finished + failed) if finished else failed
+                finished = sorted([*finished, *failed]) if finished else failed
         if not finished:
             return
         self.total += len(finished)
@@ -274,7 +269,7 @@ class ThroughputObserver(BatchObserver):
         times = batch.times
         if times is None or times[finished[0]] == times[finished[-1]]:
             t = batch.timestamp(finished[0])
-            self._bin(int(t // width), t, t, [prefixes[i] for i in finished])
+            self._bin(int(t // width), t, t, pick(prefixes, finished))
             return
         for b, run in groupby(finished, key=lambda i: int(times[i] // width)):
             part = list(run)

@@ -16,20 +16,18 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from itertools import islice, repeat
 from operator import itemgetter
+from typing import NamedTuple
 
 from dask_monitor.batch import (
     NO_DETAILS,
     Batch,
     as_batch,
     pick,
-    positions,
-    uniform,
 )
 from dask_monitor.events import Event, WorkerStatus
 from dask_monitor.observers._common import (
     CHUNK,
     ERRED,
-    MEMORY,
     PROCESSING,
     BatchObserver,
     Clock,
@@ -96,6 +94,19 @@ class _Worker:
         horizon = t - window
         while len(steps) > 1 and steps[1][0] <= horizon:
             steps.popleft()
+
+
+class _Moves(NamedTuple):
+    """The task events of a batch that enter or leave ``processing``."""
+
+    #: Indices of the events entering ``processing``, in order.
+    enter: Sequence[int]
+    #: The worker each of them entered it on.
+    entered: list[str | None]
+    #: Indices of the events leaving ``processing``, in order.
+    leave: Sequence[int]
+    #: The worker each of them ran on (``None``: not known).
+    ran: list[str | None]
 
 
 class WorkersObserver(BatchObserver):
@@ -216,11 +227,13 @@ class WorkersObserver(BatchObserver):
         for pos, other in batch.others:
             if type(other) is WorkerStatus:
                 if pos > lo:
-                    self._tasks(batch, lo, pos)
+                    self._tasks(batch.take(range(lo, pos)))
                     lo = pos
                 self._worker(other)
-        if len(batch.keys) > lo:
-            self._tasks(batch, lo, len(batch.keys))
+        if not lo:
+            self._tasks(batch)
+        elif len(batch.keys) > lo:
+            self._tasks(batch.take(range(lo, len(batch.keys))))
 
     def _row(self, address: str, t: float) -> _Worker | None:
         """The row of a worker, new if needed; ``None`` if there is no room."""
@@ -275,61 +288,45 @@ class WorkersObserver(BatchObserver):
                 for key in [k for k, w in where.items() if w == e.address]:
                     del where[key]
 
-    def _tasks(self, batch: Batch, lo: int, hi: int) -> None:
-        """Take the task events ``lo`` to ``hi`` (a run without worker events).
+    def _tasks(self, batch: Batch) -> None:
+        """Take the task events of ``batch`` (a run without worker events).
 
-        Only the events that enter or leave ``processing`` count. They are
-        found as index lists (relative to ``lo``), and their workers, keys and
-        finish states read from the columns: per-worker tallies are
-        ``Counter`` calls; the busy time, a float sum per worker in event
-        order, is the one loop over the completions.
+        Only the events that enter or leave ``processing`` count: the batch's
+        index lists of them, their workers read from the column and tallied
+        with ``Counter``; the busy time, a float sum per worker, is the one
+        loop over the completions.
         """
-        n = hi - lo
-        whole = n == len(batch.keys)
-        if whole:
-            starts = batch.starts
-            finishes = batch.finishes
-            one_kind = uniform(finishes)
-            if one_kind:
-                enter: Sequence[int] = range(n) if finishes[0] == PROCESSING else ()
-            elif batch.has_finish(PROCESSING):
-                enter = batch.where_finish(PROCESSING)  # shared by the observers
-            else:
-                enter = ()
-        else:
-            starts = batch.starts[lo:hi]
-            finishes = batch.finishes[lo:hi]
-            one_kind = False
-            enter = positions(finishes, PROCESSING)
-        leave = (
-            batch.where_start(PROCESSING) if whole else positions(starts, PROCESSING)
-        )
+        enter = batch.where_finish(PROCESSING)
+        leave = batch.where_start(PROCESSING)
         if not enter and not leave:
             return
-        workers = batch.workers if whole else batch.workers[lo:hi]
-        entered = pick(workers, enter)
-        ran = pick(workers, leave)
-        gained = Counter(entered)
-        lost = Counter(ran)
-        where = self._where
-        if where is None and None in lost:
-            # A departure that does not say where the task ran: from now on,
-            # remember where tasks start (this one stays unattributed).
-            where = self._where = {}
-        if where is not None:
-            keys = batch.keys if whole else batch.keys[lo:hi]
-            self._remember(where, pick(keys, enter), entered, pick(keys, leave), ran)
-            lost = Counter(ran)
+        workers = batch.workers
+        moves = _Moves(enter, pick(workers, enter), leave, pick(workers, leave))
+        lost = Counter(moves.ran)
+        if self._where is not None or None in lost:
+            workers = self._attribute(batch, moves)
+            lost = Counter(moves.ran)
         if None in lost:
             self.unattributed += lost[None]
+        rows = self._step(batch, moves, lost)
+        if leave:
+            self._finished(batch, workers, rows, moves.ran, lost)
 
-        latest: dict[str | None, float] | None = None
+    def _step(
+        self, batch: Batch, moves: _Moves, lost: Counter[str | None]
+    ) -> dict[str | None, _Worker]:
+        """Move the processing counts of the workers that tasks entered or
+        left (``lost``: departures per worker).
+
+        Returns the rows of those workers, by address.
+        """
+        enter, entered, leave, ran = moves
+        gained = Counter(entered)
         times = batch.times
-        if times is None:
-            t_last = batch.time
-        else:
-            if not whole:
-                times = times[lo:hi]
+        latest: dict[str | None, float] | None = None  # per worker, if not one
+        t_last = batch.time
+        if times is not None:
+            n = len(times)
             first = min(enter[0] if enter else n, leave[0] if leave else n)
             t_last = times[max(enter[-1] if enter else -1, leave[-1] if leave else -1)]
             if times[first] != t_last:
@@ -341,17 +338,16 @@ class WorkersObserver(BatchObserver):
                 ):
                     if t > latest.get(w, -math.inf):
                         latest[w] = t
-
         # Events at different times (replays of merged batches, tests; the
         # plugin stamps a batch with one time): the count steps at each
         # event, so that the window sees when each thread was held.
-        moves: dict[str | None, list[tuple[int, int]]] | None = None
+        steps: dict[str | None, list[tuple[int, int]]] | None = None
         if latest is not None:
-            moves = {}
+            steps = {}
             for i, w in zip(enter, entered, strict=True):
-                moves.setdefault(w, []).append((i, 1))
+                steps.setdefault(w, []).append((i, 1))
             for i, w in zip(leave, ran, strict=True):
-                moves.setdefault(w, []).append((i, -1))
+                steps.setdefault(w, []).append((i, -1))
         rows: dict[str | None, _Worker] = {}
         for address in gained.keys() | lost.keys():
             if address is None:
@@ -362,14 +358,14 @@ class WorkersObserver(BatchObserver):
                 self.untracked += gained[address] + lost[address]
                 continue
             rows[address] = row
-            if moves is None:
+            if steps is None:
                 processing = max(0, row.processing + gained[address] - lost[address])
                 if processing != row.processing:
                     row.processing = processing
                     row.step(t, processing, self.window)
             else:
                 assert times is not None
-                for i, change in sorted(moves[address]):
+                for i, change in sorted(steps[address]):
                     processing = max(0, row.processing + change)
                     if processing != row.processing:
                         row.processing = processing
@@ -378,65 +374,48 @@ class WorkersObserver(BatchObserver):
                 row.first_task = _first_entry(address, entered, enter, times, t)
             if t > row.last_seen:
                 row.last_seen = t
+        return rows
 
-        if not leave:
+    def _finished(
+        self,
+        batch: Batch,
+        workers: list[str | None],
+        rows: dict[str | None, _Worker],
+        ran: list[str | None],
+        lost: Counter[str | None],
+    ) -> None:
+        """Count the completions and errors of tasks that left ``processing``
+        (on ``ran``, as tallied in ``lost``), and their compute time.
+
+        ``workers`` is the batch's worker column, departures attributed.
+        """
+        completions = batch.completions()
+        errors = batch.moved(PROCESSING, ERRED)
+        if not completions and not errors:
             return
-        # The departures to memory and to erred, as positions in ``leave``.
-        m = len(ran)
-        if whole and m == n:  # every event leaves processing: positions = indices
-            if one_kind:
-                memory: Sequence[int] = range(m) if finishes[0] == MEMORY else ()
-                errors: Sequence[int] = range(m) if finishes[0] == ERRED else ()
-            else:
-                memory = batch.where_finish(MEMORY)
-                errors = batch.where_finish(ERRED)
-        else:
-            left = pick(finishes, leave)
-            if uniform(left):
-                memory = range(m) if left[0] == MEMORY else ()
-                errors = range(m) if left[0] == ERRED else ()
-            else:
-                memory = positions(left, MEMORY)
-                errors = positions(left, ERRED)
-        if not memory and not errors:
-            return
-        # The batch indices of the completions, and their workers.
-        if len(memory) == m:
-            completions: Sequence[int] = leave
-            done = ran
-        else:
-            completions = memory if m == n else [leave[p] for p in memory]
-            done = pick(ran, memory)
-        if lo:
-            completions = [i + lo for i in completions]
         details = batch.details
-        if lost.get(ran[0]) == m:
+        if lost.get(ran[0]) == len(ran):
             # One worker: no need to pair events with workers.
             row = rows.get(ran[0])
             if row is not None:
                 durations = map(_DURATION, map(details.get, completions, _NONE))
-                row.completed += len(memory)
                 seconds = sum([d for d in durations if d is not None])
+                row.completed += len(completions)
+                row.erred += len(errors)
                 row.busy += seconds
                 self.busy_seconds += seconds
-                row.erred += len(errors)
             return
+        done = pick(workers, completions)
         busy: dict[str | None, float] = {}
         get = busy.get
-        try:  # the common case: every completion has a duration
-            for w, d in zip(done, map(details.__getitem__, completions), strict=True):
-                busy[w] = get(w, 0.0) + d[0]  # type: ignore[operator]
-        except (KeyError, TypeError):  # one has none (no details, or None): again
-            busy = {}
-            get = busy.get
-            for w, d in zip(done, map(details.get, completions, _NONE), strict=True):
-                if d[0] is not None:
-                    busy[w] = get(w, 0.0) + d[0]
-        erred = Counter(pick(ran, errors)) if errors else None
-        if len(memory) == m:
-            completed = lost
-        elif erred is not None and len(memory) + len(errors) == m:
-            completed = lost - erred  # (counts of zero are dropped: no matter)
+        for w, d in zip(done, map(details.get, completions, _NONE), strict=True):
+            seconds = d[0]
+            if seconds is not None:  # a completion without one adds no time
+                busy[w] = get(w, 0.0) + seconds
+        erred = Counter(pick(workers, errors)) if errors else None
+        if len(completions) + len(errors) == len(ran):
+            # Every departure is a completion or an error (the common batch).
+            completed = lost if erred is None else lost - erred
         else:
             completed = Counter(done)
         for w, c in completed.items():
@@ -446,30 +425,37 @@ class WorkersObserver(BatchObserver):
             if w in rows:
                 rows[w].busy += b
                 self.busy_seconds += b
-        if erred is not None:
-            for w, c in erred.items():
-                if w in rows:
-                    rows[w].erred += c
+        for w, c in erred.items() if erred is not None else ():
+            if w in rows:
+                rows[w].erred += c
 
-    def _remember(
-        self,
-        where: dict[str, str | None],
-        enter_keys: list[str],
-        entered: list[str | None],
-        leave_keys: list[str],
-        ran: list[str | None],
-    ) -> None:
-        """Track key -> worker; fill in ``ran`` where an event has no worker."""
-        if enter_keys:
-            where.update(zip(enter_keys, entered, strict=True))
+    def _attribute(self, batch: Batch, moves: _Moves) -> list[str | None]:
+        """Fill in ``moves.ran`` where a departure from ``processing`` carries no
+        worker, from where the task entered it (key -> worker, remembered from
+        the first such departure on: that one stays unattributed).
+
+        Returns the batch's worker column with the departures filled in.
+        """
+        enter, entered, leave, ran = moves
+        where = self._where
+        if where is None:
+            where = self._where = {}
+        keys = batch.keys
+        if enter:
+            where.update(zip(pick(keys, enter), entered, strict=True))
             excess = len(where) - self.max_tasks
             if excess > 0:
                 for key in list(islice(where, excess)):
                     del where[key]
                 self.forgotten += excess
-        if leave_keys:
-            popped = list(map(where.pop, leave_keys, repeat(None)))
-            ran[:] = [w or p for w, p in zip(ran, popped, strict=True)]
+        if not leave:
+            return batch.workers
+        popped = list(map(where.pop, pick(keys, leave), repeat(None)))
+        ran[:] = [w or p for w, p in zip(ran, popped, strict=True)]
+        workers = list(batch.workers)
+        for i, w in zip(leave, ran, strict=True):
+            workers[i] = w
+        return workers
 
     # -- reading -----------------------------------------------------------
 
