@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from dask_monitor.alerts.insights import InsightRule
 from dask_monitor.alerts.rules import AlertLog, AlertRule, default_rules
+from dask_monitor.alerts.rules.insight import InsightRule
 from dask_monitor.batch import as_batch
 from dask_monitor.config import MonitorConfig
 from dask_monitor.dispatch import Dispatched, dispatch_stats, wait_idle

@@ -5,7 +5,8 @@
 * one module per built-in rule: :mod:`~dask_monitor.alerts.rules.stall`,
   :mod:`~dask_monitor.alerts.rules.error_burst`,
   :mod:`~dask_monitor.alerts.rules.straggler`,
-  :mod:`~dask_monitor.alerts.rules.worker_lost`.
+  :mod:`~dask_monitor.alerts.rules.worker_lost`, and
+  :mod:`~dask_monitor.alerts.rules.insight` (insights turned critical).
 
 The built-in rules read a batch through its selectors
 (:meth:`~dask_monitor.batch.Batch.entering`,
@@ -32,6 +33,7 @@ from dask_monitor.alerts.rules.base import (
     topics,
 )
 from dask_monitor.alerts.rules.error_burst import ErrorBurstRule
+from dask_monitor.alerts.rules.insight import InsightRule
 from dask_monitor.alerts.rules.stall import StallRule
 from dask_monitor.alerts.rules.straggler import StragglerRule, _Sketches
 from dask_monitor.alerts.rules.worker_lost import WorkerLostRule
@@ -46,6 +48,7 @@ __all__ = [
     "AlertLog",
     "AlertRule",
     "ErrorBurstRule",
+    "InsightRule",
     "StallRule",
     "StragglerRule",
     "WorkerLostRule",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from dask_monitor.alerts.rules import AlertRule
+from dask_monitor.alerts.rules.base import AlertRule
 from dask_monitor.config import InsightsSettings
 from dask_monitor.events import Alert
 
