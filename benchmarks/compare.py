@@ -86,6 +86,23 @@ def plugin_module(name: str) -> Any:
         return importlib.import_module(f"{name}.plugin")
 
 
+def own_defaults(plugin: Any, package: Path) -> Any:
+    """``plugin`` made under its own version's ``monitor.*`` defaults: Dask's
+    config holds the working tree's, whose newer settings an older version
+    refuses as unknown."""
+    import dask.config
+    import yaml
+
+    defaults = yaml.safe_load((package / "monitor.yaml").read_text())["monitor"]
+
+    class Versioned(plugin):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            with dask.config.set({"monitor": defaults}):
+                super().__init__(*args, **kwargs)
+
+    return Versioned
+
+
 def _extra(parser: Any) -> None:
     parser.add_argument("revisions", nargs="+", help="git revisions to compare")
     parser.add_argument(
@@ -165,7 +182,7 @@ def main(argv: list[str] | None = None) -> Report:
         pipelines: dict[str, Any] = {}
         for rev in args.revisions:
             name = materialise(rev, Path(tmp))
-            plugin = plugin_module(name).MonitorPlugin
+            plugin = own_defaults(plugin_module(name).MonitorPlugin, Path(tmp) / name)
             label = f"dask-monitor at {rev} ({name[13:]})"
             versions[label] = plugin
             pipelines[label] = importlib.import_module(f"{name}.pipeline").Pipeline
