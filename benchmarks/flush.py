@@ -101,6 +101,7 @@ def fresh(batches: list[Batch]) -> list[Batch]:
         batch._same = None  # the batch's selectors (same_start, moved ...)
         batch._moves = {}
         batch._pairs = None
+        batch._timed = None
     return batches
 
 

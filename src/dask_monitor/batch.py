@@ -121,6 +121,7 @@ class Batch(Sequence[Event]):
         "_pairs",
         "_same",
         "_start_rows",
+        "_timed",
         "_transitions",
         "details",
         "finishes",
@@ -168,6 +169,7 @@ class Batch(Sequence[Event]):
         self._same: tuple[str | None, str | None] | None = None
         self._moves: dict[tuple[str | None, str | None], Sequence[int]] = {}
         self._pairs: Counter[tuple[str, str]] | None = None
+        self._timed: list[int] | None = None
 
     @classmethod
     def from_events(cls, events: Sequence[Event]) -> Batch:
@@ -398,6 +400,22 @@ class Batch(Sequence[Event]):
     def completions(self) -> Sequence[int]:
         """Indices of the task events that completed (``processing -> memory``)."""
         return self._moved(_PROCESSING, _MEMORY)
+
+    def timed_completions(self) -> list[int]:
+        """Indices of the completions that carry :data:`Details` (compute
+        times, sizes ...), in the order the details were taken: what the
+        duration sketches and the per-prefix times read."""
+        rows = self._timed
+        if rows is None:
+            details = self.details
+            starts = self.starts
+            finishes = self.finishes
+            rows = self._timed = [
+                i
+                for i in details
+                if finishes[i] == _MEMORY and starts[i] == _PROCESSING
+            ]
+        return rows
 
     def _moved(
         self, start: str | None, finish: str | None, other: str | None = None

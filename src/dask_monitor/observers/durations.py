@@ -19,8 +19,6 @@ from collections.abc import Iterable, Sequence
 from dask_monitor.batch import as_batch
 from dask_monitor.events import Event
 from dask_monitor.observers._common import (
-    MEMORY,
-    PROCESSING,
     BatchObserver,
     check_count,
 )
@@ -91,13 +89,7 @@ class DurationsObserver(BatchObserver):
         details = batch.details
         if not details:
             return
-        starts = batch.starts
-        finishes = batch.finishes
-        done = [
-            i
-            for i, d in details.items()
-            if d[0] is not None and finishes[i] == MEMORY and starts[i] == PROCESSING
-        ]
+        done = [i for i in batch.timed_completions() if details[i][0] is not None]
         if not done:
             return
         prefixes = batch.prefixes

@@ -15,8 +15,6 @@ from operator import itemgetter
 from dask_monitor.batch import as_batch, uniform
 from dask_monitor.events import Event
 from dask_monitor.observers._common import (
-    MEMORY,
-    PROCESSING,
     BatchObserver,
     check_count,
 )
@@ -74,9 +72,7 @@ class PrefixTimesObserver(BatchObserver):
         details = batch.details
         if not details:
             return
-        starts = batch.starts
-        finishes = batch.finishes
-        done = [i for i in details if finishes[i] == MEMORY and starts[i] == PROCESSING]
+        done = batch.timed_completions()
         if not done:
             return
         prefixes = batch.prefixes
