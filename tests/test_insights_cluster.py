@@ -155,7 +155,7 @@ class TestEachKindOnACluster:
             wait(client.map(crunch, [0.3] * 8, pure=False))
             item = until(lambda: insight(monitor, "hot-prefix"))
             assert item["subject"] == "crunch" and item["severity"] == "info"
-            assert item["evidence"]["share"] > 0.9
+            assert item["evidence"]["compute_share"] > 0.9
 
     def test_low_parallelism(self, client: Client) -> None:
         """A chain of ten steps of 0.25 s on four threads: low parallelism of
