@@ -119,6 +119,7 @@ class TestTinyTasks:
         pipeline.process(completions(stream, "inc", [0.0003] * 1_000))
         (item,) = insights_of(pipeline, "tiny-tasks")
         assert item["severity"] == "critical"
+        assert "tasks of 300 \u00b5s (median)" in item["message"]
 
     @pytest.mark.parametrize(
         ("n", "seconds"), [(999, 0.005), (1_000, 0.011)], ids=["few", "long-enough"]

@@ -194,14 +194,18 @@ def _num(value: Any) -> float | None:
 
 
 def _ms(seconds: float) -> str:
+    if seconds < 1e-3:  # "30 µs", not "0.0301 ms"
+        us = seconds * 1e6
+        return f"{us:.0f} \u00b5s" if us >= 100 else f"{us:.3g} \u00b5s"
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:,.1f} s"
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
+    # Binary units, as the panel's memory view and the evidence print them.
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        n /= 1024
     raise AssertionError("unreachable")
 
 
