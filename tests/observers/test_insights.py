@@ -608,6 +608,16 @@ class TestMemoryPressure:
         assert "unmanaged" in item["advice"]
         assert "worker-memory" in item["link"]
 
+    def test_spilled_results_are_results_not_unmanaged_memory(self) -> None:
+        """A worker that spilled most of its results holds less managed than
+        unmanaged memory: the advice still names task results, not leaks."""
+        engine = InsightsEngine()
+        snap = memory(0.6, managed=200, unmanaged=400, spilled=500)
+        engine.evaluate(snap, 100.0)
+        (item,) = engine.snapshot()
+        assert "Task results" in item["advice"]
+        assert "(60%) in memory, 500 B on disk." in item["message"]
+
     def test_nothing_before_resources_are_sampled(self) -> None:
         """No ``resources`` in the snapshot (or none yet): no memory insight."""
         engine = InsightsEngine()

@@ -535,11 +535,13 @@ def memory_pressure(facts: Facts) -> Iterator[Finding]:
             else _size(memory)
         )
         message = (
-            f"Worker {address} {state}: {used} used"
-            + (f", {_size(spilled)} spilled" if spilled else "")
+            f"Worker {address} {state}: {used} in memory"
+            + (f", {_size(spilled)} on disk" if spilled else "")
             + "."
         )
-        if unmanaged > managed:
+        # Spilled bytes are task results too, moved to disk: counted as
+        # managed, or a worker that spilled its results reads as leaking.
+        if unmanaged > managed + spilled:
             advice = (
                 "Most of it is unmanaged memory (not task results): look for "
                 "leaks or large temporaries in task code, and see "
