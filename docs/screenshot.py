@@ -9,13 +9,17 @@ demo``), attaches the monitor, submits the demo pipeline, and takes the
 screenshot once ``--at`` of the tasks are done (then once more at the end when
 ``--final`` names a second file). ``--warmup`` runs a smaller pipeline to the
 end first, so the picture shows finished work and errors beside running work.
-Needs Debian's ``/usr/bin/chromium``.
+``--insights`` runs a pipeline that provokes insights instead: tiny tasks,
+a worker holding results past its spill threshold (workers of 600 MB) and a
+failing prefix. Needs Debian's ``/usr/bin/chromium``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+
+from dask_monitor.demo import submit_sample_pipeline
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -28,6 +32,36 @@ CHROMIUM_ARGS = [
 ]
 
 
+MB = 10**6
+
+
+def _tiny(x: int) -> int:
+    return x + 1
+
+
+def _hoard(nbytes: int) -> object:
+    import numpy
+
+    return numpy.ones(nbytes // 8)
+
+
+def _parse(x: int) -> int:
+    if x % 2:
+        raise ValueError(f"bad record {x}")
+    return x
+
+
+def submit_insights_pipeline(client: object, worker: str) -> list[object]:
+    """Tiny tasks, 450 MB of results held on ``worker``, a failing prefix."""
+    futures: list[object] = client.map(_tiny, range(4_000))  # type: ignore[attr-defined]
+    futures += client.map(  # type: ignore[attr-defined]
+        _hoard, [50 * MB] * 9, workers=[worker], pure=False
+    )
+    futures += client.map(_parse, range(20))  # type: ignore[attr-defined]
+    futures += submit_sample_pipeline(client, scale=0.5)
+    return futures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs/panel.png")
@@ -37,13 +71,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.25, help="0: none")
     parser.add_argument("--width", type=int, default=1440)
     parser.add_argument("--height", type=int, default=1280)
+    parser.add_argument(
+        "--insights", action="store_true", help="tiny tasks, memory, errors"
+    )
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster, wait
     from playwright.sync_api import sync_playwright
 
     from dask_monitor import Monitor
-    from dask_monitor.demo import submit_sample_pipeline
 
     with (
         LocalCluster(
@@ -51,6 +87,7 @@ def main() -> None:
             threads_per_worker=2,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
+            **({"memory_limit": "600MB"} if args.insights else {}),
         ) as cluster,
         Client(cluster) as client,
         sync_playwright() as p,
@@ -66,11 +103,15 @@ def main() -> None:
         )
         page.goto(url)
         page.wait_for_function("window.Bokeh && Bokeh.documents.length > 0")
-        if args.warmup:
+        if args.warmup and not args.insights:
             wait(submit_sample_pipeline(client, scale=args.warmup, seed=1))
             time.sleep(2.0)
         start = monitor.snapshot(flush=True)["totals"]
-        futures = submit_sample_pipeline(client, scale=args.scale)
+        if args.insights:
+            worker = sorted(cluster.scheduler.workers)[0]
+            futures = submit_insights_pipeline(client, worker)
+        else:
+            futures = submit_sample_pipeline(client, scale=args.scale)
         while True:
             totals = monitor.snapshot()["totals"]
             done = totals["done"] - start["done"]

@@ -4,8 +4,8 @@ the right subject; a healthy workload provokes nothing of note.
 Each workload runs a few seconds. The timing settings are shortened
 (``hold`` 0.5 s instead of 10 s, evaluations every 0.1 s) so that live
 conditions show within them; the thresholds are the defaults.
-``memory-pressure`` and ``transfer-bound`` read fields of the resource
-sampling (another branch): their real-cluster tests come with it.
+``memory-pressure`` and ``transfer-bound`` need worker processes (memory of
+their own; transfers over TCP): they start clusters of their own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dask
 import pytest
 from distributed import Client, LocalCluster, wait
 
@@ -57,6 +58,34 @@ def pinned(seconds: float) -> float:
 def healthy(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+def allocate(nbytes: int) -> Any:
+    """A result of ``nbytes`` bytes, touched (so that it is resident)."""
+    import numpy
+
+    return numpy.ones(nbytes // 8)
+
+
+def peek(x: Any) -> float:
+    return float(x[0])
+
+
+def _memory_of(dask_scheduler: Any) -> dict[str, Any]:
+    """What the scheduler itself knows of each worker's memory (run on it)."""
+    return {
+        address: {
+            "process": ws.memory.process,
+            "managed": ws.memory.managed,
+            "limit": ws.memory_limit,
+        }
+        for address, ws in dask_scheduler.workers.items()
+    }
+
+
+def _durations_of(dask_scheduler: Any) -> dict[str, dict[str, float]]:
+    """The scheduler's own cumulative seconds per prefix and action."""
+    return {n: dict(tp.all_durations) for n, tp in dask_scheduler.task_prefixes.items()}
 
 
 def boom(x: int) -> int:
@@ -155,7 +184,7 @@ class TestEachKindOnACluster:
             wait(client.map(crunch, [0.3] * 8, pure=False))
             item = until(lambda: insight(monitor, "hot-prefix"))
             assert item["subject"] == "crunch" and item["severity"] == "info"
-            assert item["evidence"]["share"] > 0.9
+            assert item["evidence"]["compute_share"] > 0.9
 
     def test_low_parallelism(self, client: Client) -> None:
         """A chain of ten steps of 0.25 s on four threads: low parallelism of
@@ -181,6 +210,110 @@ class TestEachKindOnACluster:
             assert item["subject"] == busy and item["subject_type"] == "worker"
             assert item["evidence"]["idle_workers"] == 1
             wait(futures)
+
+
+MB = 10**6
+
+
+class TestResourceKindsOnACluster:
+    """The kinds that read sampled memory and per-prefix transfer seconds."""
+
+    def test_memory_pressure(self) -> None:
+        """A worker holding 400 MB of results under a 500 MB limit: memory
+        pressure naming it, with the scheduler's figures; releasing the
+        results makes it go.
+
+        Dask's own spilling, pausing and terminating are off, so that the
+        results stay in memory while the figures are compared.
+        """
+        pytest.importorskip("numpy")
+        off = {
+            f"distributed.worker.memory.{t}": False
+            for t in ("target", "spill", "pause", "terminate")
+        }
+        with (
+            dask.config.set(off),
+            make_cluster(
+                n_workers=1, threads_per_worker=1, processes=True, memory_limit="500MB"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            (address,) = cluster.scheduler.workers
+            with Monitor.attach(client, **FAST) as monitor:
+                futures = client.map(allocate, [50 * MB] * 8, pure=False)
+                wait(futures)
+                item = until(lambda: insight(monitor, "memory-pressure"))
+                assert item["subject"] == address
+                assert item["subject_type"] == "worker"
+                truth = client.run_on_scheduler(_memory_of)[address]
+                evidence = item["evidence"]
+                assert evidence["limit_bytes"] == truth["limit"] == 500 * MB
+                assert evidence["managed_bytes"] == pytest.approx(400 * MB, rel=0.01)
+                assert evidence["managed_bytes"] == truth["managed"]
+                # Process memory comes with heartbeats; sampled within a second.
+                assert evidence["memory_bytes"] == pytest.approx(
+                    truth["process"], rel=0.1
+                )
+                assert evidence["memory_share"] == pytest.approx(
+                    truth["process"] / truth["limit"], rel=0.1
+                )
+                assert evidence["memory_share"] > 0.7
+                severe = evidence["memory_share"] >= 0.8
+                assert item["severity"] == ("critical" if severe else "warning")
+                assert "Task results" in item["advice"]
+                del futures
+                until(lambda: insight(monitor, "memory-pressure") is None)
+                truth = client.run_on_scheduler(_memory_of)[address]
+                assert truth["managed"] < 10 * MB
+                assert truth["process"] < 0.6 * truth["limit"]
+
+    def test_transfer_bound(self) -> None:
+        """A cheap task on worker B taking 100 MB arrays made on worker A:
+        transfer-bound naming its prefix, with the seconds the scheduler
+        counts for it.
+
+        Rounds go on until the scheduler counts 1.5 s of fetching, so that a
+        fast machine gets there too (with more rounds).
+        """
+        pytest.importorskip("numpy")
+        with (
+            make_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+        ):
+            a, b = sorted(cluster.scheduler.workers)
+            with Monitor.attach(client, **FAST) as monitor:
+                deadline = time.monotonic() + 60
+                ran = 0
+                while (
+                    client.run_on_scheduler(_durations_of)
+                    .get("peek", {})
+                    .get("transfer", 0.0)
+                    < 1.5
+                ):
+                    assert time.monotonic() < deadline
+                    xs = client.map(allocate, [100 * MB] * 2, workers=[a], pure=False)
+                    wait(xs)
+                    wait(client.map(peek, xs, workers=[b], pure=False))
+                    ran += len(xs)
+                    del xs
+                truth = client.run_on_scheduler(_durations_of)["peek"]
+                item = until(
+                    lambda: (
+                        (i := insight(monitor, "transfer-bound"))
+                        and i["evidence"]["count"] == ran  # all of them seen
+                        and i
+                    )
+                )
+                assert item["subject"] == "peek" and item["subject_type"] == "prefix"
+                evidence = item["evidence"]
+                assert evidence["transfer_seconds"] == pytest.approx(
+                    truth["transfer"], abs=1e-3
+                )
+                assert evidence["compute_seconds"] == pytest.approx(
+                    truth["compute"], abs=1e-3
+                )
+                assert evidence["transfer_seconds"] > evidence["compute_seconds"]
+                assert evidence["count"] == ran
 
 
 def test_a_healthy_workload_has_nothing_of_note(client: Client) -> None:

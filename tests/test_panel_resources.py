@@ -76,6 +76,10 @@ class TestResourcesView:
         assert list(bars["managed"]) == [600 * MB, 10 * MB]
         assert list(bars["unmanaged_end"]) == [800 * MB, 100 * MB]
         assert list(bars["spilled_end"]) == [850 * MB, 100 * MB]
+        # Drawn as a strip of its own from zero: on disk, not in memory.
+        assert list(bars["spilled"]) == [50 * MB, 0]
+        under = zip(bars["spill_top"], bars["bottom"], strict=True)
+        assert all(top < bottom for top, bottom in under)
         assert list(bars["status"]) == ["running", "paused"]
         marks = view.marks.data
         # Only worker a has a limit: its four thresholds and the limit itself.

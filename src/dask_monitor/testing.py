@@ -863,7 +863,7 @@ _INSIGHT_TEXTS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
         "Worker {subject} uses {used} of its memory limit and is spilling to disk.",
         "Use smaller chunks, persist less at once, or give workers more memory.",
         "https://distributed.dask.org/en/stable/worker-memory.html",
-        {"memory_fraction": 0.82, "spilled_bytes": 1_500_000_000},
+        {"memory_share": 0.82, "spilled_bytes": 1_500_000_000},
     ),
 }
 

@@ -8,6 +8,7 @@ as does the engine's hysteresis, whose figures a test must set exactly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from dask_monitor.observers.insights import (
 )
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.testing import WORKERS, FakeClock
+from dask_monitor.text import evidence_items
 
 from .conftest import Stream
 
@@ -117,6 +119,7 @@ class TestTinyTasks:
         pipeline.process(completions(stream, "inc", [0.0003] * 1_000))
         (item,) = insights_of(pipeline, "tiny-tasks")
         assert item["severity"] == "critical"
+        assert "tasks of 300 \u00b5s (median)" in item["message"]
 
     @pytest.mark.parametrize(
         ("n", "seconds"), [(999, 0.005), (1_000, 0.011)], ids=["few", "long-enough"]
@@ -447,7 +450,7 @@ class TestHotPrefix:
         )
         (item,) = insights_of(pipeline, "hot-prefix")
         assert item["subject"] == "train" and item["severity"] == "info"
-        assert item["evidence"]["share"] == pytest.approx(0.8, rel=0.02)
+        assert item["evidence"]["compute_share"] == pytest.approx(0.8, rel=0.02)
 
     @pytest.mark.parametrize(
         "durations",
@@ -471,7 +474,7 @@ class TestHotPrefix:
         }
         facts = Facts(snapshot(prefixes=prefixes), InsightsSettings())
         (finding,) = CHECKS["hot-prefix"](facts)
-        assert finding.subject == "a" and finding.evidence["share"] == 0.9
+        assert finding.subject == "a" and finding.evidence["compute_share"] == 0.9
 
 
 class TestParallelism:
@@ -522,7 +525,7 @@ class TestParallelism:
         (item,) = insights_of(pipeline, "imbalance")
         assert item["subject"] == A and item["subject_type"] == "worker"
         assert item["evidence"]["idle_workers"] == 1
-        assert item["evidence"]["utilisation"] == pytest.approx(1.0)
+        assert item["evidence"]["utilisation_share"] == pytest.approx(1.0)
         assert insights_of(pipeline, "low-parallelism") == []
 
     def test_balanced_workers_are_no_imbalance(self) -> None:
@@ -600,10 +603,20 @@ class TestMemoryPressure:
         engine.evaluate(memory(0.9, managed=100, unmanaged=800, spilled=50), 100.0)
         (item,) = engine.snapshot()
         assert item["subject_type"] == "worker"
-        assert item["evidence"]["share"] == pytest.approx(0.9)
-        assert item["evidence"]["spilled"] == 50
+        assert item["evidence"]["memory_share"] == pytest.approx(0.9)
+        assert item["evidence"]["spilled_bytes"] == 50
         assert "unmanaged" in item["advice"]
         assert "worker-memory" in item["link"]
+
+    def test_spilled_results_are_results_not_unmanaged_memory(self) -> None:
+        """A worker that spilled most of its results holds less managed than
+        unmanaged memory: the advice still names task results, not leaks."""
+        engine = InsightsEngine()
+        snap = memory(0.6, managed=200, unmanaged=400, spilled=500)
+        engine.evaluate(snap, 100.0)
+        (item,) = engine.snapshot()
+        assert "Task results" in item["advice"]
+        assert "(60%) in memory, 500 B on disk." in item["message"]
 
     def test_nothing_before_resources_are_sampled(self) -> None:
         """No ``resources`` in the snapshot (or none yet): no memory insight."""
@@ -632,7 +645,7 @@ class TestTransferBound:
         (item,) = engine.snapshot()
         assert (item["kind"], item["subject"]) == ("transfer-bound", "join")
         assert item["evidence"]["ratio"] == pytest.approx(1.5)
-        assert item["evidence"]["nbytes"] == 10**9
+        assert item["evidence"]["output_bytes"] == 10**9
 
     @pytest.mark.parametrize(
         ("compute", "seconds"), [(2.0, 1.9), (0.1, 0.9)], ids=["less", "too-little"]
@@ -716,6 +729,44 @@ class TestSnapshotShape:
             assert link.startswith(
                 ("https://docs.dask.org/", "https://distributed.dask.org/")
             )
+
+    def test_every_figure_of_the_evidence_reads_with_its_unit(self) -> None:
+        """Each kind's evidence names its seconds, bytes and shares so that
+        the views print them as durations, sizes and percentages; only a
+        ratio is a bare number."""
+        durations = {"count": 30, "p50": 0.1, "mean": 0.2, "max": 3.0}
+        errors = [{"prefix": "parse", "count": 5, "type": "ValueError"}]
+        pinned = snapshot(
+            workers={A: worker_row(2), B: worker_row(0)}, totals={"remaining": 10}
+        )
+        provoking = {
+            "tiny-tasks": tiny(0.0005),
+            "imbalance": pinned,
+            "low-parallelism": narrow_snapshot(busy=1),
+            "memory-pressure": memory(0.9, spilled=50),
+            "transfer-bound": transfer(2.0, 3.0),
+            "hot-prefix": snapshot(
+                prefixes={
+                    "a": prefix_row(seconds={"compute": 9.0}),
+                    "b": prefix_row(seconds={"compute": 1.0}),
+                }
+            ),
+            "skew": snapshot(prefixes={"load": prefix_row(durations=durations)}),
+            "erroring": snapshot(
+                errors=errors, prefixes={"parse": prefix_row(done=10, erred=5)}
+            ),
+        }
+        assert set(provoking) == set(KINDS)
+        for kind, snap in provoking.items():
+            facts = Facts(snap, InsightsSettings(), lambda prefix, q: 0.1)
+            (finding,) = CHECKS[kind](facts)
+            shown = dict(evidence_items(finding.evidence, limit=100))
+            for name, value in finding.evidence.items():
+                if isinstance(value, bool) or not isinstance(value, float):
+                    continue
+                text = shown[name.replace("_", " ")]
+                unit = re.fullmatch(r"[-\d.,]+ ?(%|[nµm]?s|[KMGT]?i?B)", text)
+                assert unit or name == "ratio", (kind, name, text)
 
     def test_a_failing_check_is_isolated(
         self, caplog: pytest.LogCaptureFixture

@@ -194,14 +194,18 @@ def _num(value: Any) -> float | None:
 
 
 def _ms(seconds: float) -> str:
+    if seconds < 1e-3:  # "30 µs", not "0.0301 ms"
+        us = seconds * 1e6
+        return f"{us:.0f} \u00b5s" if us >= 100 else f"{us:.3g} \u00b5s"
     return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:,.1f} s"
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
+    # Binary units, as the panel's memory view and the evidence print them.
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        n /= 1024
     raise AssertionError("unreachable")
 
 
@@ -235,9 +239,9 @@ def tiny_tasks(facts: Facts) -> Iterator[Finding]:
             {
                 "count": count,
                 "p50": p50,
-                "overhead": TASK_OVERHEAD,
+                "overhead_seconds": TASK_OVERHEAD,
                 "overhead_share": share,
-                "threshold": s.tiny_task,
+                "threshold_seconds": s.tiny_task,
             },
             "Give each task more work: larger chunks or partitions (aim for "
             f"tasks of ~{_ms(TASK_TARGET)}), or batch many small calls into "
@@ -279,10 +283,10 @@ def imbalance(facts: Facts) -> Iterator[Finding]:
         f"{len(running)} workers are nearly idle ({idle_util:.0%}) with "
         f"{remaining:,} tasks left.",
         {
-            "utilisation": high,
+            "utilisation_share": high,
             "processing": top.get("processing", 0),
             "idle_workers": len(idle),
-            "idle_utilisation": idle_util,
+            "idle_utilisation_share": idle_util,
             "workers": len(running),
             "remaining": remaining,
         },
@@ -371,8 +375,8 @@ def hot_prefix(facts: Facts) -> Iterator[Finding]:
         f"{name!r} takes {share:.0%} of the run's compute time "
         f"({seconds[name]:,.1f} of {total:,.1f} s).",
         {
-            "seconds": seconds[name],
-            "share": share,
+            "compute_seconds": seconds[name],
+            "compute_share": share,
             "total_seconds": total,
             "count": counts[name],
             "prefixes": len(seconds),
@@ -531,11 +535,13 @@ def memory_pressure(facts: Facts) -> Iterator[Finding]:
             else _size(memory)
         )
         message = (
-            f"Worker {address} {state}: {used} used"
-            + (f", {_size(spilled)} spilled" if spilled else "")
+            f"Worker {address} {state}: {used} in memory"
+            + (f", {_size(spilled)} on disk" if spilled else "")
             + "."
         )
-        if unmanaged > managed:
+        # Spilled bytes are task results too, moved to disk: counted as
+        # managed, or a worker that spilled its results reads as leaking.
+        if unmanaged > managed + spilled:
             advice = (
                 "Most of it is unmanaged memory (not task results): look for "
                 "leaks or large temporaries in task code, and see "
@@ -554,15 +560,15 @@ def memory_pressure(facts: Facts) -> Iterator[Finding]:
             "worker",
             message,
             {
-                "memory": memory,
-                "limit": limit,
-                "share": share,
-                "managed": managed,
-                "unmanaged": unmanaged,
-                "spilled": spilled,
+                "memory_bytes": memory,
+                "limit_bytes": limit,
+                "memory_share": share,
+                "managed_bytes": managed,
+                "unmanaged_bytes": unmanaged,
+                "spilled_bytes": spilled,
                 "paused": paused,
-                "spill_threshold": MEMORY_SPILL,
-                "pause_threshold": MEMORY_PAUSE,
+                "spill_threshold_share": MEMORY_SPILL,
+                "pause_threshold_share": MEMORY_PAUSE,
             },
             advice,
             score=max(share, 1.0 if paused else 0.0),
@@ -595,10 +601,10 @@ def transfer_bound(facts: Facts) -> Iterator[Finding]:
             f"{name!r} tasks spent {transfer:,.1f} s fetching their inputs and "
             f"{compute:,.1f} s computing.",
             {
-                "transfer": transfer,
-                "compute": compute,
+                "transfer_seconds": transfer,
+                "compute_seconds": compute,
                 "ratio": shown_ratio,
-                "nbytes": row.get("nbytes", 0),
+                "output_bytes": row.get("nbytes", 0),
                 "count": (row.get("durations") or {}).get("count", 0),
             },
             "Move less data between workers: avoid full shuffles (set_index, "

@@ -101,6 +101,7 @@ def memory_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns, int]:
             "managed",
             "unmanaged_end",
             "spilled_end",
+            "spilled",
             "memory",
             "managed_text",
             "unmanaged_text",
@@ -127,6 +128,7 @@ def memory_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns, int]:
         bars["managed"].append(managed)
         bars["unmanaged_end"].append(memory)
         bars["spilled_end"].append(memory + spilled)
+        bars["spilled"].append(spilled)
         bars["memory"].append(memory)
         bars["managed_text"].append(_bytes(managed))
         bars["unmanaged_text"].append(_bytes(memory - managed))
@@ -316,10 +318,13 @@ class ResourcesView(Component):
             left="managed", right="unmanaged_end", fill_color=UNMANAGED, line_alpha=0,
             legend_label="unmanaged", **common,
         )  # fmt: skip
+        # Spilled bytes are on disk, not in memory: a strip of their own
+        # under the memory bar, from zero, so that they never read as memory
+        # past the pause line or the limit.
         spilled = memory.quad(
-            left="unmanaged_end", right="spilled_end", fill_color=SPILLED,
-            hatch_pattern="/", hatch_color="#ffffff", line_alpha=0,
-            legend_label="spilled (disk)", **common,
+            left=0, right="spilled", top="spill_top", bottom="spill_bottom",
+            source=self.source, fill_color=SPILLED, hatch_pattern="/",
+            hatch_color="#ffffff", line_alpha=0, legend_label="spilled (disk)",
         )  # fmt: skip
         lines = memory.segment(
             x0="x", x1="x", y0="y0", y1="y1", source=self.marks,
@@ -436,7 +441,9 @@ class ResourcesView(Component):
         bars, marks, hidden = memory_columns(snapshot, n)
         rows = len(bars["y"])
         bars["top"] = [y + 0.35 for y in bars["y"]]
-        bars["bottom"] = [y - 0.35 for y in bars["y"]]
+        bars["bottom"] = [y - 0.08 for y in bars["y"]]
+        bars["spill_top"] = [y - 0.14 for y in bars["y"]]
+        bars["spill_bottom"] = [y - 0.35 for y in bars["y"]]
         if sync_source(self.source, bars, key="name") == "replace":
             step = max(1, rows // 30)
             ticks = bars["y"][::step]
@@ -451,7 +458,7 @@ class ResourcesView(Component):
                 axis.major_label_overrides = labels
             self.memory_figure.y_range.start = -(max(rows, 3) - 0.4)
         sync_source(self.marks, marks, patch=False)
-        right = max([*bars["spilled_end"], *marks["x"], 1]) * 1.05
+        right = max([*bars["unmanaged_end"], *bars["spilled"], *marks["x"], 1]) * 1.05
         if self.memory_figure.x_range.end != right:
             self.memory_figure.x_range.end = right
         cpu = cpu_columns(snapshot, n)
