@@ -59,6 +59,23 @@ class TestAlertsTable:
             assert f"{kind} {count:,}" in header
         assert "newest 50 shown" in header
 
+    def test_an_insight_alerts_evidence_reads_as_figures(self) -> None:
+        """An insight alert's nested evidence is spread into name=value pairs,
+        rounded, without the advice, link or timestamps the insights page shows."""
+        from dask_monitor.panel._data import _details_text
+
+        text = _details_text(
+            {
+                "subject": "inc",
+                "subject_type": "prefix",
+                "evidence": {"count": 5000, "p50": 0.000123456, "overhead_share": 0.9},
+                "advice": "Use larger chunks.",
+                "link": "https://docs.dask.org/en/stable/best-practices.html",
+                "since": 1_800_000_000.25,
+            }
+        )
+        assert text == "subject=inc, count=5000, p50=0.000123, overhead_share=0.9"
+
     def test_no_alerts(self) -> None:
         alerts = Alerts(StaticFeed(snap(0)))
         alerts.update()

@@ -849,15 +849,31 @@ def alert_columns(snapshot: Snapshot, n: int) -> Columns:
     return data
 
 
+#: Details an alert table row leaves out: said by the insights page and the
+#: message, or a timestamp that reads as a bare number.
+_DETAILS_SKIPPED = frozenset({"advice", "link", "since", "subject_type"})
+
+
 def _details_text(details: Any) -> str:
-    """An alert's details as one line of ``name=value`` text."""
+    """An alert's details as one line of ``name=value`` text; a nested mapping
+    (an insight's ``evidence``) is spread into the line, figures rounded."""
     if not isinstance(details, dict) or not details:
         return ""
-    parts = []
-    for name, value in list(details.items())[:12]:
+    parts: list[str] = []
+
+    def add(name: str, value: Any) -> None:
+        if value is None or name in _DETAILS_SKIPPED or len(parts) >= 12:
+            return
+        if isinstance(value, dict):
+            for key, inner in list(value.items())[:12]:
+                add(str(key), inner)
+            return
         if isinstance(value, float):
             value = f"{value:.3g}"
         parts.append(f"{name}={value}")
+
+    for name, value in list(details.items())[:12]:
+        add(str(name), value)
     return display_text(", ".join(parts), 300)
 
 
