@@ -33,8 +33,9 @@ from dask_monitor.panel.components import (
 )
 from dask_monitor.panel.report import times_table_html
 from dask_monitor.panel.views import full_view, individual_view
+from dask_monitor.pipeline import Pipeline
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.testing import make_snapshot
+from dask_monitor.testing import EventStream, make_snapshot
 from dask_monitor.units import format_duration
 
 XSS = "<img src=x onerror=window.__pwned=1>"
@@ -388,15 +389,35 @@ class TestWhereTimeGoes:
         longest = max(durations.source.data["max"])
         assert durations.root.x_range.end >= 5 * longest
 
-    def test_without_a_time_split_nothing_is_shown(self) -> None:
-        """A span's view (no ``seconds`` per prefix) shows no labels and no
-        time rows in the tooltip, rather than zeros."""
-        snap = _without_times(make_snapshot(transfer={"inc": 1.5}))
-        durations = Durations(StaticFeed(snap), MonitorConfig())
+    def test_a_span_view_shows_no_time_split(self) -> None:
+        """A span's view (which has no ``seconds`` per prefix) shows no labels
+        and no time rows in the tooltip, rather than zeros; the whole run's
+        view of the same pipeline does."""
+        pipeline = Pipeline(clock=lambda: 1_100.0)
+        pipeline.name_spans({"s1": "etl"})
+        pipeline.process(
+            EventStream.merge(
+                EventStream.workers(1_000.0, nthreads=2, n=1),
+                *(
+                    EventStream.lifecycle(
+                        f"load-{i}", 1_000.0 + i, span="s1", transfer=2.0
+                    )
+                    for i in range(4)
+                ),
+            )
+        )
+        feed = StaticFeed(pipeline.snapshot())
+        durations = Durations(feed, MonitorConfig())
         durations.update()
+        assert list(durations.source.data["where"]) == ["80% fetching data"]
+        labels = [label for label, _ in durations.hover.tooltips]
+        assert "fetching inputs" in labels
+
+        durations.render(pipeline.snapshot(span="etl"))  # same seq: no update()
         data = durations.source.data
-        assert set(data["where"]) == {""}
-        assert set(data["transfer_text"]) == {""}
+        assert list(data["name"]) == ["load"]
+        assert list(data["where"]) == [""]
+        assert list(data["transfer_text"]) == [""]
         labels = [label for label, _ in durations.hover.tooltips]
         assert "fetching inputs" not in labels and "output" not in labels
 

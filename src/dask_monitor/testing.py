@@ -166,6 +166,7 @@ class EventStream:
         release: bool = True,
         forget: bool = True,
         span: str | None = None,
+        transfer: float | None = None,
     ) -> list[TaskStatus]:
         """The transitions of one task, from its creation to forgotten.
 
@@ -184,6 +185,9 @@ class EventStream:
             ``False`` stops in ``released``.
         span
             Span id of every transition (``None``: no span).
+        transfer
+            Seconds the completion spent fetching its inputs (``None``: not
+            reported).
         """
         kw: dict[str, Any] = {"prefix": prefix, "group": group}
         if span is not None:
@@ -211,6 +215,7 @@ class EventStream:
                     begin=t_end - duration,
                     end=t_end,
                     nbytes=nbytes,
+                    transfer=transfer,
                     **kw,
                 )
             )
