@@ -13,6 +13,7 @@ from dask_monitor import Pipeline
 from dask_monitor.events import TaskStatus
 from dask_monitor.panel import write_report
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.testing import make_snapshot
 from dask_monitor.units import format_duration
 
 from .test_panel_live import Page
@@ -135,3 +136,45 @@ def test_the_axis_formatter_is_the_text_formatter(browser: Any, tmp_path: Path) 
         if g != e and not math.isclose(v, round(v))  # exact .5 ties may differ
     ]
     assert mismatched == []
+
+
+#: The label glyph beside the durations rows: its texts, where each starts
+#: (screen x, after the offset) and how wide it is, and the plot frame.
+READ_WHERE = """() => {
+  const models = [...Bokeh.documents[0].all_models]
+  const where = models.find((m) => m.name == "dm-durations-where")
+  const fig = models.find((m) => m.name == "dm-durations-plot")
+  const view = Bokeh.index.find_one(where)
+  const texts = Array.from(where.data_source.data["where"])
+  const ctx = document.createElement("canvas").getContext("2d")
+  ctx.font = `${where.glyph.text_font_size.value} helvetica`
+  return {
+    texts,
+    starts: Array.from(view.glyph.sx).map((x) => x + where.glyph.x_offset.value),
+    widths: texts.map((t) => ctx.measureText(t).width),
+    right: Bokeh.index.find_one(fig).frame.bbox.right,
+  }
+}"""
+
+
+def test_the_fetching_label_is_drawn_inside_the_chart(
+    browser: Any, tmp_path: Path
+) -> None:
+    """A prefix fetching 1.5 s per compute second (the one with most compute
+    time, whose bar reaches furthest right) has "60% fetching data" drawn
+    beside its row, ending inside the plot."""
+    snapshot = make_snapshot(n_prefixes=12, seed=11, transfer={"random_sample": 1.5})
+    path = write_report(snapshot, tmp_path / "report.html")
+    page = Page(browser)
+    try:
+        page.open(path.as_uri())
+        page.page.wait_for_function(
+            f"Bokeh.index.find_one({FIND}.below[0]) != null", timeout=20_000
+        )
+        where = page.page.evaluate(READ_WHERE)
+        assert page.errors == []
+    finally:
+        page.close()
+    row = where["texts"].index("60% fetching data")
+    assert [t for t in where["texts"] if t] == ["60% fetching data"]
+    assert where["starts"][row] + where["widths"][row] <= where["right"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import re
 import time
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from bokeh.document import Document
 from bokeh.models import ColumnDataSource
 from bokeh.models.widgets import DataTable, Div, TableColumn
+from dask.utils import format_bytes
 
 from dask_monitor.config import MonitorConfig
 from dask_monitor.panel import report_html, write_report
@@ -18,6 +20,7 @@ from dask_monitor.panel._data import new_events
 from dask_monitor.panel.components import (
     Component,
     Composite,
+    Durations,
     Errors,
     PrefixProgress,
     StaticFeed,
@@ -28,9 +31,12 @@ from dask_monitor.panel.components import (
     measure_payload,
     sync_source,
 )
+from dask_monitor.panel.report import times_table_html
 from dask_monitor.panel.views import full_view, individual_view
+from dask_monitor.pipeline import Pipeline
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.testing import make_snapshot
+from dask_monitor.testing import EventStream, make_snapshot
+from dask_monitor.units import format_duration
 
 XSS = "<img src=x onerror=window.__pwned=1>"
 NOW = 1_700_000_000.0
@@ -329,3 +335,130 @@ class TestViews:
         """An unknown view name is a KeyError."""
         with pytest.raises(KeyError):
             individual_view("nope", StaticFeed(run(1)))
+
+
+def _share(snapshot: Snapshot, prefix: str, part: str = "transfer") -> float:
+    """The share of a prefix's time spent on ``part``, from its snapshot row."""
+    seconds = snapshot["prefixes"][prefix]["seconds"]
+    return seconds[part] / sum(seconds.values())  # type: ignore[arg-type]
+
+
+def _without_times(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` with no time split per prefix, as a span's view has it."""
+    out = copy.deepcopy(snapshot)
+    for row in out["prefixes"].values():
+        row.pop("seconds", None)
+        row.pop("nbytes", None)
+    return out
+
+
+class TestWhereTimeGoes:
+    """The durations chart tells where a prefix's time goes."""
+
+    def test_a_prefix_fetching_most_of_its_time_says_so_beside_its_row(self) -> None:
+        """A prefix fetching inputs 1.5 s per compute second reads "60% fetching
+        data" beside its row; prefixes that only compute have no label."""
+        snap = make_snapshot(n_prefixes=12, seed=11, transfer={"inc": 1.5})
+        durations = Durations(StaticFeed(snap), MonitorConfig())
+        durations.update()
+        data = durations.source.data
+        row = list(data["name"]).index("inc")
+        share = _share(snap, "inc")
+        assert share == pytest.approx(0.6, abs=0.01)
+        assert data["where"][row] == f"{share:.0%} fetching data"
+        assert [w for i, w in enumerate(data["where"]) if i != row] == [""] * (
+            len(data["name"]) - 1
+        )
+        seconds = snap["prefixes"]["inc"]["seconds"]
+        assert data["transfer_text"][row] == (
+            f"{format_duration(seconds['transfer'])} ({share:.0%} of its time)"
+        )
+        assert data["compute_text"][row] == format_duration(seconds["compute"])
+        assert data["nbytes_text"][row] == format_bytes(
+            snap["prefixes"]["inc"]["nbytes"]
+        )
+        labels = [label for label, _ in durations.hover.tooltips]
+        assert "fetching inputs" in labels and "output" in labels
+
+    def test_labels_fit_on_the_axis(self) -> None:
+        """With a label beside a row, the axis reaches well past the longest
+        task: the label has room before the plot's edge."""
+        snap = make_snapshot(n_prefixes=12, seed=11, transfer={"inc": 1.5})
+        durations = Durations(StaticFeed(snap), MonitorConfig())
+        durations.update()
+        longest = max(durations.source.data["max"])
+        assert durations.root.x_range.end >= 5 * longest
+
+    def test_a_span_view_shows_no_time_split(self) -> None:
+        """A span's view (which has no ``seconds`` per prefix) shows no labels
+        and no time rows in the tooltip, rather than zeros; the whole run's
+        view of the same pipeline does."""
+        pipeline = Pipeline(clock=lambda: 1_100.0)
+        pipeline.name_spans({"s1": "etl"})
+        pipeline.process(
+            EventStream.merge(
+                EventStream.workers(1_000.0, nthreads=2, n=1),
+                *(
+                    EventStream.lifecycle(
+                        f"load-{i}", 1_000.0 + i, span="s1", transfer=2.0
+                    )
+                    for i in range(4)
+                ),
+            )
+        )
+        feed = StaticFeed(pipeline.snapshot())
+        durations = Durations(feed, MonitorConfig())
+        durations.update()
+        assert list(durations.source.data["where"]) == ["80% fetching data"]
+        labels = [label for label, _ in durations.hover.tooltips]
+        assert "fetching inputs" in labels
+
+        durations.render(pipeline.snapshot(span="etl"))  # same seq: no update()
+        data = durations.source.data
+        assert list(data["name"]) == ["load"]
+        assert list(data["where"]) == [""]
+        assert list(data["transfer_text"]) == [""]
+        labels = [label for label, _ in durations.hover.tooltips]
+        assert "fetching inputs" not in labels and "output" not in labels
+
+
+class TestReportTimes:
+    """The report's "Where the time went" section."""
+
+    def test_rows_by_total_time_and_the_rest_summed(self) -> None:
+        """The top prefixes by compute + transfer + disk come first, most first,
+        and one row sums the others."""
+        snap = make_snapshot(n_prefixes=12, seed=11, transfer={"inc": 40.0})
+        text = times_table_html(snap, 3)
+        assert text.startswith("<h2>Where the time went</h2>")
+        names = re.findall(r"<tr><td>([^<]*)</td>", text)
+        totals = {
+            name: sum(row["seconds"].values())  # type: ignore[arg-type]
+            for name, row in snap["prefixes"].items()
+        }
+        assert names == sorted(totals, key=lambda n: -totals[n])[:3]
+        assert names[0] == "inc"  # its fetching puts it first
+        inc = snap["prefixes"]["inc"]["seconds"]
+        assert f"<td>{format_duration(inc['transfer'])}</td>" in text
+        assert f"<td>{_share(snap, 'inc'):.0%}</td>" in text
+        rest = sorted(
+            (n for n, t in totals.items() if t > 0), key=lambda n: -totals[n]
+        )[3:]
+        compute = sum(snap["prefixes"][n]["seconds"]["compute"] for n in rest)
+        assert (
+            f'<tr class="dm-total"><td>{len(rest)} other prefixes</td>'
+            f"<td>{format_duration(compute)}</td>"
+        ) in text
+
+    def test_a_hostile_prefix_name_is_escaped(self) -> None:
+        """A prefix named like markup appears as text."""
+        snap = run(1)
+        snap["prefixes"][XSS] = snap["prefixes"].pop(next(iter(snap["prefixes"])))
+        text = times_table_html(snap, 50)
+        assert XSS not in text
+        assert html.escape(XSS) in text
+        assert "Where the time went" in report_html(snap)
+
+    def test_no_section_without_a_time_split(self) -> None:
+        """A snapshot without per-prefix seconds has no such section."""
+        assert times_table_html(_without_times(run(1))) == ""

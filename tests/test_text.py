@@ -7,8 +7,9 @@ from typing import Any, cast
 from dask_monitor import Pipeline
 from dask_monitor.events import TaskStatus, WorkerStatus
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.testing import make_insight
+from dask_monitor.testing import make_insight, make_snapshot
 from dask_monitor.text import format_line, format_summary
+from dask_monitor.units import format_duration
 from dask_monitor.watch import render, span_labels
 
 
@@ -105,6 +106,38 @@ class TestFormatSummary:
     def test_live_summary_keeps_the_monitor_cost(self) -> None:
         """Live, the monitor's own cost is there."""
         assert "flushing" in format_summary(_run(10, finish=10))
+
+    def test_where_the_time_went_one_line_per_top_prefix(self) -> None:
+        """One line per prefix, most time first, with its compute, fetching
+        (and its share), disk and output figures from the snapshot; no
+        section where prefixes have no seconds."""
+        snap = make_snapshot(n_prefixes=6, seed=3, transfer={"add": 40.0})
+        text = format_summary(snap, top=3)
+        section = text.split("Where the time went")[1].split("\n\n")[0]
+        lines = section.splitlines()[1:]
+        assert len(lines) == 4  # three prefixes and the others summed
+        assert lines[0].split()[0] == "add"
+        seconds = snap["prefixes"]["add"]["seconds"]
+        share = seconds["transfer"] / sum(seconds.values())
+        assert (
+            f"compute {format_duration(seconds['compute'])}, fetching "
+            f"{format_duration(seconds['transfer'])} ({share:.0%}), disk 0s"
+        ) in lines[0]
+        assert "other prefixes" in lines[-1]
+        # Without per-prefix seconds (an older snapshot): no section at all.
+        for row in snap["prefixes"].values():
+            del row["seconds"]
+        assert "Where the time went" not in format_summary(snap, top=3)
+
+    def test_where_the_time_went_keeps_names_safe(self) -> None:
+        """A prefix name with terminal controls is shown escaped."""
+        snap = make_snapshot(n_prefixes=3, seed=3)
+        name = next(iter(snap["prefixes"]))
+        snap["prefixes"]["\x1b]0;owned\x07\nfake"] = snap["prefixes"].pop(name)
+        text = format_summary(snap)
+        assert "\x1b" not in text and "\x07" not in text
+        section = text.split("Where the time went")[1]
+        assert "\\x1b]0;owned\\x07\\nfake" in section
 
 
 class TestWatch:

@@ -535,6 +535,8 @@ class Batch(Sequence[Event]):
         """
         times = self.times
         d = self.details.get(i, NO_DETAILS)
+        # Unpacked by name: cheaper than d[0]..d[7] or d.duration ...
+        duration, begin, end, nbytes, exception, traceback, transfer, disk = d
         return (
             self.keys[i],
             self.prefixes[i],
@@ -543,15 +545,15 @@ class Batch(Sequence[Event]):
             self.finishes[i],
             self.time if times is None else times[i],
             self.workers[i],
-            d[0],
-            d[1],
-            d[2],
-            d[3],
-            d[4],
-            d[5],
+            duration,
+            begin,
+            end,
+            nbytes,
+            exception,
+            traceback,
             self.spans[i],
-            d[6],
-            d[7],
+            transfer,
+            disk,
         )
 
     def take(self, indices: Sequence[int]) -> Batch:

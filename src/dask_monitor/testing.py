@@ -36,7 +36,7 @@ import math
 import random
 import time
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from dask_monitor.alerts.rules import AlertRule
@@ -166,6 +166,7 @@ class EventStream:
         release: bool = True,
         forget: bool = True,
         span: str | None = None,
+        transfer: float | None = None,
     ) -> list[TaskStatus]:
         """The transitions of one task, from its creation to forgotten.
 
@@ -184,6 +185,9 @@ class EventStream:
             ``False`` stops in ``released``.
         span
             Span id of every transition (``None``: no span).
+        transfer
+            Seconds the completion spent fetching its inputs (``None``: not
+            reported).
         """
         kw: dict[str, Any] = {"prefix": prefix, "group": group}
         if span is not None:
@@ -211,6 +215,7 @@ class EventStream:
                     begin=t_end - duration,
                     end=t_end,
                     nbytes=nbytes,
+                    transfer=transfer,
                     **kw,
                 )
             )
@@ -705,6 +710,7 @@ def make_snapshot(
     n_alerts: int = 0,
     spans: Sequence[str] = (),
     insights: Sequence[dict[str, Any]] | None = None,
+    transfer: Mapping[str, float] | None = None,
 ) -> Snapshot:
     """The snapshot a real :class:`~dask_monitor.pipeline.Pipeline` makes of a
     synthetic run in progress.
@@ -769,6 +775,11 @@ def make_snapshot(
         When given, ``snapshot["insights"]`` is set to (a copy of) this list
         (see :func:`make_insight`), in place of what the pipeline found: to
         develop and test views of insights. By default, the pipeline's.
+    transfer
+        Prefix name -> seconds its tasks spend fetching their inputs per
+        second of compute: each completion of the prefix carries that
+        multiple of its compute time as ``transfer`` (``startstops``'
+        "transfer" action). None by default.
 
     Examples
     --------
@@ -805,7 +816,8 @@ def make_snapshot(
     if done == 0:
         u_now = -1.0  # no thread has taken a task yet
 
-    events = _run_events(shape, started, scale, u_now, tuple(spans))
+    fetching = tuple(sorted((transfer or {}).items()))
+    events = _run_events(shape, started, scale, u_now, tuple(spans), fetching)
     # Keep the last n_events completions among the recent samples.
     recent = len(events) if n_events > 0 else 1
     seen = 0
@@ -949,9 +961,12 @@ def _run_events(
     scale: float,
     u_now: float,
     spans: tuple[str, ...],
+    transfer: tuple[tuple[str, float], ...] = (),
 ) -> list[tuple[float, Event]]:
-    """The run's events up to ``u_now`` (plan time), as (time, event), in order."""
+    """The run's events up to ``u_now`` (plan time), as (time, event), in order;
+    ``transfer``: (prefix, seconds fetching per compute second) pairs."""
     plan = _plan(*shape)
+    fetching = dict(transfer)
     out = [(started, e) for e in _submitted(shape, started, spans)]
     later: list[tuple[float, Event]] = []
     n_spans = len(spans)
@@ -971,9 +986,11 @@ def _run_events(
             continue
         end = started + scale * task.end
         if task.error is None:
+            ratio = fetching.get(prefix)
             finish = make(
                 key, prefix, group, "processing", "memory", end, worker,
                 end - begin, begin, end, task.nbytes, None, None, span,
+                None if ratio is None else ratio * (end - begin),
             )  # fmt: skip
         else:
             finish = make(

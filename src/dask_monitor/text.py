@@ -10,23 +10,27 @@ newline (a forged log line) is shown as those characters, never acted on.
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from dask_monitor.snapshot import ErrorRow, Snapshot
+from dask_monitor.snapshot import ErrorRow, PrefixRow, Snapshot
 from dask_monitor.units import format_duration, plural
 
 __all__ = [
     "INSIGHT_SEVERITIES",
+    "TimeSplit",
     "average_rate",
     "evidence_items",
     "format_duration",
     "format_insight",
     "format_line",
+    "format_split",
     "format_summary",
     "insights_of",
     "is_finished",
     "run_seconds",
     "safe_text",
+    "time_split",
+    "where_time_went",
 ]
 
 
@@ -147,7 +151,9 @@ def format_line(snapshot: Snapshot) -> str:
 
 def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     """A multi-line report: the insights (most severe first, with evidence,
-    advice and link), prefixes with durations, errors, the monitor's cost."""
+    advice and link), prefixes with durations, where their time went
+    (compute, transfer and disk seconds, output bytes: the ``top`` prefixes
+    with the most), errors, the monitor's cost."""
     t = snapshot["totals"]
     retried = t.get("retried", 0)
     counts = (
@@ -187,6 +193,7 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     more = len(rows) - top + snapshot["prefixes_folded"]
     if more > 0:
         lines.append(f"... and {more:,} more prefixes")
+    lines += _time_lines(snapshot, top)
     if snapshot["errors"]:
         lines += ["", "Errors:"]
         for err in snapshot["errors"][:top]:
@@ -211,6 +218,98 @@ def format_summary(snapshot: Snapshot, *, top: int = 15) -> str:
     if errors:
         lines.append(f"Observer errors: {errors}")
     return "\n".join(lines)
+
+
+class TimeSplit(NamedTuple):
+    """Where a prefix's time went (see :func:`time_split`)."""
+
+    compute: float  # seconds computing, summed over its completions
+    transfer: float  # seconds fetching its inputs from other workers
+    disk: float  # seconds reading or writing spilled data
+    nbytes: int  # bytes of its results
+
+    @property
+    def total(self) -> float:
+        """Compute, transfer and disk seconds together."""
+        return self.compute + self.transfer + self.disk
+
+    @property
+    def transfer_share(self) -> float | None:
+        """The share of :attr:`total` spent fetching inputs (``None`` at 0 s)."""
+        total = self.total
+        return self.transfer / total if total > 0 else None
+
+    @property
+    def disk_share(self) -> float | None:
+        """The share of :attr:`total` spent on spilled data (``None`` at 0 s)."""
+        total = self.total
+        return self.disk / total if total > 0 else None
+
+
+def time_split(row: PrefixRow) -> TimeSplit | None:
+    """A prefix's compute, transfer and disk seconds and output bytes, or
+    ``None`` where its row has no ``seconds`` (a span's view, a snapshot of
+    an older version): views then show nothing rather than zeros."""
+    seconds = cast(dict[str, Any], row).get("seconds")
+    if not isinstance(seconds, dict):
+        return None
+    return TimeSplit(
+        _finite(seconds.get("compute")) or 0.0,
+        _finite(seconds.get("transfer")) or 0.0,
+        _finite(seconds.get("disk")) or 0.0,
+        int(_finite(row.get("nbytes")) or 0),
+    )
+
+
+def where_time_went(
+    snapshot: Snapshot, n: int
+) -> tuple[list[tuple[str, TimeSplit]], TimeSplit | None, int]:
+    """The ``n`` prefixes with the most time (compute + transfer + disk),
+    most first, the rest of the snapshot's prefixes summed (``None`` when
+    none is left) and how many those are. Prefixes without a split (see
+    :func:`time_split`) or without any time are left out of both."""
+    splits = []
+    for name, row in snapshot["prefixes"].items():
+        split = time_split(row)
+        if split is not None and split.total > 0:
+            splits.append((name, split))
+    splits.sort(key=lambda kv: (-kv[1].total, kv[0]))
+    top, rest = splits[:n], splits[n:]
+    if not rest:
+        return top, None, 0
+    summed = TimeSplit(
+        sum(s.compute for _, s in rest),
+        sum(s.transfer for _, s in rest),
+        sum(s.disk for _, s in rest),
+        sum(s.nbytes for _, s in rest),
+    )
+    return top, summed, len(rest)
+
+
+def format_split(split: TimeSplit) -> str:
+    """``"compute 12s, fetching 8.1s (40%), disk 0s, output 1.2 MiB"``."""
+    share = split.transfer_share
+    fetching = format_duration(split.transfer)
+    if share is not None and split.transfer > 0:
+        fetching += f" ({share:.0%})"
+    return (
+        f"compute {format_duration(split.compute)}, fetching {fetching}, "
+        f"disk {format_duration(split.disk)}, output {_bytes(split.nbytes)}"
+    )
+
+
+def _time_lines(snapshot: Snapshot, top: int) -> list[str]:
+    """The "Where the time went" section of :func:`format_summary` (none when
+    no prefix has a time split)."""
+    rows, rest, n_rest = where_time_went(snapshot, top)
+    if not rows:
+        return []
+    lines = ["", "Where the time went (compute, fetching inputs, spilled data):"]
+    for name, split in rows:
+        lines.append(f"  {_clip(name, 32):<32} {format_split(split)}")
+    if rest is not None:
+        lines.append(f"  {f'{n_rest:,} other prefixes':<32} {format_split(rest)}")
+    return lines
 
 
 def _error_text(err: ErrorRow) -> str:

@@ -98,7 +98,7 @@ def retried_attempts(batch: Batch) -> list[int]:
     for i in batch.where_finish(RELEASED):
         if starts[i] == PROCESSING:
             d = details.get(i)
-            if d is not None and d[4] is not None:
+            if d is not None and d.exception is not None:
                 out.append(i)
     return out
 
@@ -221,7 +221,7 @@ class ErrorsObserver(BatchObserver):
             d = details.get(i)
             exception = traceback = None
             if d is not None:
-                exception, traceback = d[4], d[5]
+                exception, traceback = d.exception, d.traceback
             kind = exception_type(exception) or UNKNOWN
             cause = None if retried else parse_cause(traceback)
             if cause is not None:

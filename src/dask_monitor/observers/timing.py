@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
-from dask_monitor.batch import as_batch, uniform
+from dask_monitor.batch import Details, as_batch, uniform
 from dask_monitor.events import Event
 from dask_monitor.observers._common import (
     BatchObserver,
@@ -22,10 +22,12 @@ from dask_monitor.snapshot import PrefixSeconds
 
 __all__ = ["PrefixTimesObserver"]
 
-_DURATION = itemgetter(0)
-_NBYTES = itemgetter(3)
-_TRANSFER = itemgetter(6)
-_DISK = itemgetter(7)
+# Fields of Details by position, found by name: ``itemgetter`` runs at C
+# speed in ``map``, where an ``attrgetter`` costs more.
+_DURATION, _NBYTES, _TRANSFER, _DISK = (
+    itemgetter(Details._fields.index(name))
+    for name in ("duration", "nbytes", "transfer", "disk")
+)
 
 
 class PrefixTimesObserver(BatchObserver):
@@ -88,7 +90,8 @@ class PrefixTimesObserver(BatchObserver):
         row_of = self._row
         for i in done:
             row = rows.get(prefixes[i]) or row_of(prefixes[i])
-            duration, _, _, nbytes, _, _, transfer, disk = details[i]
+            # Unpacked into names: cheaper than four attribute reads.
+            duration, _begin, _end, nbytes, _exc, _tb, transfer, disk = details[i]
             if duration:
                 row[0] += duration
             if transfer:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from dask_monitor.batch import (
     NO_DETAILS,
     Batch,
+    Details,
     as_batch,
     pick,
 )
@@ -42,8 +43,9 @@ RUNNING = "running"
 REMOVED = "removed"
 
 
-#: The compute duration of details.
-_DURATION = itemgetter(0)
+#: The compute duration of details (by position: ``itemgetter`` runs at C
+#: speed in ``map``, where an ``attrgetter`` costs more).
+_DURATION = itemgetter(Details._fields.index("duration"))
 #: ``details.get``'s default, for ``map``.
 _NONE = repeat(NO_DETAILS)
 
@@ -409,7 +411,7 @@ class WorkersObserver(BatchObserver):
         busy: dict[str | None, float] = {}
         get = busy.get
         for w, d in zip(done, map(details.get, completions, _NONE), strict=True):
-            seconds = d[0]
+            seconds = d[0]  # d.duration, by position: cheaper per completion
             if seconds is not None:  # a completion without one adds no time
                 busy[w] = get(w, 0.0) + seconds
         erred = Counter(pick(workers, errors)) if errors else None

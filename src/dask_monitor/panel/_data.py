@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, cast
 
+from dask.utils import format_bytes
+
 from dask_monitor.snapshot import (
     SNAPSHOT_VERSION,
     EventRecord,
@@ -32,6 +34,7 @@ from dask_monitor.text import (
     insights_of,
     is_finished,
     run_seconds,
+    time_split,
 )
 from dask_monitor.units import format_duration, plural
 
@@ -393,9 +396,12 @@ def duration_columns(snapshot: Snapshot, n: int) -> Columns:
             "p99_text",
             "max_text",
             "mean_text",
+            *TIME_FIELDS,
         )
     }
     for i, (name, row) in enumerate(rows):
+        for field, text in zip(TIME_FIELDS, time_texts(row), strict=True):
+            data[field].append(text)
         d = row["durations"]
         p50 = max(d["p50"] or 0.0, 1e-6)
         p90 = max(d["p90"] or p50, p50)
@@ -415,6 +421,46 @@ def duration_columns(snapshot: Snapshot, n: int) -> Columns:
         data["max_text"].append(fmt_seconds(d["max"]))
         data["mean_text"].append(fmt_seconds(d["mean"]))
     return data
+
+
+#: Columns of :func:`duration_columns` that tell where a prefix's time went.
+TIME_FIELDS = ("compute_text", "transfer_text", "disk_text", "nbytes_text", "where")
+#: The share of a prefix's time fetching inputs or on spilled data from which
+#: the durations chart says so beside its row (below: in its tooltip only).
+VISIBLE_SHARE = 0.1
+
+
+def time_texts(row: PrefixRow) -> tuple[str, str, str, str, str]:
+    """A prefix's total compute, transfer and disk seconds and output bytes
+    as texts, and the label beside its row (``"60% fetching data"`` when
+    transfer or disk take at least :data:`VISIBLE_SHARE` of its time).
+
+    Empty texts where the row has no time split (a span's view, an older
+    snapshot): nothing is shown rather than zeros.
+    """
+    split = time_split(row)
+    if split is None:
+        return "", "", "", "", ""
+    transfer = fmt_seconds(split.transfer)
+    disk = fmt_seconds(split.disk)
+    label = []
+    share = split.transfer_share
+    if share is not None and split.transfer > 0:
+        transfer += f" ({share:.0%} of its time)"
+        if share >= VISIBLE_SHARE:
+            label.append(f"{share:.0%} fetching data")
+    share = split.disk_share
+    if share is not None and split.disk > 0:
+        disk += f" ({share:.0%} of its time)"
+        if share >= VISIBLE_SHARE:
+            label.append(f"{share:.0%} on spilled data")
+    return (
+        fmt_seconds(split.compute),
+        transfer,
+        disk,
+        format_bytes(split.nbytes),
+        ", ".join(label),
+    )
 
 
 def duration_ticks(

@@ -651,9 +651,17 @@ class Throughput(Component):
             self.root.title.text = title
 
 
+#: How far the durations axis reaches past the longest task when rows carry
+#: a label on their right (a factor on a log axis: about 0.8 decade).
+_WHERE_ROOM = 6.0
+
+
 class Durations(Component):
     """Compute-time percentiles (p50, p90, p99, max) of the prefixes with the
-    most compute time, on a log scale."""
+    most compute time, on a log scale; where each prefix's time went
+    (compute, fetching inputs, spilled data, and its output bytes) in the
+    tooltip, and beside its row when fetching or spilled data take at least
+    :data:`~dask_monitor.panel._data.VISIBLE_SHARE` of it."""
 
     title = "Task durations"
 
@@ -718,25 +726,56 @@ class Durations(Component):
             line_color="#555555",
             angle=1.5708,
         )
-        fig.add_tools(
-            _hover(
-                [
-                    ("prefix", "@name"),
-                    ("tasks", "@count"),
-                    ("mean", "@mean_text"),
-                    ("p50", "@p50_text"),
-                    ("p90", "@p90_text"),
-                    ("p99", "@p99_text"),
-                    ("max", "@max_text"),
-                ],
-                [span, *fig.renderers[1:3]],
-            )
+        # Where a prefix's time goes, beside its row when fetching inputs or
+        # spilled data take a good share of it (the rest in the tooltip).
+        fig.text(
+            source=self.source,
+            x="max",
+            y="y",
+            text="where",
+            x_offset=8,
+            text_align="left",
+            text_baseline="middle",
+            text_font_size="8.5pt",
+            text_color="#8c4a00",
+            name="dm-durations-where",
         )
+        self.hover = _hover(self._tooltips(False), [span, *fig.renderers[1:3]])
+        fig.add_tools(self.hover)
+
+    @staticmethod
+    def _tooltips(times: bool) -> list[tuple[str, str]]:
+        """The tooltip rows; with ``times``, where the prefix's time went."""
+        rows = [
+            ("prefix", "@name"),
+            ("tasks", "@count"),
+            ("mean", "@mean_text"),
+            ("p50", "@p50_text"),
+            ("p90", "@p90_text"),
+            ("p99", "@p99_text"),
+            ("max", "@max_text"),
+        ]
+        if times:
+            rows += [
+                ("compute, all tasks", "@compute_text"),
+                ("fetching inputs", "@transfer_text"),
+                ("spilled data (disk)", "@disk_text"),
+                ("output", "@nbytes_text"),
+            ]
+        return rows
 
     def render(self, snapshot: Snapshot, attached: bool = True) -> None:
         data = _data.duration_columns(snapshot, self.config.panel_prefixes)
         if data["p50"]:
-            set_duration_range(self.root, min(data["p50"]), max(data["max"]))
+            high = max(data["max"])
+            if any(data["where"]):
+                high *= _WHERE_ROOM  # room for the labels right of the bars
+            set_duration_range(self.root, min(data["p50"]), high)
+        # A span's view (or an older snapshot) has no time split: no rows
+        # for it in the tooltip rather than empty ones.
+        tooltips = self._tooltips(any(data["compute_text"]))
+        if self.hover.tooltips != tooltips:
+            self.hover.tooltips = tooltips
         if sync_source(self.source, data, key="name") == "replace":
             axis = self.root.yaxis[0]
             axis.ticker.ticks = data["y"]

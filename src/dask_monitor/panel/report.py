@@ -14,10 +14,12 @@ from bokeh.layouts import column
 from bokeh.models import InlineStyleSheet
 from bokeh.models.widgets import Div
 from bokeh.resources import INLINE
+from dask.utils import format_bytes
 
 from dask_monitor.config import MonitorConfig
 from dask_monitor.snapshot import Snapshot
-from dask_monitor.text import is_finished
+from dask_monitor.text import TimeSplit, is_finished, where_time_went
+from dask_monitor.units import format_duration
 
 from ._style import THEME
 from .components import Insights, StaticFeed
@@ -31,6 +33,7 @@ __all__ = [
     "installed_versions",
     "report_html",
     "report_root",
+    "times_table_html",
     "write_report",
 ]
 
@@ -90,6 +93,63 @@ def heading_html(
     return f'<h1>{html.escape(title)}</h1><div class="dm-run">{joined}</div>'
 
 
+#: Prefixes with a row of their own in the report's "Where the time went".
+TIME_ROWS = 20
+
+
+def _time_cells(split: TimeSplit) -> str:
+    share = split.transfer_share
+    cells = (
+        format_duration(split.compute),
+        format_duration(split.transfer),
+        "-" if share is None else f"{share:.0%}",
+        format_duration(split.disk),
+        format_bytes(split.nbytes),
+    )
+    return "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+
+
+def times_table_html(snapshot: Snapshot, n: int = TIME_ROWS) -> str:
+    """The report's "Where the time went": per prefix, its compute, transfer
+    and disk seconds summed over its completions and its output bytes; the
+    ``n`` prefixes with the most time (compute + transfer + disk), most
+    first, then the others summed in one row. Prefix names are escaped.
+
+    Empty when no prefix has a time split (a snapshot of an older version).
+    """
+    rows, rest, n_rest = where_time_went(snapshot, n)
+    if not rows:
+        return ""
+    head = "".join(
+        f"<th>{label}</th>"
+        for label in (
+            "Prefix",
+            "Compute",
+            "Fetching inputs",
+            "Share fetching",
+            "Spilled data (disk)",
+            "Output",
+        )
+    )
+    body = [
+        f"<tr><td>{html.escape(name)}</td>{_time_cells(split)}</tr>"
+        for name, split in rows
+    ]
+    if rest is not None:
+        label = f"{n_rest:,} other prefix{'es' if n_rest != 1 else ''}"
+        body.append(f'<tr class="dm-total"><td>{label}</td>{_time_cells(rest)}</tr>')
+    note = (
+        "<p>Seconds summed over each prefix's finished tasks, from the "
+        "workers' reports (<code>startstops</code>): computing, fetching "
+        "inputs from other workers, reading and writing spilled data; "
+        "output is the size of its results.</p>"
+    )
+    return (
+        f"<h2>Where the time went</h2><table><tr>{head}</tr>{''.join(body)}</table>"
+        f"{note}"
+    )
+
+
 def report_html(
     snapshot: Snapshot,
     *,
@@ -131,7 +191,8 @@ def report_root(
     """The report's Bokeh layout: :func:`heading_html`, then the "Insights"
     section (every insight with its evidence, advice and docs link: what to
     do comes first), then the full panel (without its insights strip, which
-    would repeat the section)."""
+    would repeat the section), "Where the time went" (:func:`times_table_html`)
+    and the workers' resources."""
     feed = StaticFeed(snapshot)
     view = full_view(feed, config, insights=False)
     view.update()
@@ -152,10 +213,19 @@ def report_root(
         name="dm-report-resources",
     )
     insights.root.name = "dm-report-insights"
+    times_html = times_table_html(snapshot)
+    times = Div(
+        text=times_html,
+        stylesheets=[InlineStyleSheet(css=RESOURCES_CSS)],
+        sizing_mode="stretch_width",
+        name="dm-report-times",
+        visible=bool(times_html),
+    )
     return column(
         heading,
         insights.root,
         view.root,
+        times,
         resources,
         sizing_mode="stretch_width",
         spacing=4,

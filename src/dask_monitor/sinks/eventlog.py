@@ -292,6 +292,8 @@ def encode_batch(batch: Batch) -> list[Sequence[Any]]:
         workers = batch.workers
         spans = batch.spans
         for i, d in batch.details.items():
+            # Unpacked by name: cheaper than d[0]..d[7] or d.duration ...
+            duration, begin, end, nbytes, exception, traceback, transfer, disk = d
             rows[i] = (
                 "t",
                 keys[i],
@@ -301,15 +303,15 @@ def encode_batch(batch: Batch) -> list[Sequence[Any]]:
                 finishes[i],
                 batch.time if times is None else times[i],
                 workers[i],
-                d[0],
-                d[1],
-                d[2],
-                d[3],
-                d[4],
-                d[5],
+                duration,
+                begin,
+                end,
+                nbytes,
+                exception,
+                traceback,
                 spans[i],
-                d[6],
-                d[7],
+                transfer,
+                disk,
             )
     if not batch.others:
         return rows

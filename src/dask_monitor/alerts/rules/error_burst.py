@@ -28,7 +28,7 @@ def _caused(batch: Batch, i: int) -> bool:
     """Whether event ``i`` erred because a dependency did (the plugin names
     the root cause at the head of its traceback)."""
     details = batch.details.get(i)
-    traceback = details[5] if details is not None else None
+    traceback = details.traceback if details is not None else None
     return traceback is not None and traceback.startswith(CAUSE_TAG)
 
 
