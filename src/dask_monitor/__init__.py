@@ -16,6 +16,7 @@ from typing import Any
 
 from dask_monitor.client import Monitor
 from dask_monitor.config import ConfigError, MonitorConfig
+from dask_monitor.diff import compare
 from dask_monitor.events import NEW, Alert, TaskStatus, WorkerStatus
 from dask_monitor.pipeline import Pipeline, UnknownSpanError
 from dask_monitor.replay import replay
@@ -37,6 +38,7 @@ __all__ = [
     "UnknownSpanError",
     "WorkerStatus",
     "__version__",
+    "compare",
     "get_plugin",
     "replay",
 ]

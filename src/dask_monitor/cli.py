@@ -228,5 +228,87 @@ def watch(
         raise click.ClickException(safe_text(e, 2000)) from e
 
 
+# -- diff: compare two recorded runs -------------------------------------------------
+
+
+@click.command(name="diff")
+@click.argument("a", type=_LOG)
+@click.argument("b", type=_LOG)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write an HTML page with the two runs side by side.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["slower", "errors", "any"]),
+    default=None,
+    help="Exit 1 when a prefix is slower, when b has new error types, or either.",
+)
+@click.option(
+    "--min-ratio",
+    type=click.FloatRange(min=1, min_open=True),
+    default=None,
+    help="Smallest p50 ratio called slower or faster (default 1.5).",
+)
+@click.option(
+    "--min-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Smallest change of a p50 in seconds called a change (default 0.01).",
+)
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Timed tasks needed in both runs to judge a prefix (default 5).",
+)
+def diff_command(
+    a: str,
+    b: str,
+    as_json: bool,
+    output: str | None,
+    fail_on: str | None,
+    min_ratio: float | None,
+    min_seconds: float | None,
+    min_count: int | None,
+) -> None:
+    """Compare run B against run A (event logs): which prefixes got slower."""
+    import json
+
+    from dask_monitor import diff
+    from dask_monitor.sinks.eventlog import EventLogError
+
+    try:
+        result = diff.compare(
+            _replay_or_fail(a)[0],
+            _replay_or_fail(b)[0],
+            min_ratio=diff.MIN_RATIO if min_ratio is None else min_ratio,
+            min_seconds=diff.MIN_SECONDS if min_seconds is None else min_seconds,
+            min_count=diff.MIN_COUNT if min_count is None else min_count,
+        )
+    except EventLogError as e:  # pragma: no cover - _replay_or_fail says it first
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(diff.format_diff(result))
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(diff.diff_html(result, label_a=a, label_b=b))
+        if not as_json:
+            click.echo(f"Wrote {output}")
+    slower = bool(result["verdicts"]["slower"])
+    errors = bool(result["new_errors"])
+    failed = {"slower": slower, "errors": errors, "any": slower or errors}
+    if fail_on is not None and failed[fail_on]:
+        raise SystemExit(1)
+
+
+main.add_command(diff_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
