@@ -182,3 +182,26 @@ def test_diff_json_and_fail_on_errors(runs: dict[str, Path]) -> None:
         ).returncode
         == 1
     )
+
+
+def test_the_html_diff_in_a_browser(
+    runs: dict[str, Path], tmp_path: Path, browser: Any
+) -> None:
+    """In Chromium the hostile prefix is text in the table, no element, no
+    script run; both runs' figures are on the page."""
+    page_path = tmp_path / "diff.html"
+    out = run_cli("diff", str(runs["a"]), str(runs["b"]), "-o", str(page_path))
+    assert out.returncode == 0, out.stderr
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(page_path.as_uri())
+        assert page.locator("img").count() == 0
+        cells = page.locator("td").all_inner_texts()
+        assert HOSTILE in cells
+        assert "slower" in cells and "new" in cells
+        assert str(runs["a"]) in page.inner_text("body")
+        assert dialogs == []
+    finally:
+        page.close()
