@@ -205,3 +205,18 @@ def test_the_html_diff_in_a_browser(
         assert dialogs == []
     finally:
         page.close()
+
+
+def test_diff_thresholds_from_the_command_line(runs: dict[str, Path]) -> None:
+    """`--min-ratio 5`: a 3x slower prefix is no longer called slower (exit 0)."""
+    out = run_cli(
+        "diff",
+        str(runs["a"]),
+        str(runs["b"]),
+        "--fail-on",
+        "slower",
+        "--min-ratio",
+        "5",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "slower" not in out.stdout.split("Prefixes:")[-1]

@@ -436,11 +436,26 @@ def format_diff(result: Mapping[str, Any], *, width: int = 40) -> str:
     return "\n".join(lines)
 
 
+#: Figures of a prefix in the HTML diff: (heading, field, with a b/a column).
+_HTML_FIGURES = (
+    ("tasks done", "done", False),
+    ("p50", "p50", True),
+    ("p90", "p90", True),
+    ("p99", "p99", True),
+    ("compute", "compute", True),
+    ("erred", "erred", False),
+)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}
+td:first-child,th:first-child,td:nth-child(2){text-align:left}
 .slower{background:#fdd}.faster{background:#dfd}.new{background:#ffd}
 .gone{background:#eee}.errors{color:#a00}
 """
@@ -461,7 +476,7 @@ def diff_html(
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f"<p>a: <b>{la}</b><br>b: <b>{lb}</b></p>",
+        f"<p>a: <b>{la}</b><br>b: <b>{lb}</b> (b/a: the ratio of b to a)</p>",
     ]
     if result["new_errors"]:
         parts.append("<h2 class='errors'>New errors in b</h2><ul class='errors'>")
@@ -478,15 +493,29 @@ def diff_html(
             f"<tr><td>{label}</td><td>{e(va)}</td><td>{e(vb)}</td>"
             f"<td>{e(ratio)}</td></tr>"
         )
+    # The prefixes: each figure of run a beside the same of run b, then b/a.
     parts.append("</table><h2>Prefixes</h2><table><tr>")
-    parts.append("".join(f"<th>{e(h)}</th>" for h in (*_HEAD, *_HEAD2)))
+    parts.append("<th rowspan='2'>prefix</th><th rowspan='2'>verdict</th>")
+    for label, _, with_ratio in _HTML_FIGURES:
+        span = 3 if with_ratio else 2
+        parts.append(f"<th colspan='{span}'>{e(label)}</th>")
+    parts.append("</tr><tr>")
+    for _, _, with_ratio in _HTML_FIGURES:
+        parts.append("<th>a</th><th>b</th>" + ("<th>b/a</th>" if with_ratio else ""))
     parts.append("</tr>")
     for row in result["prefixes"]:
         verdict = row["verdict"]
-        cells = "".join(f"<td>{e(c)}</td>" for c in _cells(row))
+        a, b = row["a"] or {}, row["b"] or {}
+        cells = [e(row["prefix"]), e(verdict)]
+        for _, name, with_ratio in _HTML_FIGURES:
+            show = _seconds if name in ("p50", "p90", "p99", "compute") else _count
+            cells += [e(show(a.get(name))), e(show(b.get(name)))]
+            if with_ratio:
+                cells.append(e(_times(row["ratios"][name])))
         parts.append(
-            f"<tr class='{e(verdict)}'><td>{e(row['prefix'])}</td>"
-            f"<td>{e(verdict)}</td>{cells}</tr>"
+            f"<tr class='{e(verdict)}' title='{e(row['reason'])}'>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
         )
     parts.append("</table>")
     for label, key in (
