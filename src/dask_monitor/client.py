@@ -61,6 +61,8 @@ class Monitor:
         client: Client | None = None,
         *,
         observers: Iterable[Any] = (),
+        run: str | None = None,
+        tags: Mapping[str, str] | None = None,
         **options: Any,
     ) -> Monitor:
         """Install the monitor on ``client``'s scheduler (once); return a handle.
@@ -75,6 +77,13 @@ class Monitor:
             ``update_batch(events)``, or callables). They are pickled, sent to
             the scheduler and subscribed there beside the built-in ones, and
             unsubscribed by :meth:`detach`.
+        run
+            The run's name (``"nightly-etl"``), written with ``tags`` into the
+            headers of the event logs recorded from now on (and shown by
+            ``dask-monitor history list``); at most 200 characters.
+        tags
+            Texts that describe the run (``{"team": "data"}``): at most 32,
+            each name and value at most 200 characters.
         **options
             Settings by name (``interval="50ms"``, ``buffer_size=10_000``),
             overriding Dask config ``monitor.*``. They apply when this call
@@ -98,7 +107,10 @@ class Monitor:
         is removed when the last handle that attached it detaches, unless it was
         preloaded (``dask scheduler --preload dask_monitor``).
         """
+        from dask_monitor.runs import check_run
+
         client = client if client is not None else default_client()
+        labels = check_run(run, tags)
         config = MonitorConfig.from_config(**options)
         observers = tuple(observers)
         for observer in observers:
@@ -108,15 +120,18 @@ class Monitor:
                 )
         monitor = cls(client, config, uuid.uuid4().hex)
         monitor._asked = frozenset(k for k, v in options.items() if v is not None)
-        return client.sync(monitor._attach, observers)  # type: ignore[no-any-return]
+        return client.sync(monitor._attach, observers, labels)  # type: ignore[no-any-return]
 
-    async def _attach(self, observers: tuple[Any, ...]) -> Monitor:
+    async def _attach(
+        self, observers: tuple[Any, ...], labels: dict[str, Any] | None = None
+    ) -> Monitor:
         info = await self.client.run_on_scheduler(
             attach_on_scheduler,
             self.config,
             self.token,
             self.client.id,
             observers,
+            labels or None,
         )
         self.attached = True
         self.preloaded = bool(info["preloaded"])
@@ -298,6 +313,8 @@ class Monitor:
         max_bytes: int | str | None = None,
         queue_size: int | None = None,
         flush_interval: float | str | None = None,
+        run: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Any:
         """Record every event from now on to an event log at ``path`` on the scheduler.
 
@@ -317,6 +334,9 @@ class Monitor:
             the snapshot's ``monitor["sinks"]["eventlog"]``).
         flush_interval
             How often the file is flushed.
+        run, tags
+            The run's name and tags for the log's header, over those given
+            to :meth:`attach` (see there for the limits).
 
         Returns the writer's counters (an awaitable with an asynchronous client).
 
@@ -326,8 +346,10 @@ class Monitor:
             For an invalid option (``max_bytes`` below 1 MiB ...), naming it;
             the recording in progress, if any, goes on.
         """
+        from dask_monitor.runs import check_run
         from dask_monitor.sinks.eventlog import record_settings
 
+        labels = check_run(run, tags)
         given = {
             "max_bytes": max_bytes,
             "queue_size": queue_size,
@@ -347,6 +369,7 @@ class Monitor:
             self._scheduler.dask_monitor_record,
             path=os.fspath(Path(path).absolute()),
             options=options,
+            labels=labels,
         )
 
     def stop_recording(self) -> Any:
