@@ -124,6 +124,21 @@ class TestRunNamesAndTags:
         header = read_header(path)
         assert (header["run"], header["tags"]) == ("b", {"y": "2"})
 
+    def test_a_recording_from_the_start_has_the_attached_name(
+        self, tmp_path: Path
+    ) -> None:
+        """attach(record=path, run=...): the log opened at the plugin's start has it."""
+        path = tmp_path / "start.dmlog"
+        with (
+            make_cluster(n_workers=1) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, record=str(path), run="from-start") as monitor,
+        ):
+            client.submit(inc, 1).result()
+            monitor.stop_recording()
+        assert read_header(path)["run"] == "from-start"
+        assert "tags" not in read_header(path)
+
     @pytest.mark.parametrize(
         ("run", "tags", "named"),
         [
@@ -162,6 +177,45 @@ class TestFooter:
         assert footer["tasks"] == recorded["done"] == N_OK
         assert footer["erred"] == recorded["erred"] == N_FAIL
         assert 0 < footer["seconds"] <= recorded["wall"] + 0.5
+
+    def test_footer_agrees_with_the_replay(self, recorded: dict[str, Any]) -> None:
+        """The footer's tasks and errors are the replay's completed and erred."""
+        from dask_monitor import replay
+
+        footer = read_footer(recorded["path"])
+        totals = replay(recorded["path"])["totals"]
+        assert footer is not None
+        assert totals["recomputed"] == 0
+        assert (footer["tasks"], footer["erred"]) == (
+            totals["completed"],
+            totals["erred"],
+        )
+
+    def test_the_footer_ends_the_last_segment(self, tmp_path: Path) -> None:
+        """A rotated log has its footer in its last segment, counting every one."""
+        path = tmp_path / "rot.dmlog"
+        writer = EventLogWriter(path, max_bytes=300)
+        for i in range(20):
+            t = float(i)
+            writer.update_batch(
+                [TaskStatus(f"a-{i}", "a", "a-g", "processing", "memory", t)]
+            )
+        writer.close()
+        assert writer.segment > 1
+        footer = read_footer(path)
+        assert footer is not None and (footer["tasks"], footer["seconds"]) == (20, 19.0)
+
+    def test_a_hostile_footer_is_not_believed(self, tmp_path: Path) -> None:
+        """A footer of wrong types: no summary from it, and a replay names the field."""
+        from dask_monitor import replay
+        from dask_monitor.sinks.eventlog import EventLogError
+
+        bad = {"tasks": "lots", "erred": 0, "events": 0, "dropped": 0}
+        path = hand_log(tmp_path / "h.dmlog", {"started": 1.0}, [["e", bad]], 3)
+        assert read_footer(path) is None
+        with pytest.raises(EventLogError, match="'tasks' is a str"):
+            replay(path)
+        assert run_summary(path).error is not None
 
     def test_a_log_without_footer_is_read_through(self, tmp_path: Path) -> None:
         """A version-2 log (no footer) lists with counts from its records,
