@@ -139,6 +139,27 @@ class TestRunNamesAndTags:
         assert read_header(path)["run"] == "from-start"
         assert "tags" not in read_header(path)
 
+    def test_a_with_block_records_one_named_run(self, tmp_path: Path) -> None:
+        """with monitor.run(name, path, tags=...): the block's tasks, closed with
+        a footer even when the block raises."""
+        path = tmp_path / "block.dmlog"
+        with (
+            make_cluster(n_workers=1) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, interval="20ms") as monitor,
+        ):
+            with (
+                pytest.raises(KeyError),
+                monitor.run("block", path, tags={"kind": "test"}),
+            ):
+                wait(client.map(inc, range(5), pure=False))
+                monitor.snapshot(flush=True)
+                raise KeyError("the block fails")
+            assert monitor.stop_recording() is None  # closed already
+        summary = run_summary(path)
+        assert (summary.run, summary.tags) == ("block", {"kind": "test"})
+        assert (summary.tasks, summary.complete) == (5, True)
+
     @pytest.mark.parametrize(
         ("run", "tags", "named"),
         [

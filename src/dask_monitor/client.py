@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -371,6 +372,34 @@ class Monitor:
             options=options,
             labels=labels,
         )
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        tags: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Iterator[Any]:
+        """Record what runs inside the ``with`` block as the run ``name``.
+
+        ``with monitor.run("nightly-etl", "/logs/etl.dmlog", tags={...}):``
+        is :meth:`record` with ``run=name`` and ``tags`` on entry (``options``
+        are its other settings) and :meth:`stop_recording` on exit, also
+        when the block raises: the log then has its footer. Yields what
+        :meth:`record` returns. Needs a synchronous client.
+
+        Raises
+        ------
+        ConfigError
+            For a bad name, tags or option, before anything is recorded.
+        """
+        stats = self.record(path, run=name, tags=tags, **options)
+        try:
+            yield stats
+        finally:
+            self.stop_recording()
 
     def stop_recording(self) -> Any:
         """Write what is buffered and close the event log; its counters, or ``None``."""
