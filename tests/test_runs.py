@@ -412,3 +412,33 @@ class TestExport:
         assert len(done) == N_OK
         assert set(done.span_name) == {"load"}
         assert done.span.notna().all() and not (done.span == "load").any()
+
+
+class TestReportHeading:
+    """A report names the run it shows."""
+
+    def test_the_report_heading_names_the_run_and_its_tags(
+        self, recorded: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """`dask-monitor report`: the run's name and tags are in the heading."""
+        out = cli("report", str(recorded["path"]), "-o", str(tmp_path / "r.html"))
+        assert out.returncode == 0, out.stderr
+        page = (tmp_path / "r.html").read_text()
+        assert "run nightly-etl: team=data;" in page
+
+    def test_a_hostile_run_name_is_escaped_in_the_report(self, tmp_path: Path) -> None:
+        """A run named <script>...: shown as text, never as markup."""
+        from dask_monitor.panel.report import report_html
+        from dask_monitor.replay import replay_pipeline, run_info
+        from tests.test_report import texts
+
+        path = hand_log(
+            tmp_path / "x.dmlog",
+            {"started": 1.0, "run": "<script>alert(1)</script>", "tags": {"<b>": "x"}},
+            [["b", [task("a-1", "memory", 2.0)]]],
+            3,
+        )
+        page = report_html(replay_pipeline(path).snapshot(), **run_info(path))
+        shown = texts(page)  # what the page's Divs show, as HTML
+        assert "<script>alert(1)" not in shown and "<b>=x" not in shown
+        assert "run &lt;script&gt;alert(1)&lt;/script&gt;: &lt;b&gt;=x" in shown

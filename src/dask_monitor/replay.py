@@ -74,13 +74,21 @@ def config_from_header(header: dict[str, Any]) -> MonitorConfig:
 def run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Where the run recorded at ``path`` comes from, for a report's heading.
 
-    ``source`` (the log's path and the scheduler that wrote it) and
+    ``source`` (the run's name and tags if it has them, the log's path and
+    the scheduler that wrote it) and
     ``versions`` (of dask, distributed and dask-monitor of the run, as the
     log's header recorded them).
     """
+    from dask_monitor.runs import header_run
+
     header = EventLog.open(path).header
     scheduler = (header.get("cluster") or {}).get("scheduler")
     source = os.fspath(path) + (f" (scheduler {scheduler})" if scheduler else "")
+    run, tags = header_run(header)  # untrusted: cut here, escaped by the page
+    if tags:
+        source = ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) + "; " + source
+    if run:
+        source = f"run {run}: {source}"
     versions = {
         label: str(header.get(field) or "unknown")
         for label, field in (
