@@ -809,7 +809,8 @@ class EventLogWriter:
             finishes = events.finishes
             done, erred = finishes.count("memory"), finishes.count("erred")
             times = events.times if events.times is not None else [events.time]
-            stamps = [t for t in times if t is not None]
+            # min and max of the column: no per-event Python work.
+            stamps = [min(times), max(times)] if times else []
             stamps += [e.timestamp for _, e in events.others]
         else:
             tasks = [e for e in events if type(e) is TaskStatus]
