@@ -19,6 +19,7 @@ from dask_monitor.sinks.eventlog import (
     EventLogWriter,
     decode_event,
     encode_event,
+    footer_offset,
     read_events,
     read_header,
     record_settings,
@@ -120,8 +121,11 @@ class TestDamage:
         """Cut in the middle of the last record: all complete records are read."""
         path = tmp_path / "run.dmlog"
         _write(path, [_events(3), _events(4)])
+        # A writer that died wrote no footer: cut inside the batch before it.
+        end = footer_offset(path)
+        assert end is not None
         data = path.read_bytes()
-        path.write_bytes(data[:-5])
+        path.write_bytes(data[: end[0] - 5])
         with pytest.warns(EventLogWarning, match="torn last record"):
             events = list(read_events(path))
         assert events == _events(3)
@@ -413,7 +417,7 @@ class TestVersions:
         }
         assert first.details[0].transfer == 0.25
         assert second is not None and second.others == [(0, s) for s in samples]
-        assert read_header(path)["version"] == FORMAT_VERSION == 2
+        assert read_header(path)["version"] == FORMAT_VERSION == 3
 
     def test_a_version_1_log_reads_without_transfer_or_disk(
         self, tmp_path: Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import click
@@ -143,7 +144,8 @@ def report(log: str, output: str, title: str | None) -> None:
     "--output",
     type=click.Path(dir_okay=False),
     required=True,
-    help="File to write: .parquet (needs pyarrow, else CSV) or .csv.",
+    help="File to write: .parquet (needs pyarrow), .csv, .json or .jsonl; "
+    "another extension needs --format.",
 )
 @click.option(
     "--kind",
@@ -155,18 +157,23 @@ def report(log: str, output: str, title: str | None) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["parquet", "csv"]),
+    type=click.Choice(["parquet", "csv", "json", "jsonl"]),
     default=None,
-    help="Format; by default from the file name and pyarrow's presence.",
+    help="Format; by default from the file name's extension.",
 )
 def export(log: str, output: str, kind: str, fmt: str | None) -> None:
-    """Export the events of an event log as a table (Parquet or CSV) for pandas."""
-    from dask_monitor.replay import export_events
+    """Export the events of an event log as a table (Parquet, CSV, JSON) for pandas."""
+    from dask_monitor.replay import export_events, export_format
     from dask_monitor.sinks.eventlog import EventLogError
 
+    if fmt is None:  # refused before the log is read
+        try:
+            export_format(output)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from e
     try:
         _, used, rows = export_events(log, output, kind=kind, fmt=fmt)
-    except EventLogError as e:
+    except (EventLogError, ImportError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"Wrote {rows:,} {kind} events to {output} ({used})")
 
@@ -309,6 +316,91 @@ def diff_command(
 
 
 main.add_command(diff_command)
+
+# -- history list: the runs recorded in a directory -------------------------------
+
+
+@main.group()
+def history() -> None:
+    """Browse the runs recorded in a directory of event logs."""
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@history.command(name="list")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Runs shown, at most.",
+)
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Runs skipped first (the next page: --offset LIMIT).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+def history_list(directory: str, limit: int, offset: int, as_json: bool) -> None:
+    """List the runs recorded in DIRECTORY (its *.dmlog files), newest first."""
+    import datetime
+    import json
+
+    from dask_monitor.runs import list_runs
+    from dask_monitor.text import safe_text
+
+    runs = list_runs(directory, limit=limit, offset=offset)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
+        return
+    if not runs:
+        click.echo(f"No runs in {safe_text(directory)}")
+        return
+    rows = [("NAME", "START (UTC)", "DURATION", "TASKS", "ERRORS", "CLUSTER", "TAGS")]
+    for r in runs:
+        if r.error is not None:
+            name = safe_text(os.path.basename(r.path), 40)
+            rows.append(
+                (name, "-", "unreadable", "-", "-", "-", safe_text(r.error, 60))
+            )
+            continue
+        start = (
+            datetime.datetime.fromtimestamp(r.started, datetime.UTC).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            )
+            if r.started is not None
+            else "-"
+        )
+        duration = _duration_text(r.seconds)
+        if not r.complete:
+            duration += " (in progress/unknown)"
+        tags = ",".join(f"{k}={v}" for k, v in sorted(r.tags.items()))
+        rows.append(
+            (
+                safe_text(r.run or os.path.basename(r.path), 40),
+                start,
+                duration,
+                f"{r.tasks:,}",
+                f"{r.erred:,}",
+                safe_text(r.cluster or "-", 30),
+                safe_text(tags or "-", 60),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -61,6 +62,8 @@ class Monitor:
         client: Client | None = None,
         *,
         observers: Iterable[Any] = (),
+        run: str | None = None,
+        tags: Mapping[str, str] | None = None,
         **options: Any,
     ) -> Monitor:
         """Install the monitor on ``client``'s scheduler (once); return a handle.
@@ -75,6 +78,13 @@ class Monitor:
             ``update_batch(events)``, or callables). They are pickled, sent to
             the scheduler and subscribed there beside the built-in ones, and
             unsubscribed by :meth:`detach`.
+        run
+            The run's name (``"nightly-etl"``), written with ``tags`` into the
+            headers of the event logs recorded from now on (and shown by
+            ``dask-monitor history list``); at most 200 characters.
+        tags
+            Texts that describe the run (``{"team": "data"}``): at most 32,
+            each name and value at most 200 characters.
         **options
             Settings by name (``interval="50ms"``, ``buffer_size=10_000``),
             overriding Dask config ``monitor.*``. They apply when this call
@@ -98,7 +108,10 @@ class Monitor:
         is removed when the last handle that attached it detaches, unless it was
         preloaded (``dask scheduler --preload dask_monitor``).
         """
+        from dask_monitor.runs import check_run
+
         client = client if client is not None else default_client()
+        labels = check_run(run, tags)
         config = MonitorConfig.from_config(**options)
         observers = tuple(observers)
         for observer in observers:
@@ -108,15 +121,18 @@ class Monitor:
                 )
         monitor = cls(client, config, uuid.uuid4().hex)
         monitor._asked = frozenset(k for k, v in options.items() if v is not None)
-        return client.sync(monitor._attach, observers)  # type: ignore[no-any-return]
+        return client.sync(monitor._attach, observers, labels)  # type: ignore[no-any-return]
 
-    async def _attach(self, observers: tuple[Any, ...]) -> Monitor:
+    async def _attach(
+        self, observers: tuple[Any, ...], labels: dict[str, Any] | None = None
+    ) -> Monitor:
         info = await self.client.run_on_scheduler(
             attach_on_scheduler,
             self.config,
             self.token,
             self.client.id,
             observers,
+            labels or None,
         )
         self.attached = True
         self.preloaded = bool(info["preloaded"])
@@ -298,6 +314,8 @@ class Monitor:
         max_bytes: int | str | None = None,
         queue_size: int | None = None,
         flush_interval: float | str | None = None,
+        run: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Any:
         """Record every event from now on to an event log at ``path`` on the scheduler.
 
@@ -317,6 +335,9 @@ class Monitor:
             the snapshot's ``monitor["sinks"]["eventlog"]``).
         flush_interval
             How often the file is flushed.
+        run, tags
+            The run's name and tags for the log's header, over those given
+            to :meth:`attach` (see there for the limits).
 
         Returns the writer's counters (an awaitable with an asynchronous client).
 
@@ -326,8 +347,10 @@ class Monitor:
             For an invalid option (``max_bytes`` below 1 MiB ...), naming it;
             the recording in progress, if any, goes on.
         """
+        from dask_monitor.runs import check_run
         from dask_monitor.sinks.eventlog import record_settings
 
+        labels = check_run(run, tags)
         given = {
             "max_bytes": max_bytes,
             "queue_size": queue_size,
@@ -347,7 +370,36 @@ class Monitor:
             self._scheduler.dask_monitor_record,
             path=os.fspath(Path(path).absolute()),
             options=options,
+            labels=labels,
         )
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        tags: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Iterator[Any]:
+        """Record what runs inside the ``with`` block as the run ``name``.
+
+        ``with monitor.run("nightly-etl", "/logs/etl.dmlog", tags={...}):``
+        is :meth:`record` with ``run=name`` and ``tags`` on entry (``options``
+        are its other settings) and :meth:`stop_recording` on exit, also
+        when the block raises: the log then has its footer. Yields what
+        :meth:`record` returns. Needs a synchronous client.
+
+        Raises
+        ------
+        ConfigError
+            For a bad name, tags or option, before anything is recorded.
+        """
+        stats = self.record(path, run=name, tags=tags, **options)
+        try:
+            yield stats
+        finally:
+            self.stop_recording()
 
     def stop_recording(self) -> Any:
         """Write what is buffered and close the event log; its counters, or ``None``."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from dask_monitor.batch import Batch
@@ -73,13 +74,21 @@ def config_from_header(header: dict[str, Any]) -> MonitorConfig:
 def run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Where the run recorded at ``path`` comes from, for a report's heading.
 
-    ``source`` (the log's path and the scheduler that wrote it) and
+    ``source`` (the run's name and tags if it has them, the log's path and
+    the scheduler that wrote it) and
     ``versions`` (of dask, distributed and dask-monitor of the run, as the
     log's header recorded them).
     """
+    from dask_monitor.runs import header_run
+
     header = EventLog.open(path).header
     scheduler = (header.get("cluster") or {}).get("scheduler")
     source = os.fspath(path) + (f" (scheduler {scheduler})" if scheduler else "")
+    run, tags = header_run(header)  # untrusted: cut here, escaped by the page
+    if tags:
+        source = ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) + "; " + source
+    if run:
+        source = f"run {run}: {source}"
     versions = {
         label: str(header.get(field) or "unknown")
         for label, field in (
@@ -280,6 +289,8 @@ TASK_COLUMNS = (
     "span",
     "transfer",
     "disk",
+    # The span's name (``span`` is its id), from the log's span-names records.
+    "span_name",
 )
 WORKER_COLUMNS = (
     "address",
@@ -313,15 +324,54 @@ def _columns(path: str | os.PathLike[str], kind: str) -> dict[str, list[Any]]:
         "resources": (WorkerResources, RESOURCE_COLUMNS),
     }[kind]
     columns: dict[str, list[Any]] = {name: [] for name in names}
-    for event in EventLog.open(path).events():
-        if type(event) is not cls:
-            continue
-        for name in names:
-            value = getattr(event, name)
-            if name == "details":
-                value = json.dumps(value, default=str)
-            columns[name].append(value)
+    fields = [n for n in names if n != "span_name"]
+    span_names: dict[str, str] = {}
+    for record in EventLog.open(path).records():
+        if record.kind == "s":
+            # Names may come after their spans' events: filled in at the end.
+            span_names.update(record.names)
+        for event in record.events:
+            if type(event) is not cls:
+                continue
+            for name in fields:
+                value = getattr(event, name)
+                if name == "details":
+                    value = json.dumps(value, default=str)
+                columns[name].append(value)
+    if "span_name" in columns:
+        columns["span_name"] = [
+            None if s is None else span_names.get(s) for s in columns["span"]
+        ]
     return columns
+
+
+#: Formats of an export by the file name's extension.
+EXPORT_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def export_format(out: str | os.PathLike[str]) -> str:
+    """The export format of a file name by its extension (see :data:`EXPORT_FORMATS`).
+
+    Raises ``ValueError`` naming the extensions known and the ``--format``
+    option for any other: a table is never written in a format its name
+    does not say.
+    """
+    suffix = Path(os.fspath(out)).suffix.lower()
+    if suffix in EXPORT_FORMATS:
+        return EXPORT_FORMATS[suffix]
+    known = ", ".join(EXPORT_FORMATS)
+    raise ValueError(
+        f"cannot tell the format of {os.fspath(out)!r} from its extension "
+        f"{suffix or '(none)'!r}: name the file {known}, or give the format "
+        "(--format / fmt=)"
+    )
 
 
 def export_events(
@@ -339,11 +389,21 @@ def export_events(
         ``"tasks"`` (one row per ``TaskStatus``, its fields as columns),
         ``"workers"``, ``"alerts"`` or ``"resources"`` (the workers' samples).
     fmt
-        ``"parquet"`` or ``"csv"``; by default CSV when ``out`` ends in
-        ``.csv`` or pyarrow is missing, else Parquet.
+        ``"parquet"``, ``"csv"``, ``"json"`` (an array of objects) or
+        ``"jsonl"`` (an object a line); by default from ``out``'s extension
+        (:data:`EXPORT_FORMATS`): ``ValueError`` for another extension.
 
-    Returns ``(out, format, rows)``. Read it back with ``pandas.read_parquet``
-    or ``pandas.read_csv``.
+    Task events have a ``span_name`` column beside ``span`` (the span's id).
+
+    Returns ``(out, format, rows)``. Read it back with ``pandas.read_parquet``,
+    ``pandas.read_csv`` or ``pandas.read_json`` (``lines=True`` for jsonl).
+
+    Raises
+    ------
+    ValueError
+        For a format that cannot be told from the name, or an unknown one.
+    ImportError
+        For Parquet without pyarrow (naming the other formats).
     """
     import csv
 
@@ -352,12 +412,17 @@ def export_events(
             f"kind must be tasks, workers, alerts or resources, not {kind!r}"
         )
     if fmt is None:
-        fmt = "csv" if os.fspath(out).endswith(".csv") else "parquet"
-        if fmt == "parquet":
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                fmt = "csv"
+        fmt = export_format(out)
+    if fmt not in ("parquet", "csv", "json", "jsonl"):
+        raise ValueError(f"fmt must be parquet, csv, json or jsonl, not {fmt!r}")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                "writing Parquet needs pyarrow: install it, or export to .csv, "
+                ".json or .jsonl"
+            ) from e
     columns = _columns(path, kind)
     rows = len(next(iter(columns.values())))
     if fmt == "parquet":
@@ -372,7 +437,19 @@ def export_events(
             for row in zip(*columns.values(), strict=True):
                 writer.writerow([_csv_cell(v) for v in row])
     else:
-        raise ValueError(f"fmt must be parquet or csv, not {fmt!r}")
+        import json
+
+        names = list(columns)
+        records = (
+            dict(zip(names, row, strict=True))
+            for row in zip(*columns.values(), strict=True)
+        )
+        with open(out, "w", encoding="utf-8") as f:
+            if fmt == "jsonl":
+                for r in records:
+                    f.write(json.dumps(r, default=str) + "\n")
+            else:
+                json.dump(list(records), f, default=str)
     return out, fmt, rows
 
 

@@ -40,6 +40,7 @@ from dask_monitor.config import (
 from dask_monitor.events import Alert, Event
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.resources import ResourceSampler
+from dask_monitor.runs import check_run
 from dask_monitor.scheduler.buffer import TASK_ERRED, TransitionBuffer
 from dask_monitor.sinks.eventlog import (
     EventLogWriter,
@@ -152,6 +153,9 @@ class MonitorPlugin(SchedulerPlugin):
         self._pc: PeriodicCallback | None = None
         self._closed = False
         self.recorder: EventLogWriter | None = None
+        #: The run's name and tags (``run``, ``tags``: checked by
+        #: :func:`dask_monitor.runs.check_run`), put in recordings' headers.
+        self.run_labels: dict[str, Any] = {}
         self._span_names: dict[str, str] = {}
         self._unregister_metrics: Callable[[], None] | None = None
         self.nats: Any = None  # the NATS alert publisher, when monitor.nats.url is set
@@ -163,6 +167,7 @@ class MonitorPlugin(SchedulerPlugin):
             "config": self.config,
             "preloaded": self.preloaded,
             "observers": self._initial_observers,
+            "run_labels": self.run_labels,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -171,6 +176,7 @@ class MonitorPlugin(SchedulerPlugin):
             observers=state["observers"],
             preloaded=state["preloaded"],
         )
+        self.run_labels = dict(state.get("run_labels") or {})
 
     # -- life cycle ----------------------------------------------------------
 
@@ -558,10 +564,13 @@ class MonitorPlugin(SchedulerPlugin):
 
     # -- recording -----------------------------------------------------------------
 
-    async def start_recording(self, path: str, **options: Any) -> dict[str, Any]:
+    async def start_recording(
+        self, path: str, labels: dict[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
         """Append every event from now on to an event log at ``path`` (scheduler side).
 
-        A recording in progress is stopped first. ``options`` go to
+        A recording in progress is stopped first. ``labels`` (``run``,
+        ``tags``) go into its header over :attr:`run_labels`; ``options`` go to
         :class:`~dask_monitor.sinks.eventlog.EventLogWriter`. Returns its stats.
         The path is checked, and the old recording closed, off the event
         loop: file systems can block.
@@ -580,12 +589,15 @@ class MonitorPlugin(SchedulerPlugin):
             raise RuntimeError("the dask-monitor plugin stopped meanwhile")
         # From here to the subscription nothing awaits: no flush falls between.
         self.flush()  # what is buffered happened before the call
-        return self._open_recorder({"path": path, **options})
+        return self._open_recorder({"path": path, **options}, labels)
 
-    def _open_recorder(self, settings: dict[str, Any]) -> dict[str, Any]:
+    def _open_recorder(
+        self, settings: dict[str, Any], labels: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Subscribe a writer for ``settings`` (whose path was checked)."""
         assert self.pipeline is not None
-        writer = EventLogWriter(header=self._record_header(), checked=True, **settings)
+        header = {**self._record_header(), **self.run_labels, **(labels or {})}
+        writer = EventLogWriter(header=header, checked=True, **settings)
         self.recorder = writer
         self.pipeline.subject.subscribe(writer)
         self.pipeline.alerts.subscribe(writer)  # alerts are recorded too
@@ -636,7 +648,10 @@ class MonitorPlugin(SchedulerPlugin):
         return writer
 
     async def _rpc_record(
-        self, path: str, options: dict[str, Any] | None = None
+        self,
+        path: str,
+        options: dict[str, Any] | None = None,
+        labels: dict[str, Any] | None = None,
     ) -> Any:
         # Validated before the recording in progress is stopped: a bad call
         # must not end a good recording. Where logs may go is the scheduler's
@@ -652,7 +667,8 @@ class MonitorPlugin(SchedulerPlugin):
         settings = record_settings({**options, "path": path, "directory": directory})
         if settings is None:
             raise ConfigError("monitor.record.path must be a non-empty path")
-        return await self.start_recording(**settings)
+        labels = check_run((labels or {}).get("run"), (labels or {}).get("tags"))
+        return await self.start_recording(labels=labels, **settings)
 
     async def _rpc_stop_recording(self) -> Any:
         return await self.stop_recording()
@@ -751,6 +767,7 @@ async def attach_on_scheduler(
     token: str,
     client: str | None,
     observers: tuple[Any, ...] = (),
+    labels: dict[str, Any] | None = None,
     *,
     dask_scheduler: Scheduler,
 ) -> dict[str, Any]:
@@ -760,11 +777,19 @@ async def attach_on_scheduler(
     finding (or starting) the plugin and attaching to it nothing else runs
     on the scheduler's loop, so a last handle detaching elsewhere cannot
     remove the plugin in between, as it could between two RPCs.
+    ``labels`` (a run's ``run`` and ``tags``) go into the headers of the
+    recordings started from then on (from the plugin's start when this call
+    installs it).
     """
+    labels = check_run((labels or {}).get("run"), (labels or {}).get("tags"))
     plugin = get_plugin(dask_scheduler)
+    if plugin is not None and labels:
+        plugin.run_labels = labels
     if plugin is None:
+        fresh = MonitorPlugin(config)
+        fresh.run_labels = labels
         await dask_scheduler.register_scheduler_plugin(
-            MonitorPlugin(config), name=PLUGIN_NAME, idempotent=True
+            fresh, name=PLUGIN_NAME, idempotent=True
         )
         plugin = get_plugin(dask_scheduler)
         if plugin is None:

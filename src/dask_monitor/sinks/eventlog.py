@@ -24,7 +24,17 @@ The next records are arrays whose first item says what they are:
   ``["m", <WorkerResources fields in order>]`` or
   ``["a", <Alert.to_dict()>]``;
 * ``["r", timestamp]``: the aggregates were reset (Dask's ``restart``);
-* ``["s", {span id: span name}]``: names of Dask spans.
+* ``["s", {span id: span name}]``: names of Dask spans;
+* ``["e", {summary}]``: the footer, the last record of the last segment,
+  written when the writer closes: ``tasks`` (tasks done), ``erred``,
+  ``events``, ``dropped``, ``first`` and ``last`` (times of the first and
+  last event, ``None`` for none) and ``seconds`` (``last - first``):
+  what the events say, nothing of the writer's clock. A log without one is still being
+  written, or its writer died: :func:`read_footer` finds it from the end
+  of the file without reading the rest.
+
+The header may also hold ``run`` (a run's name) and ``tags`` (a map of
+text to text): see :mod:`dask_monitor.runs`.
 
 A batch the pipeline hands over as a :class:`~dask_monitor.batch.Batch` is
 queued as it is (its columns are never changed once made) and encoded on the
@@ -41,7 +51,8 @@ no event object made; a record holding other events (or rows in another
 shape) has those decoded one by one.
 
 Versions: version 2 added ``transfer`` and ``disk`` at the end of task
-events and the ``"m"`` events (worker resources). Logs of version 1 are
+events and the ``"m"`` events (worker resources). Version 3 added the
+footer (``"e"``). Logs of versions 1 and 2 are
 read as they are (their task events lack the two fields: ``None``); a reader
 of version 1 refuses a log of version 2 by its version, not as corrupt.
 
@@ -106,7 +117,9 @@ __all__ = [
     "decode_event",
     "encode_batch",
     "encode_event",
+    "footer_offset",
     "read_events",
+    "read_footer",
     "read_header",
     "segments",
 ]
@@ -114,9 +127,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAGIC = b"DMONLOG"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Format versions this reader reads (see the module docstring).
-READ_VERSIONS = frozenset({1, 2})
+READ_VERSIONS = frozenset({1, 2, 3})
 FORMAT_NAME = "dask-monitor-eventlog"
 
 _LEN = struct.Struct(">I")
@@ -614,6 +627,12 @@ class EventLogWriter:
         self.unencodable = 0  # events msgpack could not take (also in dropped)
         self.bytes = 0
         self.segment = 0
+        # For the footer (writer thread only): tasks done and erred, and the
+        # times of the first and last event written.
+        self._done = 0
+        self._erred = 0
+        self._first: float | None = None
+        self._last: float | None = None
         self._queued = 0  # events on the queue
         self._lock = threading.Lock()  # guards _queued, dropped and _names
         self._names: dict[str, str] = {}  # span names not written yet
@@ -780,6 +799,50 @@ class EventLogWriter:
         self.bytes += _LEN.size + len(payload)
         if kind == "b":
             self.events += n
+            self._count(item[1])
+
+    def _count(self, events: Sequence[Event]) -> None:
+        """Add a written batch to the footer's counts (writer thread)."""
+        if not len(events):
+            return
+        if isinstance(events, Batch):
+            finishes = events.finishes
+            done, erred = finishes.count("memory"), finishes.count("erred")
+            times = events.times if events.times is not None else [events.time]
+            # min and max of the column: no per-event Python work.
+            stamps = [min(times), max(times)] if times else []
+            stamps += [e.timestamp for _, e in events.others]
+        else:
+            tasks = [e for e in events if type(e) is TaskStatus]
+            done = sum(e.finish == "memory" for e in tasks)
+            erred = sum(e.finish == "erred" for e in tasks)
+            stamps = [e.timestamp for e in events]
+        self._done += done
+        self._erred += erred
+        if stamps:
+            low, high = min(stamps), max(stamps)
+            self._first = low if self._first is None else min(self._first, low)
+            self._last = high if self._last is None else max(self._last, high)
+
+    def footer(self) -> dict[str, Any]:
+        """The summary written as the last record when the writer closes."""
+        first, last = self._first, self._last
+        return {
+            "tasks": self._done,
+            "erred": self._erred,
+            "events": self.events,
+            "dropped": self.dropped,
+            "first": first,
+            "last": last,
+            "seconds": None if first is None or last is None else last - first,
+        }
+
+    def _write_footer(self) -> None:
+        """Append the footer to the open segment (not rotated: it is last)."""
+        payload = bytes(msgpack.packb(["e", self.footer()], use_bin_type=True))
+        self._file.write(_LEN.pack(len(payload)))
+        self._file.write(payload)
+        self.bytes += _LEN.size + len(payload)
 
     def _prepare(self) -> None:
         """Make the directory, remove the old log's segments, open the first.
@@ -832,6 +895,8 @@ class EventLogWriter:
         finally:
             if self._file is not None:
                 try:
+                    if not self._broken:
+                        self._write_footer()
                     self._file.flush()
                     os.fsync(self._file.fileno())
                 except Exception:
@@ -867,6 +932,7 @@ class Record:
     timestamp: float | None = None
     names: dict[str, str] = field(default_factory=dict)
     batch: Batch | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 #: Largest record (or header) a reader accepts. The writer's records are a
@@ -1023,6 +1089,8 @@ def _record(item: Any, columns: bool) -> Record:
         return Record("r", timestamp=item[1])
     if kind == "s":
         return Record("s", names={str(k): str(v) for k, v in item[1].items()})
+    if kind == "e":
+        return Record("e", summary=checked_footer(item[1]))
     raise ValueError(f"unknown record kind {kind!r}")
 
 
@@ -1045,17 +1113,101 @@ class EventLog:
     def records(self, *, columns: bool = False) -> Iterator[Record]:
         """Every record of every segment, in order (torn tail skipped, warned).
 
+        The footer is checked but not yielded: like the header, it is about
+        the log (see :func:`read_footer`), not a record of the run.
+
         With ``columns``, each batch record comes as a
         :class:`~dask_monitor.batch.Batch` in :attr:`Record.batch` (no event
         object made), else as a list of events in :attr:`Record.events`.
         """
         for i, seg in enumerate(self.files):
-            yield from _read_segment(seg, first=i == 0, columns=columns)
+            for record in _read_segment(seg, first=i == 0, columns=columns):
+                if record.kind != "e":
+                    yield record
 
     def events(self) -> Iterator[Event]:
         """Every event, in order."""
         for record in self.records():
             yield from record.events
+
+
+#: Fields of a footer and the types a reader accepts for each.
+_FOOTER_FIELDS: dict[str, tuple[type, ...]] = {
+    "tasks": (int,),
+    "erred": (int,),
+    "events": (int,),
+    "dropped": (int,),
+    "first": (int, float, type(None)),
+    "last": (int, float, type(None)),
+    "seconds": (int, float, type(None)),
+}
+#: The largest footer :func:`read_footer` looks for (the writer's is ~150 bytes).
+MAX_FOOTER_BYTES = 4096
+
+
+def checked_footer(value: Any) -> dict[str, Any]:
+    """The known fields of a footer read from a file, type-checked.
+
+    ``ValueError`` naming the field for a value of a wrong type (a number
+    that is not finite counts as one): a file may hold anything.
+    """
+    if not isinstance(value, dict):
+        raise ValueError(f"a footer that is a {type(value).__name__}")
+    out: dict[str, Any] = {}
+    for name, kinds in _FOOTER_FIELDS.items():
+        v = value.get(name)
+        if isinstance(v, bool) or not isinstance(v, kinds):
+            if v is None and type(None) not in kinds:
+                raise ValueError(f"a footer without {name!r}")
+            raise ValueError(f"a footer whose {name!r} is a {type(v).__name__}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"a footer whose {name!r} is {v!r}")
+        if isinstance(v, int) and v < 0:
+            raise ValueError(f"a footer whose {name!r} is {v!r}")
+        out[name] = v
+    return out
+
+
+def read_footer(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The footer of the log at ``path``, or ``None`` if it has none.
+
+    Reads only the end of the last segment: the footer is a record that ends
+    the file, found by its length prefix and its kind, so a listing of many
+    logs reads a few KiB of each. A log still being written, or whose writer
+    died, has none. A footer that does not check out (see
+    :func:`checked_footer`) counts as none: it is a summary, never trusted
+    over the log itself.
+    """
+    found = footer_offset(path)
+    return None if found is None else found[1]
+
+
+def footer_offset(
+    path: str | os.PathLike[str],
+) -> tuple[int, dict[str, Any]] | None:
+    """Where the footer of the log at ``path`` starts in its last segment (the
+    byte of its length prefix), and the footer; ``None`` for a log without one."""
+    files = segments(path)
+    if not files:
+        raise FileNotFoundError(f"no event log at {path}")
+    with open(files[-1], "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = max(0, size - MAX_FOOTER_BYTES)
+        f.seek(start)
+        tail = f.read()
+    # ["e", {...}] packs as fixarray(2), fixstr "e": the payload's first bytes.
+    mark = b"\x92\xa1e"
+    at = tail.rfind(mark)
+    while at >= _LEN.size:
+        (n,) = _LEN.unpack(tail[at - _LEN.size : at])
+        if at + n == len(tail):
+            try:
+                item = msgpack.unpackb(tail[at:], raw=False)
+                return start + at - _LEN.size, checked_footer(item[1])
+            except Exception:
+                return None
+        at = tail.rfind(mark, 0, at)
+    return None
 
 
 def read_events(path: str | os.PathLike[str]) -> Iterator[Event]:

@@ -1,0 +1,444 @@
+"""Run names and tags, the log's summary footer, ``history list`` and export fixes."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from distributed import Client, span, wait
+
+from dask_monitor import Monitor
+from dask_monitor.config import ConfigError
+from dask_monitor.events import TaskStatus, WorkerStatus
+from dask_monitor.replay import export_events
+from dask_monitor.runs import MAX_RUN_CHARS, check_run, list_runs, run_summary
+from dask_monitor.sinks.eventlog import (
+    FORMAT_NAME,
+    MAGIC,
+    EventLog,
+    EventLogWriter,
+    footer_offset,
+    read_footer,
+    read_header,
+)
+from tests.workloads import fail_if_odd, inc
+
+from .conftest import make_cluster
+
+BIN = Path(sys.executable).parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "dask-monitor"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def hand_log(path: Path, header: dict[str, Any], records: list[Any], v: int) -> Path:
+    """A log written by hand (no footer), in format version ``v``."""
+    head = {"format": FORMAT_NAME, "version": v, **header}
+    parts = [MAGIC, bytes([v])]
+    for item in [head, *records]:
+        payload = msgpack.packb(item, use_bin_type=True)
+        parts += [struct.pack(">I", len(payload)), payload]
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def task(key: str, finish: str, t: float, span_id: str | None = None) -> list[Any]:
+    prefix = key.split("-")[0]
+    row = ["t", key, prefix, prefix + "-g", "processing", finish, t, "tcp://w:1"]
+    return [*row, None, None, None, None, None, None, span_id, None, None]
+
+
+N_OK = 30
+N_FAIL = 4
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real LocalCluster run recorded with a run name and tags: 30 tasks
+    done in the span "load", 4 failing; the client's own counts and clock."""
+    directory = tmp_path_factory.mktemp("runs")
+    path = directory / "nightly.dmlog"
+    with (
+        make_cluster() as cluster,
+        Client(cluster) as client,
+        Monitor.attach(
+            client, interval="20ms", run="nightly-etl", tags={"team": "data"}
+        ) as monitor,
+    ):
+        monitor.record(path)
+        t0 = time.time()
+        with span("load"):
+            ok = client.map(inc, range(N_OK), pure=False)
+            wait(ok)
+        bad = client.map(fail_if_odd, [1, 3, 5, 7], pure=False)
+        wait(bad)
+        t1 = time.time()
+        monitor.snapshot(flush=True)
+        monitor.stop_recording()
+        done = sum(f.status == "finished" for f in ok)
+        erred = sum(f.status == "error" for f in bad)
+    return {
+        "path": path,
+        "dir": directory,
+        "done": done,
+        "erred": erred,
+        "wall": t1 - t0,
+    }
+
+
+class TestRunNamesAndTags:
+    """Names and tags reach the header, checked on the way in and out."""
+
+    def test_attach_puts_the_run_name_and_tags_in_the_header(
+        self, recorded: dict[str, Any]
+    ) -> None:
+        """Monitor.attach(run=, tags=) then record(): both are in the log's header."""
+        header = read_header(recorded["path"])
+        assert header["run"] == "nightly-etl"
+        assert header["tags"] == {"team": "data"}
+
+    def test_record_names_override_the_attached_ones(self, tmp_path: Path) -> None:
+        """record(path, run=, tags=) writes its own name and tags."""
+        path = tmp_path / "other.dmlog"
+        with (
+            make_cluster(n_workers=1) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, run="a", tags={"x": "1"}) as monitor,
+        ):
+            monitor.record(path, run="b", tags={"y": "2"})
+            client.submit(inc, 1).result()
+            monitor.stop_recording()
+        header = read_header(path)
+        assert (header["run"], header["tags"]) == ("b", {"y": "2"})
+
+    def test_a_recording_from_the_start_has_the_attached_name(
+        self, tmp_path: Path
+    ) -> None:
+        """attach(record=path, run=...): the log opened at the plugin's start has it."""
+        path = tmp_path / "start.dmlog"
+        with (
+            make_cluster(n_workers=1) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, record=str(path), run="from-start") as monitor,
+        ):
+            client.submit(inc, 1).result()
+            monitor.stop_recording()
+        assert read_header(path)["run"] == "from-start"
+        assert "tags" not in read_header(path)
+
+    def test_a_with_block_records_one_named_run(self, tmp_path: Path) -> None:
+        """with monitor.run(name, path, tags=...): the block's tasks, closed with
+        a footer even when the block raises."""
+        path = tmp_path / "block.dmlog"
+        with (
+            make_cluster(n_workers=1) as cluster,
+            Client(cluster) as client,
+            Monitor.attach(client, interval="20ms") as monitor,
+        ):
+            with (
+                pytest.raises(KeyError),
+                monitor.run("block", path, tags={"kind": "test"}),
+            ):
+                wait(client.map(inc, range(5), pure=False))
+                monitor.snapshot(flush=True)
+                raise KeyError("the block fails")
+            assert monitor.stop_recording() is None  # closed already
+        summary = run_summary(path)
+        assert (summary.run, summary.tags) == ("block", {"kind": "test"})
+        assert (summary.tasks, summary.complete) == (5, True)
+
+    @pytest.mark.parametrize(
+        ("run", "tags", "named"),
+        [
+            ("x" * (MAX_RUN_CHARS + 1), None, "run"),
+            ("", None, "run"),
+            (3, None, "run"),
+            (None, {"a": 1}, "tags"),
+            (None, ["a"], "tags"),
+            (None, {f"k{i}": "v" for i in range(33)}, "tags"),
+            (None, {"k": "v" * 201}, "tag"),
+        ],
+    )
+    def test_bad_names_and_tags_are_refused_naming_the_setting(
+        self, run: Any, tags: Any, named: str
+    ) -> None:
+        """Too long, empty, not text, too many: a ConfigError naming the setting."""
+        with pytest.raises(ConfigError, match=named):
+            check_run(run, tags)
+
+    def test_attach_refuses_bad_tags_before_anything_is_sent(self) -> None:
+        """Monitor.attach(tags={"a": 1}) raises ConfigError; no plugin is installed."""
+        with make_cluster(n_workers=1) as cluster, Client(cluster) as client:
+            with pytest.raises(ConfigError, match="tags"):
+                Monitor.attach(client, tags={"a": 1})  # type: ignore[dict-item]
+            assert "dask-monitor" not in cluster.scheduler.plugins
+
+
+class TestFooter:
+    """The writer ends a log with a summary; a listing reads only that."""
+
+    def test_footer_counts_what_the_cluster_did(self, recorded: dict[str, Any]) -> None:
+        """Tasks done and erred equal the client's futures; the time span fits
+        inside the client's clock around the work."""
+        footer = read_footer(recorded["path"])
+        assert footer is not None
+        assert footer["tasks"] == recorded["done"] == N_OK
+        assert footer["erred"] == recorded["erred"] == N_FAIL
+        assert 0 < footer["seconds"] <= recorded["wall"] + 0.5
+
+    def test_footer_agrees_with_the_replay(self, recorded: dict[str, Any]) -> None:
+        """The footer's tasks and errors are the replay's completed and erred."""
+        from dask_monitor import replay
+
+        footer = read_footer(recorded["path"])
+        totals = replay(recorded["path"])["totals"]
+        assert footer is not None
+        assert totals["recomputed"] == 0
+        assert (footer["tasks"], footer["erred"]) == (
+            totals["completed"],
+            totals["erred"],
+        )
+
+    def test_the_footer_ends_the_last_segment(self, tmp_path: Path) -> None:
+        """A rotated log has its footer in its last segment, counting every one."""
+        path = tmp_path / "rot.dmlog"
+        writer = EventLogWriter(path, max_bytes=300)
+        for i in range(20):
+            t = float(i)
+            writer.update_batch(
+                [TaskStatus(f"a-{i}", "a", "a-g", "processing", "memory", t)]
+            )
+        writer.close()
+        assert writer.segment > 1
+        footer = read_footer(path)
+        assert footer is not None and (footer["tasks"], footer["seconds"]) == (20, 19.0)
+
+    def test_a_hostile_footer_is_not_believed(self, tmp_path: Path) -> None:
+        """A footer of wrong types: no summary from it, and a replay names the field."""
+        from dask_monitor import replay
+        from dask_monitor.sinks.eventlog import EventLogError
+
+        bad = {"tasks": "lots", "erred": 0, "events": 0, "dropped": 0}
+        path = hand_log(tmp_path / "h.dmlog", {"started": 1.0}, [["e", bad]], 3)
+        assert read_footer(path) is None
+        with pytest.raises(EventLogError, match="'tasks' is a str"):
+            replay(path)
+        assert run_summary(path).error is not None
+
+    def test_a_log_without_footer_is_read_through(self, tmp_path: Path) -> None:
+        """A version-2 log (no footer) lists with counts from its records,
+        marked incomplete."""
+        path = hand_log(
+            tmp_path / "old.dmlog",
+            {"started": 100.0, "run": "old"},
+            [["b", [task("a-1", "memory", 101.0), task("a-2", "erred", 104.0)]]],
+            v=2,
+        )
+        assert read_footer(path) is None
+        s = run_summary(path)
+        assert (s.run, s.tasks, s.erred, s.seconds, s.complete) == (
+            "old",
+            1,
+            1,
+            3.0,
+            False,
+        )
+
+    def test_a_crashed_writer_leaves_a_readable_log(self, tmp_path: Path) -> None:
+        """Cut inside the last batch (no footer): listed from what is there."""
+        path = tmp_path / "crash.dmlog"
+        writer = EventLogWriter(path, header={"started": 1.0})
+        writer.update_batch(
+            [TaskStatus("a-1", "a", "a-g", "processing", "memory", 2.0)]
+        )
+        writer.update_batch(
+            [TaskStatus("a-2", "a", "a-g", "processing", "memory", 3.0)]
+        )
+        writer.close()
+        end = footer_offset(path)
+        assert end is not None
+        path.write_bytes(path.read_bytes()[: end[0] - 2])
+        s = run_summary(path)
+        assert (s.tasks, s.complete, s.error) == (1, False, None)
+
+    def test_the_footer_is_not_a_record(self, tmp_path: Path) -> None:
+        """records() yields the run's records only; the footer is about the log."""
+        path = tmp_path / "f.dmlog"
+        writer = EventLogWriter(path)
+        writer.update_batch([WorkerStatus("tcp://w:1", "added", 5.0, nthreads=1)])
+        writer.close()
+        assert [r.kind for r in EventLog.open(path).records()] == ["b"]
+        assert read_footer(path) == {
+            "tasks": 0,
+            "erred": 0,
+            "events": 1,
+            "dropped": 0,
+            "first": 5.0,
+            "last": 5.0,
+            "seconds": 0.0,
+        }
+
+
+class TestHistoryList:
+    """`dask-monitor history list DIR`: the runs there, newest first."""
+
+    def test_lists_the_recorded_run_with_name_tags_and_counts(
+        self, recorded: dict[str, Any]
+    ) -> None:
+        """The table and --json show the run's name, tags, tasks and errors."""
+        out = cli("history", "list", str(recorded["dir"]))
+        assert out.returncode == 0, out.stderr
+        assert "nightly-etl" in out.stdout and "team=data" in out.stdout
+        assert f"{N_OK}" in out.stdout
+        out = cli("history", "list", str(recorded["dir"]), "--json")
+        (run,) = json.loads(out.stdout)
+        assert run["run"] == "nightly-etl" and run["tags"] == {"team": "data"}
+        assert (run["tasks"], run["erred"], run["complete"]) == (N_OK, N_FAIL, True)
+        assert run["cluster"].startswith("inproc://")
+
+    def test_newest_first_with_paging(self, tmp_path: Path) -> None:
+        """Sorted by start, newest first; --limit and --offset page through."""
+        for i, started in enumerate([300.0, 100.0, 200.0]):
+            hand_log(
+                tmp_path / f"r{i}.dmlog", {"started": started, "run": f"r{i}"}, [], 3
+            )
+        (tmp_path / "notes.txt").write_text("not a log")
+        assert [r.run for r in list_runs(tmp_path)] == ["r0", "r2", "r1"]
+        out = cli(
+            "history", "list", str(tmp_path), "--json", "--limit", "1", "--offset", "1"
+        )
+        assert [r["run"] for r in json.loads(out.stdout)] == ["r2"]
+
+    def test_old_and_unreadable_logs_still_list(self, tmp_path: Path) -> None:
+        """A log without footer shows as in progress/unknown; a broken one as
+        unreadable; neither hides the others."""
+        hand_log(tmp_path / "old.dmlog", {"started": 1.0, "run": "old"}, [], 2)
+        (tmp_path / "broken.dmlog").write_bytes(b"garbage")
+        out = cli("history", "list", str(tmp_path))
+        assert out.returncode == 0, out.stderr
+        assert "in progress/unknown" in out.stdout
+        assert "unreadable" in out.stdout and "broken.dmlog" in out.stdout
+
+    def test_hostile_names_and_tags_are_neutralised(self, tmp_path: Path) -> None:
+        """Terminal escapes are shown escaped, long texts cut, non-text tags dropped."""
+        hand_log(
+            tmp_path / "evil.dmlog",
+            {
+                "started": 1.0,
+                "run": "\x1b[2J\x1b]0;pwned\x07" + "A" * 10_000,
+                "tags": {"t": "\u202eevil\n", "n": 5, "z" * 500: "v"},
+            },
+            [],
+            3,
+        )
+        (s,) = list_runs(tmp_path)
+        assert s.run is not None and len(s.run) == MAX_RUN_CHARS
+        assert "n" not in s.tags and all(len(k) <= 200 for k in s.tags)
+        out = cli("history", "list", str(tmp_path))
+        assert out.returncode == 0, out.stderr
+        assert "\x1b" not in out.stdout and "\x07" not in out.stdout
+        assert "\u202e" not in out.stdout
+        assert "\\x1b[2J" in out.stdout and "\\u202e" in out.stdout
+        assert max(map(len, out.stdout.splitlines())) < 400
+
+
+class TestExport:
+    """export infers its format from the name, and names spans."""
+
+    def test_an_unknown_extension_is_refused_naming_the_option(
+        self, recorded: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """-o events.txt: exit 2, a message naming --format, no file written."""
+        out = cli("export", str(recorded["path"]), "-o", str(tmp_path / "events.txt"))
+        assert out.returncode == 2
+        assert "--format" in out.stderr and ".txt" in out.stderr
+        assert not (tmp_path / "events.txt").exists()
+        with pytest.raises(ValueError, match="--format"):
+            export_events(recorded["path"], tmp_path / "e.txt")
+
+    @pytest.mark.parametrize("name", ["e.json", "e.jsonl", "e.csv", "e.parquet"])
+    def test_the_extension_chooses_the_format(
+        self, recorded: dict[str, Any], tmp_path: Path, name: str
+    ) -> None:
+        """.json, .jsonl, .csv, .parquet: each written as what its name says."""
+        pd = pytest.importorskip("pandas")
+        out = tmp_path / name
+        _, fmt, rows = export_events(recorded["path"], out)
+        read = {
+            "json": lambda p: pd.read_json(p),
+            "jsonl": lambda p: pd.read_json(p, lines=True),
+            "csv": pd.read_csv,
+            "parquet": pd.read_parquet,
+        }[fmt]
+        assert fmt == name.split(".")[1]
+        assert len(read(out)) == rows > 0
+
+    def test_an_explicit_format_writes_any_name(
+        self, recorded: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """--format csv -o events.txt writes CSV there."""
+        out = cli(
+            "export",
+            str(recorded["path"]),
+            "-o",
+            str(tmp_path / "e.txt"),
+            "--format",
+            "csv",
+        )
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "e.txt").read_text().startswith("key,prefix,")
+
+    def test_span_names_are_exported_beside_their_ids(
+        self, recorded: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """The tasks run in span "load" have span_name "load" (the ids stay)."""
+        pd = pytest.importorskip("pandas")
+        export_events(recorded["path"], tmp_path / "e.parquet")
+        df = pd.read_parquet(tmp_path / "e.parquet")
+        done = df[(df.prefix == "inc") & (df.finish == "memory")]
+        assert len(done) == N_OK
+        assert set(done.span_name) == {"load"}
+        assert done.span.notna().all() and not (done.span == "load").any()
+
+
+class TestReportHeading:
+    """A report names the run it shows."""
+
+    def test_the_report_heading_names_the_run_and_its_tags(
+        self, recorded: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """`dask-monitor report`: the run's name and tags are in the heading."""
+        out = cli("report", str(recorded["path"]), "-o", str(tmp_path / "r.html"))
+        assert out.returncode == 0, out.stderr
+        page = (tmp_path / "r.html").read_text()
+        assert "run nightly-etl: team=data;" in page
+
+    def test_a_hostile_run_name_is_escaped_in_the_report(self, tmp_path: Path) -> None:
+        """A run named <script>...: shown as text, never as markup."""
+        from dask_monitor.panel.report import report_html
+        from dask_monitor.replay import replay_pipeline, run_info
+        from tests.test_report import texts
+
+        path = hand_log(
+            tmp_path / "x.dmlog",
+            {"started": 1.0, "run": "<script>alert(1)</script>", "tags": {"<b>": "x"}},
+            [["b", [task("a-1", "memory", 2.0)]]],
+            3,
+        )
+        page = report_html(replay_pipeline(path).snapshot(), **run_info(path))
+        shown = texts(page)  # what the page's Divs show, as HTML
+        assert "<script>alert(1)" not in shown and "<b>=x" not in shown
+        assert "run &lt;script&gt;alert(1)&lt;/script&gt;: &lt;b&gt;=x" in shown
