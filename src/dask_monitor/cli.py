@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -60,7 +60,23 @@ def demo(scale: float, workers: int, threads: int, linger: float, report: str) -
 
 # -- history: replay, report, export (logs written by Monitor.record) ----------------
 
-_LOG = click.Path(exists=True, dir_okay=False)
+
+class _LogPath(click.ParamType):  # type: ignore[type-arg]
+    """A local event log (checked as ``click.Path`` does) or a URL, read
+    through fsspec (checked when opened)."""
+
+    name = "log"
+    _local = click.Path(exists=True, dir_okay=False)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from dask_monitor.storage import is_url
+
+        if is_url(value):
+            return value
+        return self._local.convert(value, param, ctx)
+
+
+_LOG = _LogPath()
 
 
 def _replay_or_fail(log: str) -> tuple[Snapshot, MonitorConfig]:

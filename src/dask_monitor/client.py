@@ -17,6 +17,7 @@ from dask_monitor.alerts.client import AlertCallback, AlertHub, AlertStream
 from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.scheduler.plugin import attach_on_scheduler
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.storage import is_url
 
 __all__ = ["Monitor"]
 
@@ -345,7 +346,9 @@ class Monitor:
         options = {k: v for k, v in settings.items() if k != "path"}
         return self.client.sync(
             self._scheduler.dask_monitor_record,
-            path=os.fspath(Path(path).absolute()),
+            path=(
+                os.fspath(path) if is_url(path) else os.fspath(Path(path).absolute())
+            ),
             options=options,
         )
 

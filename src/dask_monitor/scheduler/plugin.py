@@ -48,6 +48,10 @@ from dask_monitor.sinks.eventlog import (
 )
 from dask_monitor.sinks.prometheus import register_source
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.storage import (
+    is_url,
+    show,
+)
 
 if TYPE_CHECKING:
     from distributed import Scheduler
@@ -206,6 +210,16 @@ class MonitorPlugin(SchedulerPlugin):
         settings = self.config.record.over(own)
         if settings.path is None:
             return None
+        if (
+            is_url(settings.path)
+            and settings.path != own.path
+            and _record_directory() is None
+        ):
+            raise ConfigError(
+                f"monitor.record.path {show(settings.path)!r}: a URL from a "
+                "client's settings is taken only under a URL "
+                "monitor.record.directory set on the scheduler"
+            )
         return record_settings(
             {
                 "path": settings.path,
@@ -645,6 +659,14 @@ class MonitorPlugin(SchedulerPlugin):
         if "directory" in options:
             raise ConfigError("monitor.record.directory is set on the scheduler only")
         directory = _record_directory()
+        if directory is None and is_url(path):
+            # A client picks no place the scheduler writes to: a URL only
+            # under a URL monitor.record.directory set on the scheduler.
+            raise ConfigError(
+                f"monitor.record.path {show(path)!r}: a URL is taken from a "
+                "client only under a URL monitor.record.directory set on the "
+                "scheduler"
+            )
         if directory is None and not os.path.isabs(path):
             raise ConfigError(
                 f"monitor.record.path must be absolute on the scheduler, got {path!r}"
