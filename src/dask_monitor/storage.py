@@ -39,7 +39,8 @@ def show(path: str | os.PathLike[str]) -> str:
 def check_url(url: str, setting: str = "monitor.record.path") -> None:
     """Raise :class:`~dask_monitor.config.ConfigError` naming ``setting`` unless
     ``url`` has a protocol fsspec knows (and whose package is installed), a
-    place after it, and no ``..`` step. Touches nothing."""
+    place after it, no ``..`` step, and neither credentials (``user:pass@``)
+    nor a query string. Touches nothing."""
     from dask_monitor.config import ConfigError
 
     match = _SCHEME.match(url)
@@ -55,7 +56,15 @@ def check_url(url: str, setting: str = "monitor.record.path") -> None:
             f"{setting} {show(url)!r}: protocol {protocol!r} is not available "
             f"through fsspec ({type(e).__name__}: {show(str(e))})"
         ) from None
-    rest = url[match.end() :].split("?", 1)[0]
+    rest = url[match.end() :]
+    if "@" in rest.split("/", 1)[0] or "?" in rest or "#" in rest:
+        # s3fs and others would take them as part of the bucket or the key,
+        # and put them in their own errors: refused here, never echoed.
+        raise ConfigError(
+            f"{setting} {show(url)!r}: credentials or a query string in the "
+            "URL are not taken; give credentials through fsspec's config or "
+            "the environment (AWS_ACCESS_KEY_ID ...)"
+        )
     steps = rest.split("/")
     if not rest.strip("/") or ".." in steps:
         raise ConfigError(f"{setting} {show(url)!r} names no log (or has '..')")
