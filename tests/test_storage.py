@@ -283,3 +283,31 @@ class TestBoundary:
 
 def _inc(x: int) -> int:
     return x + 1
+
+
+class TestUploadFailures:
+    def test_a_failed_upload_is_counted_and_tried_again(self, s3_bucket: str) -> None:
+        """Uploads to a bucket that does not exist yet fail (counted, the
+        recording goes on); once it exists the next upload brings everything."""
+        bucket = "dm-late"
+        url = f"s3://{bucket}/a.dmlog"
+        writer = EventLogWriter(url, flush_interval=0.02, upload_interval=0.05)
+        try:
+            writer.update_batch(_events(5))
+            _wait_for(lambda: writer.upload_errors >= 1, "a failed upload")
+            assert writer.errors == 0
+            _fs().mkdir(bucket)
+            writer.update_batch(_events(5, t0=2000.0))
+            _wait_for(lambda: _count(url) == 10, "the retried upload")
+        finally:
+            writer.close()
+        assert writer.dropped == 0
+        assert writer.stats()["upload_errors"] >= 1
+
+    def test_upload_interval_is_a_bounded_setting(self) -> None:
+        """monitor.record.upload-interval: a duration, 1 s to 1 h, named when bad."""
+        ok = record_settings({"path": "s3://b/a.dmlog", "upload-interval": "30s"})
+        assert ok is not None and ok["upload_interval"] == 30.0
+        for bad in ("1ms", "2 days"):
+            with pytest.raises(ConfigError, match=r"monitor\.record\.upload-interval"):
+                record_settings({"path": "s3://b/a.dmlog", "upload-interval": bad})

@@ -299,6 +299,7 @@ class Monitor:
         max_bytes: int | str | None = None,
         queue_size: int | None = None,
         flush_interval: float | str | None = None,
+        upload_interval: float | str | None = None,
     ) -> Any:
         """Record every event from now on to an event log at ``path`` on the scheduler.
 
@@ -310,7 +311,10 @@ class Monitor:
         Parameters
         ----------
         path
-            A path on the scheduler's machine (the same one for a local cluster).
+            A path on the scheduler's machine (the same one for a local cluster),
+            or a URL (``s3://bucket/runs/a.dmlog``) written through fsspec with
+            the scheduler's credentials; a URL is taken only under the
+            scheduler's ``monitor.record.directory`` when that is a URL.
         max_bytes
             Size of a segment before the next one (``path.1``, ...) starts.
         queue_size
@@ -318,6 +322,9 @@ class Monitor:
             the snapshot's ``monitor["sinks"]["eventlog"]``).
         flush_interval
             How often the file is flushed.
+        upload_interval
+            For a URL: how often the open segment is uploaded (segments are
+            uploaded as they rotate and on close in any case).
 
         Returns the writer's counters (an awaitable with an asynchronous client).
 
@@ -333,6 +340,7 @@ class Monitor:
             "max_bytes": max_bytes,
             "queue_size": queue_size,
             "flush_interval": flush_interval,
+            "upload_interval": upload_interval,
         }
         # Checked here too, so that a bad value fails before any call.
         settings = record_settings(

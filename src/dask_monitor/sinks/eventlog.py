@@ -887,7 +887,7 @@ class EventLogWriter:
             seg.unlink()
         self._file = self._open(0)
 
-    def _upload(self, current: bool | None) -> None:
+    def _upload(self, current: bool | None) -> bool:
         """Upload the closed segments not uploaded yet, and with ``current``
         the open one (flushed first); failures are counted, kept for later.
 
@@ -895,7 +895,8 @@ class EventLogWriter:
         the open segment and those whose upload failed.
         """
         if self._fs is None:
-            return
+            return False
+        ok = True
         todo = sorted(self._pending)
         if current:
             todo.append(self.segment)
@@ -907,6 +908,7 @@ class EventLogWriter:
                     self._file.flush()
                 self._fs.put_file(os.fspath(local), remote)
             except Exception as e:
+                ok = False
                 self.upload_errors += 1
                 logger.warning(
                     "dask-monitor: uploading segment %d of the event log %s "
@@ -920,6 +922,7 @@ class EventLogWriter:
             if n in self._pending:
                 self._pending.discard(n)
                 local.unlink(missing_ok=True)
+        return ok
 
     def _run(self) -> None:
         last_flush = last_upload = time.monotonic()
@@ -972,9 +975,19 @@ class EventLogWriter:
                 self._file.close()
                 if self.url is not None:
                     self._file = None
-                    self._upload(True)
-            if self._tmp is not None and not self._pending:
-                shutil.rmtree(self._tmp, ignore_errors=True)
+                    if not self._upload(True):
+                        self._pending.add(self.segment)
+            if self._tmp is not None:
+                if self._pending:  # kept: the only copy of what was not uploaded
+                    logger.error(
+                        "dask-monitor: segments %s of the event log %s were not "
+                        "uploaded; they are kept in %s",
+                        sorted(self._pending),
+                        self.shown,
+                        self._tmp,
+                    )
+                else:
+                    shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _fail(self, item: tuple[Any, ...]) -> None:
         self.errors += 1
@@ -1265,7 +1278,8 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     with ``path`` and optionally ``directory`` (logs must lie in it; a
     relative ``path`` is taken inside it: see :func:`confine`), ``max-bytes``
     (a size: ``"256 MiB"``, at least 1 MiB), ``queue-size`` (an integer) and
-    ``flush-interval`` (a duration, 10 ms to 1 h); ``None`` or an empty
+    ``flush-interval`` (a duration, 10 ms to 1 h), ``upload-interval`` (for a
+    URL: a duration, 1 s to 1 h); ``None`` or an empty
     ``path`` records nothing.
 
     Raises
@@ -1284,7 +1298,14 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, Mapping):
         raise ConfigError(f"monitor.record must be a path or a mapping, got {value!r}")
     options = {str(k).replace("-", "_"): v for k, v in value.items()}
-    known = {"path", "directory", "max_bytes", "queue_size", "flush_interval"}
+    known = {
+        "path",
+        "directory",
+        "max_bytes",
+        "queue_size",
+        "flush_interval",
+        "upload_interval",
+    }
     unknown = set(options) - known
     if unknown:
         raise ConfigError(
