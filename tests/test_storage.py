@@ -311,3 +311,32 @@ class TestUploadFailures:
         for bad in ("1ms", "2 days"):
             with pytest.raises(ConfigError, match=r"monitor\.record\.upload-interval"):
                 record_settings({"path": "s3://b/a.dmlog", "upload-interval": bad})
+
+
+class TestRunNames:
+    def test_a_directory_alone_records_each_run_under_a_new_name(
+        self, s3_bucket: str, tmp_path: Path
+    ) -> None:
+        """With only monitor.record.directory set (a URL or local), every
+        cluster's run is recorded as <date>-<cluster>-<n>.dmlog, n counting up."""
+        for directory in (f"{s3_bucket}/nightly", str(tmp_path / "nightly")):
+            logs = []
+            for _ in range(2):
+                with (
+                    dask.config.set({"monitor.record.directory": directory}),
+                    make_cluster(n_workers=1) as cluster,
+                    Client(cluster) as client,
+                ):
+                    monitor = Monitor.attach(client, interval="20ms")
+                    client.gather(client.map(_inc, range(7)))
+                    stats = monitor.stop_recording()
+                    monitor.detach()
+                assert stats is not None
+                logs.append(stats["path"])
+            date = time.strftime("%Y-%m-%d", time.gmtime())
+            names = [log.rsplit("/", 1)[-1] for log in logs]
+            assert all(n.startswith(date) for n in names), names
+            assert names[0].endswith("-1.dmlog") and names[1].endswith("-2.dmlog")
+            assert all(log.startswith(directory) for log in logs)
+            for log in logs:
+                assert replay(log)["totals"]["done"] == 7

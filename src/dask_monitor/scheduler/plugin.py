@@ -43,6 +43,7 @@ from dask_monitor.resources import ResourceSampler
 from dask_monitor.scheduler.buffer import TASK_ERRED, TransitionBuffer
 from dask_monitor.sinks.eventlog import (
     EventLogWriter,
+    auto_log_path,
     check_log_path,
     record_settings,
 )
@@ -191,10 +192,14 @@ class MonitorPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         self.buffer.tasks = scheduler.tasks
         self._closed = False
-        if record is not None:  # off the loop: file systems can block
-            await asyncio.get_running_loop().run_in_executor(
-                None, check_log_path, record["path"]
+        loop = asyncio.get_running_loop()
+        if record is not None and record["path"] is None:
+            directory = record.pop("directory")
+            record["path"] = await loop.run_in_executor(
+                None, auto_log_path, directory, str(scheduler.address)
             )
+        if record is not None:  # off the loop: file systems can block
+            await loop.run_in_executor(None, check_log_path, record["path"])
         try:
             self._start(scheduler, metrics, record)
         except BaseException:
@@ -209,7 +214,20 @@ class MonitorPlugin(SchedulerPlugin):
         own = RecordSettings.from_config(dask.config.get("monitor.record", None))
         settings = self.config.record.over(own)
         if settings.path is None:
-            return None
+            directory = _record_directory()
+            if not directory:
+                return None
+            # A directory alone: every run is recorded, under a name made at
+            # the start (see auto_log_path), so a nightly job needs no code.
+            checked = record_settings(
+                {
+                    "path": "run.dmlog",
+                    "directory": directory,
+                    **settings.writer_options(),
+                }
+            )
+            assert checked is not None
+            return {**checked, "path": None, "directory": directory}
         if (
             is_url(settings.path)
             and settings.path != own.path

@@ -1377,3 +1377,39 @@ def _confine_url(path: str, directory: str) -> str:
             f"monitor.record.directory {show(directory)!r}"
         )
     return url
+
+
+def auto_log_path(
+    directory: str | os.PathLike[str], cluster: str, when: float | None = None
+) -> str:
+    """A new log's place in ``directory`` (local or a URL), named
+    ``<date>-<cluster>-<n>.dmlog``: the UTC date, the cluster (its scheduler's
+    address, made safe for a file name) and the day's run number ``n``: the
+    first above those of the logs of that date already there (any cluster's,
+    so the day's runs count up even where each cluster's address differs).
+
+    Lists the directory (a network call for a URL): call it off the event loop.
+    """
+    import re
+
+    date = time.strftime("%Y-%m-%d", time.gmtime(time.time() if when is None else when))
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", cluster.split("://")[-1]).strip("-.")
+    prefix = f"{date}-{name or 'cluster'}"
+    pattern = re.compile(rf"^{re.escape(date)}-.*-(\d+)\.dmlog$")
+    text = os.fspath(directory)
+    if is_url(text):
+        fs, root = filesystem(text)
+        fs.invalidate_cache(root)
+        try:
+            found = fs.ls(root, detail=False)
+            names = [p.rstrip("/").rsplit("/", 1)[-1] for p in found]
+        except FileNotFoundError:
+            names = []
+    else:
+        try:
+            names = os.listdir(text)
+        except FileNotFoundError:
+            names = []
+    taken = [int(m.group(1)) for m in map(pattern.match, names) if m]
+    log = f"{prefix}-{max(taken, default=0) + 1}.dmlog"
+    return join_url(text, log) if is_url(text) else os.fspath(Path(text) / log)
