@@ -103,9 +103,15 @@ class TestRecordToObjectStorage:
         assert csv.stat().st_size > 0
 
     def test_a_missing_url_is_a_clear_error(self, s3_bucket: str) -> None:
-        """A URL with no log there: FileNotFoundError naming it (CLI: exit 1)."""
+        """A URL with no log there: FileNotFoundError naming it; the CLI says
+        so in one line (exit 2, no traceback), as for an unknown protocol."""
+        url = f"{s3_bucket}/runs/none.dmlog"
         with pytest.raises(FileNotFoundError, match="no event log at s3://"):
-            EventLog.open(f"{s3_bucket}/runs/none.dmlog")
+            EventLog.open(url)
+        for bad, said in ((url, "no event log at"), ("nosuch://b/x", "nosuch")):
+            out = CliRunner().invoke(main, ["replay", bad])
+            assert out.exit_code == 2, out.output
+            assert said in out.output and "Traceback" not in out.output
 
 
 class TestSegments:

@@ -63,7 +63,8 @@ def demo(scale: float, workers: int, threads: int, linger: float, report: str) -
 
 class _LogPath(click.ParamType):  # type: ignore[type-arg]
     """A local event log (checked as ``click.Path`` does) or a URL, read
-    through fsspec (checked when opened)."""
+    through fsspec (its header read here: a missing or bad one is a usage
+    error, not a traceback)."""
 
     name = "log"
     _local = click.Path(exists=True, dir_okay=False)
@@ -72,6 +73,13 @@ class _LogPath(click.ParamType):  # type: ignore[type-arg]
         from dask_monitor.storage import is_url
 
         if is_url(value):
+            from dask_monitor.config import ConfigError
+            from dask_monitor.sinks.eventlog import EventLog, EventLogError
+
+            try:
+                EventLog.open(value)
+            except (ConfigError, EventLogError, OSError) as e:
+                self.fail(str(e), param, ctx)
             return value
         return self._local.convert(value, param, ctx)
 
