@@ -775,6 +775,10 @@ class EventLogWriter:
             return
         self._closed = True
         self._queue.put(None)
+        if self.url is not None and timeout is not None:
+            # The last upload (up to a whole segment) must finish: the
+            # thread is a daemon, and what it has not uploaded is lost.
+            timeout = max(timeout, 120.0)
         self._thread.join(timeout)
 
     # -- writer thread ---------------------------------------------------------------
