@@ -210,7 +210,13 @@ class MonitorPlugin(SchedulerPlugin):
         """The event log to write from the start, or ``None``: the config's
         ``record`` over the scheduler's own ``monitor.record``, confined to
         the scheduler's ``monitor.record.directory`` (never the config's: a
-        client does not choose where the scheduler may write)."""
+        client does not choose where the scheduler may write).
+
+        With the directory set and no path, every run is recorded there: the
+        result's ``path`` is then ``None`` and ``directory`` set, for
+        :meth:`start` to name the log off the loop (``auto_log_path``). A URL
+        path is taken from the scheduler's own config, or under a URL
+        directory only."""
         own = RecordSettings.from_config(dask.config.get("monitor.record", None))
         settings = self.config.record.over(own)
         if settings.path is None:

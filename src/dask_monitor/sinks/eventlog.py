@@ -49,6 +49,12 @@ Rotation: when a segment reaches ``max_bytes`` the writer opens the next one,
 ``path.1``, ``path.2``, ...; nothing is deleted, and :func:`read_events` reads
 ``path`` then every following segment that exists, in order.
 
+URLs: a ``path`` with a protocol (``s3://bucket/runs/a.dmlog``) is written
+and read through fsspec (see :mod:`dask_monitor.storage`). The writer keeps
+each segment in a local temporary file and uploads it whole when it rotates
+and on close, and the open one every ``upload_interval``; the reader streams
+the segments with the same checks as local files.
+
 Error policy of the reader
 --------------------------
 * A file that does not start with the magic bytes, is empty, or whose header
