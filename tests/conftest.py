@@ -99,3 +99,38 @@ def snapshot_states(snapshot: Any) -> dict[str, dict[str, int]]:
         if states:
             out[name] = states
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> Iterator[str]:
+    """A bucket on a real S3-compatible server (moto's server mode) on
+    127.0.0.1, reached through s3fs with dummy credentials: ``s3://<name>``."""
+    import socket
+
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = fsspec.config.conf.get("s3")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing-key")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_PROFILE", raising=False)
+        # fsspec's own config: every s3fs made from a URL talks to moto.
+        fsspec.config.conf["s3"] = {"client_kwargs": {"endpoint_url": endpoint}}
+        try:
+            fs = fsspec.filesystem("s3", skip_instance_cache=True)
+            fs.mkdir("dm-test")
+            yield "s3://dm-test"
+        finally:
+            if saved is None:
+                fsspec.config.conf.pop("s3", None)
+            else:
+                fsspec.config.conf["s3"] = saved
+            server.stop()

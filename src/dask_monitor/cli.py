@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -61,7 +61,31 @@ def demo(scale: float, workers: int, threads: int, linger: float, report: str) -
 
 # -- history: replay, report, export (logs written by Monitor.record) ----------------
 
-_LOG = click.Path(exists=True, dir_okay=False)
+
+class _LogPath(click.ParamType):  # type: ignore[type-arg]
+    """A local event log (checked as ``click.Path`` does) or a URL, read
+    through fsspec (its header read here: a missing or bad one is a usage
+    error, not a traceback)."""
+
+    name = "log"
+    _local = click.Path(exists=True, dir_okay=False)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from dask_monitor.storage import is_url
+
+        if is_url(value):
+            from dask_monitor.config import ConfigError
+            from dask_monitor.sinks.eventlog import EventLog, EventLogError
+
+            try:
+                EventLog.open(value)
+            except (ConfigError, EventLogError, OSError) as e:
+                self.fail(str(e), param, ctx)
+            return value
+        return self._local.convert(value, param, ctx)
+
+
+_LOG = _LogPath()
 
 
 def _replay_or_fail(log: str) -> tuple[Snapshot, MonitorConfig]:

@@ -18,6 +18,7 @@ from dask_monitor.alerts.client import AlertCallback, AlertHub, AlertStream
 from dask_monitor.config import ConfigError, MonitorConfig
 from dask_monitor.scheduler.plugin import attach_on_scheduler
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.storage import is_url
 
 __all__ = ["Monitor"]
 
@@ -316,6 +317,7 @@ class Monitor:
         flush_interval: float | str | None = None,
         run: str | None = None,
         tags: Mapping[str, str] | None = None,
+        upload_interval: float | str | None = None,
     ) -> Any:
         """Record every event from now on to an event log at ``path`` on the scheduler.
 
@@ -327,7 +329,10 @@ class Monitor:
         Parameters
         ----------
         path
-            A path on the scheduler's machine (the same one for a local cluster).
+            A path on the scheduler's machine (the same one for a local cluster),
+            or a URL (``s3://bucket/runs/a.dmlog``) written through fsspec with
+            the scheduler's credentials; a URL is taken only under the
+            scheduler's ``monitor.record.directory`` when that is a URL.
         max_bytes
             Size of a segment before the next one (``path.1``, ...) starts.
         queue_size
@@ -338,6 +343,9 @@ class Monitor:
         run, tags
             The run's name and tags for the log's header, over those given
             to :meth:`attach` (see there for the limits).
+        upload_interval
+            For a URL: how often the open segment is uploaded (segments are
+            uploaded as they rotate and on close in any case).
 
         Returns the writer's counters (an awaitable with an asynchronous client).
 
@@ -355,6 +363,7 @@ class Monitor:
             "max_bytes": max_bytes,
             "queue_size": queue_size,
             "flush_interval": flush_interval,
+            "upload_interval": upload_interval,
         }
         # Checked here too, so that a bad value fails before any call.
         settings = record_settings(
@@ -368,7 +377,9 @@ class Monitor:
         options = {k: v for k, v in settings.items() if k != "path"}
         return self.client.sync(
             self._scheduler.dask_monitor_record,
-            path=os.fspath(Path(path).absolute()),
+            path=(
+                os.fspath(path) if is_url(path) else os.fspath(Path(path).absolute())
+            ),
             options=options,
             labels=labels,
         )

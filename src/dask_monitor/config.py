@@ -611,6 +611,8 @@ class RecordSettings(_Section):
     max_bytes: int | None = None  # size of a segment (default 256 MiB)
     queue_size: int | None = None  # events waiting to be written (default 1,000,000)
     flush_interval: float | None = None  # seconds between flushes (default 1 s)
+    # A URL's open segment: seconds between uploads (default 10 s).
+    upload_interval: float | None = None
 
     @classmethod
     def from_config(cls, raw: Any = None, override: Any = None) -> RecordSettings:
@@ -645,6 +647,13 @@ class RecordSettings(_Section):
                 "monitor.record.flush-interval",
                 values["flush_interval"],
                 low=0.01,
+                high=3600.0,
+            )
+        if "upload_interval" in values:
+            values["upload_interval"] = check_duration(
+                "monitor.record.upload-interval",
+                values["upload_interval"],
+                low=1.0,
                 high=3600.0,
             )
         return cls(**values)

@@ -38,6 +38,7 @@ from dask_monitor.events import (
 from dask_monitor.pipeline import Pipeline
 from dask_monitor.sinks.eventlog import EventLog, EventLogError
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.storage import show
 
 __all__ = [
     "config_from_header",
@@ -83,7 +84,7 @@ def run_info(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     header = EventLog.open(path).header
     scheduler = (header.get("cluster") or {}).get("scheduler")
-    source = os.fspath(path) + (f" (scheduler {scheduler})" if scheduler else "")
+    source = show(path) + (f" (scheduler {scheduler})" if scheduler else "")
     run, tags = header_run(header)  # untrusted: cut here, escaped by the page
     if tags:
         source = ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) + "; " + source

@@ -44,11 +44,16 @@ from dask_monitor.runs import check_run
 from dask_monitor.scheduler.buffer import TASK_ERRED, TransitionBuffer
 from dask_monitor.sinks.eventlog import (
     EventLogWriter,
+    auto_log_path,
     check_log_path,
     record_settings,
 )
 from dask_monitor.sinks.prometheus import register_source
 from dask_monitor.snapshot import Snapshot
+from dask_monitor.storage import (
+    is_url,
+    show,
+)
 
 if TYPE_CHECKING:
     from distributed import Scheduler
@@ -193,10 +198,14 @@ class MonitorPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         self.buffer.tasks = scheduler.tasks
         self._closed = False
-        if record is not None:  # off the loop: file systems can block
-            await asyncio.get_running_loop().run_in_executor(
-                None, check_log_path, record["path"]
+        loop = asyncio.get_running_loop()
+        if record is not None and record["path"] is None:
+            directory = record.pop("directory")
+            record["path"] = await loop.run_in_executor(
+                None, auto_log_path, directory, str(scheduler.address)
             )
+        if record is not None:  # off the loop: file systems can block
+            await loop.run_in_executor(None, check_log_path, record["path"])
         try:
             self._start(scheduler, metrics, record)
         except BaseException:
@@ -207,11 +216,40 @@ class MonitorPlugin(SchedulerPlugin):
         """The event log to write from the start, or ``None``: the config's
         ``record`` over the scheduler's own ``monitor.record``, confined to
         the scheduler's ``monitor.record.directory`` (never the config's: a
-        client does not choose where the scheduler may write)."""
+        client does not choose where the scheduler may write).
+
+        With the directory set and no path, every run is recorded there: the
+        result's ``path`` is then ``None`` and ``directory`` set, for
+        :meth:`start` to name the log off the loop (``auto_log_path``). A URL
+        path is taken from the scheduler's own config, or under a URL
+        directory only."""
         own = RecordSettings.from_config(dask.config.get("monitor.record", None))
         settings = self.config.record.over(own)
         if settings.path is None:
-            return None
+            directory = _record_directory()
+            if not directory:
+                return None
+            # A directory alone: every run is recorded, under a name made at
+            # the start (see auto_log_path), so a nightly job needs no code.
+            checked = record_settings(
+                {
+                    "path": "run.dmlog",
+                    "directory": directory,
+                    **settings.writer_options(),
+                }
+            )
+            assert checked is not None
+            return {**checked, "path": None, "directory": directory}
+        if (
+            is_url(settings.path)
+            and settings.path != own.path
+            and _record_directory() is None
+        ):
+            raise ConfigError(
+                f"monitor.record.path {show(settings.path)!r}: a URL from a "
+                "client's settings is taken only under a URL "
+                "monitor.record.directory set on the scheduler"
+            )
         return record_settings(
             {
                 "path": settings.path,
@@ -660,6 +698,14 @@ class MonitorPlugin(SchedulerPlugin):
         if "directory" in options:
             raise ConfigError("monitor.record.directory is set on the scheduler only")
         directory = _record_directory()
+        if directory is None and is_url(path):
+            # A client picks no place the scheduler writes to: a URL only
+            # under a URL monitor.record.directory set on the scheduler.
+            raise ConfigError(
+                f"monitor.record.path {show(path)!r}: a URL is taken from a "
+                "client only under a URL monitor.record.directory set on the "
+                "scheduler"
+            )
         if directory is None and not os.path.isabs(path):
             raise ConfigError(
                 f"monitor.record.path must be absolute on the scheduler, got {path!r}"

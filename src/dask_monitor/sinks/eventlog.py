@@ -60,6 +60,12 @@ Rotation: when a segment reaches ``max_bytes`` the writer opens the next one,
 ``path.1``, ``path.2``, ...; nothing is deleted, and :func:`read_events` reads
 ``path`` then every following segment that exists, in order.
 
+URLs: a ``path`` with a protocol (``s3://bucket/runs/a.dmlog``) is written
+and read through fsspec (see :mod:`dask_monitor.storage`). The writer keeps
+each segment in a local temporary file and uploads it whole when it rotates
+and on close, and the open one every ``upload_interval``; the reader streams
+the segments with the same checks as local files.
+
 Error policy of the reader
 --------------------------
 * A file that does not start with the magic bytes, is empty, or whose header
@@ -82,7 +88,9 @@ import math
 import os
 import platform
 import queue
+import shutil
 import struct
+import tempfile
 import threading
 import time
 import warnings
@@ -103,6 +111,7 @@ from dask_monitor.events import (
     WorkerStatus,
     make_task_status,
 )
+from dask_monitor.storage import check_url, filesystem, is_url, join_url, show, under
 
 __all__ = [
     "FORMAT_VERSION",
@@ -540,10 +549,44 @@ def is_event_log(path: str | os.PathLike[str]) -> bool:
 def check_log_path(path: str | os.PathLike[str]) -> None:
     """Raise unless a log may be written at ``path``: ``IsADirectoryError``,
     or ``FileExistsError`` for a file there, or at a segment's path, that is
-    not an event log (nothing is removed until all were checked)."""
+    not an event log (nothing is removed until all were checked).
+
+    A URL is checked through fsspec: its protocol first (``ConfigError``
+    naming ``monitor.record.path``), then what is stored at each segment's
+    place."""
+    if is_url(path):
+        url = os.fspath(path)
+        check_url(url)
+        fs, root = filesystem(url)
+        _remote_segments(fs, root, check=True)
+        return
     base = Path(path)
     for seg in [base, *segments(base)]:
         _replaceable(seg)
+
+
+def _remote_segments(fs: Any, root: str, *, check: bool = False) -> list[str]:
+    """The segments stored at ``root`` (``root``, ``root.1`` ...) in ``fs``;
+    with ``check``, ``FileExistsError`` for one that is not an event log."""
+    out = []
+    for n in itertools.count():
+        p = root if n == 0 else f"{root}.{n}"
+        if not fs.exists(p):
+            break
+        if check:
+            if fs.isdir(p):
+                raise IsADirectoryError(
+                    f"{show(fs.unstrip_protocol(p))} is a directory, not an event log"
+                )
+            with fs.open(p, "rb") as f:
+                head = f.read(len(MAGIC))
+            if head and head != MAGIC:
+                raise FileExistsError(
+                    f"{show(fs.unstrip_protocol(p))} exists and is not a "
+                    "dask-monitor event log: not overwritten"
+                )
+        out.append(p)
+    return out
 
 
 def _replaceable(path: Path) -> None:
@@ -584,6 +627,18 @@ class EventLogWriter:
         The caller ran :func:`check_log_path` already (off the event loop):
         the constructor then touches no file. The directory, the removal of
         an old log and the file itself are made on the writer's thread.
+    upload_interval
+        For a URL: seconds between uploads of the open segment (a crash
+        loses at most that much of it).
+
+    Notes
+    -----
+    A ``path`` with a protocol (``s3://bucket/runs/a.dmlog``) is written
+    through fsspec: each segment is written to a local temporary file, as a
+    local log is, and uploaded (``path``, ``path.1`` ...) when it rotates and
+    on close, the open one also every ``upload_interval``. A failed upload is
+    logged (URL without credentials), counted in ``upload_errors`` and tried
+    again at the next one; the recording goes on.
 
     Notes
     -----
@@ -605,9 +660,33 @@ class EventLogWriter:
         queue_size: int = 1_000_000,
         flush_interval: float = 1.0,
         checked: bool = False,
+        upload_interval: float = 10.0,
     ) -> None:
-        if max_bytes <= 0 or queue_size <= 0 or flush_interval <= 0:
-            raise ValueError("max_bytes, queue_size and flush_interval must be > 0")
+        if (
+            max_bytes <= 0
+            or queue_size <= 0
+            or flush_interval <= 0
+            or upload_interval <= 0
+        ):
+            raise ValueError(
+                "max_bytes, queue_size, flush_interval and upload_interval must be > 0"
+            )
+        #: The URL the log goes to, or ``None`` for a local log.
+        self.url: str | None = os.fspath(path) if is_url(path) else None
+        self.upload_interval = upload_interval
+        self.uploads = 0  # segment uploads done
+        self.upload_errors = 0
+        self._pending: set[int] = set()  # closed segments not uploaded yet
+        self._fs: Any = None
+        self._root = ""
+        self._tmp: str | None = None
+        if self.url is not None:
+            if not checked:
+                check_log_path(self.url)
+            # Written locally first: the upload is of whole segments.
+            self._tmp = tempfile.mkdtemp(prefix="dask-monitor-log-")
+            path = Path(self._tmp) / "log.dmlog"
+            checked = True
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.queue_size = queue_size
@@ -621,6 +700,7 @@ class EventLogWriter:
             "config": {},
         }
         self.header.update(header or {})
+        _redact_header(self.header)
         self.events = 0  # events written
         self.dropped = 0  # events dropped (queue full, or writer broken)
         self.errors = 0
@@ -650,7 +730,12 @@ class EventLogWriter:
         self._thread.start()
 
     def __repr__(self) -> str:
-        return f"<EventLogWriter {str(self.path)!r} events={self.events}>"
+        return f"<EventLogWriter {self.shown!r} events={self.events}>"
+
+    @property
+    def shown(self) -> str:
+        """Where the log goes, as messages show it (a URL without credentials)."""
+        return show(self.url) if self.url is not None else str(self.path)
 
     # -- observer side (scheduler loop) -------------------------------------------
 
@@ -694,8 +779,8 @@ class EventLogWriter:
 
     def stats(self) -> dict[str, Any]:
         """Counters for the snapshot's monitor section (plain data)."""
-        return {
-            "path": str(self.path),
+        out = {
+            "path": self.shown,
             "events": self.events,
             "dropped": self.dropped,
             "queued": self._queued,
@@ -704,6 +789,10 @@ class EventLogWriter:
             "bytes": self.bytes,
             "segments": self.segment + 1,
         }
+        if self.url is not None:
+            out["uploads"] = self.uploads
+            out["upload_errors"] = self.upload_errors
+        return out
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Write what is queued, flush and close the file. Idempotent."""
@@ -711,6 +800,10 @@ class EventLogWriter:
             return
         self._closed = True
         self._queue.put(None)
+        if self.url is not None and timeout is not None:
+            # The last upload (up to a whole segment) must finish: the
+            # thread is a daemon, and what it has not uploaded is lost.
+            timeout = max(timeout, 120.0)
         self._thread.join(timeout)
 
     # -- writer thread ---------------------------------------------------------------
@@ -781,7 +874,7 @@ class EventLogWriter:
             logger.warning(
                 "dask-monitor: event log %s: events msgpack cannot encode are "
                 "dropped and counted (%s: %s)",
-                self.path,
+                self.shown,
                 type(exc).__name__,
                 str(exc)[:200],
             )
@@ -793,7 +886,11 @@ class EventLogWriter:
             return
         if self.bytes >= self.max_bytes:
             self._file.close()
+            if self.url is not None:
+                self._pending.add(self.segment)
             self._file = self._open(self.segment + 1)
+            if self.url is not None:
+                self._upload(None)  # the closed one, as soon as it closes
         self._file.write(_LEN.pack(len(payload)))
         self._file.write(payload)
         self.bytes += _LEN.size + len(payload)
@@ -850,6 +947,11 @@ class EventLogWriter:
         On the writer's thread: file-system calls can block (a network file
         system, a slow disk), and the scheduler's loop must not wait for them.
         """
+        if self.url is not None:
+            self._fs, self._root = filesystem(self.url)
+            stale = _remote_segments(self._fs, self._root, check=True)
+            for stale_seg in stale:
+                self._fs.rm_file(stale_seg)
         old = segments(self.path)
         for seg in [self.path, *old]:
             _replaceable(seg)  # again: the file system may have changed since
@@ -858,8 +960,45 @@ class EventLogWriter:
             seg.unlink()
         self._file = self._open(0)
 
+    def _upload(self, current: bool | None) -> bool:
+        """Upload the closed segments not uploaded yet, and with ``current``
+        the open one (flushed first); failures are counted, kept for later.
+
+        Uploaded closed segments are removed locally: the disk holds at most
+        the open segment and those whose upload failed.
+        """
+        if self._fs is None:
+            return False
+        ok = True
+        todo = sorted(self._pending)
+        if current:
+            todo.append(self.segment)
+        for n in todo:
+            local = segment_path(self.path, n)
+            remote = self._root if n == 0 else f"{self._root}.{n}"
+            try:
+                if n == self.segment and self._file is not None:
+                    self._file.flush()
+                self._fs.put_file(os.fspath(local), remote)
+            except Exception as e:
+                ok = False
+                self.upload_errors += 1
+                logger.warning(
+                    "dask-monitor: uploading segment %d of the event log %s "
+                    "failed (tried again later): %s",
+                    n,
+                    self.shown,
+                    show(type(e).__name__ + ": " + str(e)[:200]),
+                )
+                continue
+            self.uploads += 1
+            if n in self._pending:
+                self._pending.discard(n)
+                local.unlink(missing_ok=True)
+        return ok
+
     def _run(self) -> None:
-        last_flush = time.monotonic()
+        last_flush = last_upload = time.monotonic()
         get = self._queue.get
         try:
             self._prepare()
@@ -892,6 +1031,13 @@ class EventLogWriter:
                         self._file.flush()
                     except Exception:
                         self._fail(())
+                if (
+                    self.url is not None
+                    and now - last_upload >= self.upload_interval
+                    and not self._broken
+                ):
+                    last_upload = now
+                    self._upload(True)
         finally:
             if self._file is not None:
                 try:
@@ -902,6 +1048,21 @@ class EventLogWriter:
                 except Exception:
                     pass
                 self._file.close()
+                if self.url is not None:
+                    self._file = None
+                    if not self._upload(True):
+                        self._pending.add(self.segment)
+            if self._tmp is not None:
+                if self._pending:  # kept: the only copy of what was not uploaded
+                    logger.error(
+                        "dask-monitor: segments %s of the event log %s were not "
+                        "uploaded; they are kept in %s",
+                        sorted(self._pending),
+                        self.shown,
+                        self._tmp,
+                    )
+                else:
+                    shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _fail(self, item: tuple[Any, ...]) -> None:
         self.errors += 1
@@ -909,10 +1070,22 @@ class EventLogWriter:
         if item and item[0] == "b":
             with self._lock:
                 self.dropped += len(item[1])
-        logger.exception(
+        logger.error(
             "dask-monitor: writing the event log %s failed; recording stopped",
-            self.path,
+            self.shown,
+            exc_info=self.url is None,  # a URL's error text may hold secrets
         )
+
+
+def _redact_header(header: dict[str, Any]) -> None:
+    """Hide credentials of a URL in the header's recorded settings."""
+    config = header.get("config")
+    if not isinstance(config, dict):
+        return
+    record = config.get("record")
+    if isinstance(record, dict) and isinstance(record.get("path"), str):
+        shown = {**record, "path": show(record["path"])}
+        header["config"] = {**config, "record": shown}
 
 
 # -- reading -------------------------------------------------------------------------
@@ -947,7 +1120,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _read_preamble(path: Path, f: BinaryIO) -> dict[str, Any]:
+def _read_preamble(path: Any, f: BinaryIO) -> dict[str, Any]:
     """The header of the segment ``f`` (at its start); leaves ``f`` after it."""
     head = f.read(_PREAMBLE)
     if not head:
@@ -1019,7 +1192,7 @@ def _next_record(f: BinaryIO, use_list: bool = True) -> Any:
         raise _Torn
     (n,) = _LEN.unpack(prefix)
     if n > MAX_RECORD_BYTES:
-        if n > os.fstat(f.fileno()).st_size - f.tell():
+        if n > _size(f) - f.tell():
             raise _Torn  # cannot be told from a record the writer did not finish
         raise ValueError(
             f"a record of {n:,} bytes, more than the {MAX_RECORD_BYTES:,} allowed"
@@ -1030,19 +1203,44 @@ def _next_record(f: BinaryIO, use_list: bool = True) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=use_list)
 
 
+def _size(f: Any) -> int:
+    """Size of the open file ``f``: local, or fsspec's (which has ``size``)."""
+    size = getattr(f, "size", None)
+    if isinstance(size, int):
+        return size
+    return os.fstat(f.fileno()).st_size
+
+
+def _open_segment(path: Path | str, fs: Any) -> Any:
+    """``path`` opened for reading: a local file, or streamed through ``fs``."""
+    if fs is None:
+        return open(path, "rb")
+    return fs.open(path, "rb")
+
+
+def _label(path: Path | str, fs: Any) -> Any:
+    """How messages name a segment: a URL without credentials."""
+    return path if fs is None else show(fs.unstrip_protocol(str(path)))
+
+
 def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The header of the log at ``path`` (see the module docstring for errors).
 
     Reads the first bytes only: what is not a log is refused before any more
-    of it is read.
+    of it is read. ``path`` may be a URL (read through fsspec).
     """
+    if is_url(path):
+        return EventLog.open(path).header
     p = Path(path)
     with open(p, "rb") as f:
         return _read_preamble(p, f)
 
 
-def _read_segment(path: Path, first: bool, columns: bool) -> Iterator[Record]:
-    with open(path, "rb") as f:
+def _read_segment(
+    seg: Path | str, first: bool, columns: bool, fs: Any = None
+) -> Iterator[Record]:
+    path = _label(seg, fs)
+    with _open_segment(seg, fs) as f:
         if not first and not f.read(1):
             warnings.warn(
                 f"{path}: empty event log segment skipped",
@@ -1098,13 +1296,29 @@ def _record(item: Any, columns: bool) -> Record:
 class EventLog:
     """An event log opened for reading: its header and its segments."""
 
-    path: Path
+    path: Path | str
     header: dict[str, Any]
-    files: list[Path]
+    files: list[Path] | list[str]
+    #: The fsspec file system of a log at a URL (``None``: a local log).
+    fs: Any = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> EventLog:
-        """Read the header of the log at ``path``; ``FileNotFoundError`` if none."""
+        """Read the header of the log at ``path``; ``FileNotFoundError`` if none.
+
+        ``path`` may be a URL (``s3://bucket/runs/a.dmlog``): its segments are
+        streamed through fsspec, with the same checks as local files.
+        """
+        if is_url(path):
+            url = os.fspath(path)
+            check_url(url, setting="the log's URL")
+            fs, root = filesystem(url)
+            fs.invalidate_cache()  # a log still being written grows
+            if not fs.exists(root):
+                raise FileNotFoundError(f"no event log at {show(url)}")
+            with fs.open(root, "rb") as f:
+                header = _read_preamble(_label(root, fs), f)
+            return cls(url, header, _remote_segments(fs, root), fs)
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"no event log at {p}")
@@ -1120,8 +1334,9 @@ class EventLog:
         :class:`~dask_monitor.batch.Batch` in :attr:`Record.batch` (no event
         object made), else as a list of events in :attr:`Record.events`.
         """
-        for i, seg in enumerate(self.files):
-            for record in _read_segment(seg, first=i == 0, columns=columns):
+        files: list[Path | str] = list(self.files)
+        for i, seg in enumerate(files):
+            for record in _read_segment(seg, first=i == 0, columns=columns, fs=self.fs):
                 if record.kind != "e":
                     yield record
 
@@ -1225,7 +1440,8 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     with ``path`` and optionally ``directory`` (logs must lie in it; a
     relative ``path`` is taken inside it: see :func:`confine`), ``max-bytes``
     (a size: ``"256 MiB"``, at least 1 MiB), ``queue-size`` (an integer) and
-    ``flush-interval`` (a duration, 10 ms to 1 h); ``None`` or an empty
+    ``flush-interval`` (a duration, 10 ms to 1 h), ``upload-interval`` (for a
+    URL: a duration, 1 s to 1 h); ``None`` or an empty
     ``path`` records nothing.
 
     Raises
@@ -1238,11 +1454,20 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     if value is None or value == "" or value is False:
         return None
     if isinstance(value, str | os.PathLike):
+        if is_url(value):
+            check_url(os.fspath(value))
         return {"path": os.fspath(value)}
     if not isinstance(value, Mapping):
         raise ConfigError(f"monitor.record must be a path or a mapping, got {value!r}")
     options = {str(k).replace("-", "_"): v for k, v in value.items()}
-    known = {"path", "directory", "max_bytes", "queue_size", "flush_interval"}
+    known = {
+        "path",
+        "directory",
+        "max_bytes",
+        "queue_size",
+        "flush_interval",
+        "upload_interval",
+    }
     unknown = set(options) - known
     if unknown:
         raise ConfigError(
@@ -1254,6 +1479,8 @@ def record_settings(value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(path, str | os.PathLike):
         raise ConfigError(f"monitor.record.path must be a path, got {path!r}")
+    if is_url(path):
+        check_url(os.fspath(path))  # a bad protocol fails before any side effect
     directory = options.pop("directory", None)
     if directory is not None:
         path = confine(path, directory)
@@ -1262,7 +1489,7 @@ def record_settings(value: Any) -> dict[str, Any] | None:
     return {"path": os.fspath(path), **settings.writer_options()}
 
 
-def confine(path: str | os.PathLike[str], directory: Any) -> Path:
+def confine(path: str | os.PathLike[str], directory: Any) -> Path | str:
     """``path`` inside ``directory`` (relative: joined to it), resolved.
 
     Symbolic links and ``..`` are resolved before the check, so none leads
@@ -1273,6 +1500,8 @@ def confine(path: str | os.PathLike[str], directory: Any) -> Path:
 
     if not isinstance(directory, str | os.PathLike) or not os.fspath(directory):
         raise ConfigError(f"monitor.record.directory must be a path, got {directory!r}")
+    if is_url(directory) or is_url(path):
+        return _confine_url(os.fspath(path), os.fspath(directory))
     root = Path(directory).resolve()
     resolved = (root / path).resolve()
     if not resolved.is_relative_to(root):
@@ -1281,3 +1510,68 @@ def confine(path: str | os.PathLike[str], directory: Any) -> Path:
             f"monitor.record.directory {os.fspath(directory)!r}"
         )
     return resolved
+
+
+def _confine_url(path: str, directory: str) -> str:
+    """``path`` (a URL, or relative: taken inside) inside the URL ``directory``.
+
+    A URL is allowed only under a URL directory: a local directory confines
+    to the scheduler's disk, and a URL would leave it.
+    """
+    from dask_monitor.config import ConfigError
+
+    if not is_url(directory):
+        raise ConfigError(
+            f"monitor.record.path {show(path)!r} is a URL but "
+            f"monitor.record.directory {directory!r} is a local directory"
+        )
+    check_url(directory, setting="monitor.record.directory")
+    if not is_url(path) and (os.path.isabs(path) or ".." in Path(path).parts):
+        raise ConfigError(
+            f"monitor.record.path {path!r} is outside "
+            f"monitor.record.directory {show(directory)!r}"
+        )
+    url = join_url(directory, path)
+    check_url(url)
+    if not under(url, directory):
+        raise ConfigError(
+            f"monitor.record.path {show(url)!r} is outside "
+            f"monitor.record.directory {show(directory)!r}"
+        )
+    return url
+
+
+def auto_log_path(
+    directory: str | os.PathLike[str], cluster: str, when: float | None = None
+) -> str:
+    """A new log's place in ``directory`` (local or a URL), named
+    ``<date>-<cluster>-<n>.dmlog``: the UTC date, the cluster (its scheduler's
+    address, made safe for a file name) and the day's run number ``n``: the
+    first above those of the logs of that date already there (any cluster's,
+    so the day's runs count up even where each cluster's address differs).
+
+    Lists the directory (a network call for a URL): call it off the event loop.
+    """
+    import re
+
+    date = time.strftime("%Y-%m-%d", time.gmtime(time.time() if when is None else when))
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", cluster.split("://")[-1]).strip("-.")
+    prefix = f"{date}-{name or 'cluster'}"
+    pattern = re.compile(rf"^{re.escape(date)}-.*-(\d+)\.dmlog$")
+    text = os.fspath(directory)
+    if is_url(text):
+        fs, root = filesystem(text)
+        fs.invalidate_cache(root)
+        try:
+            found = fs.ls(root, detail=False)
+            names = [p.rstrip("/").rsplit("/", 1)[-1] for p in found]
+        except FileNotFoundError:
+            names = []
+    else:
+        try:
+            names = os.listdir(text)
+        except FileNotFoundError:
+            names = []
+    taken = [int(m.group(1)) for m in map(pattern.match, names) if m]
+    log = f"{prefix}-{max(taken, default=0) + 1}.dmlog"
+    return join_url(text, log) if is_url(text) else os.fspath(Path(text) / log)
