@@ -88,11 +88,13 @@ def test_metrics_on_the_schedulers_endpoint() -> None:
         if s.name.endswith("_total")
     }
     assert sum(erred.values()) == 3
-    summary = families["dask_monitor_task_duration_seconds"]
-    assert summary.type == "summary"
-    quantiles = {s.labels.get("quantile") for s in summary.samples}
-    assert {"0.5", "0.9", "0.99"} <= quantiles
-    assert {s.labels["prefix"] for s in summary.samples} <= set(completed)
+    histogram = families["dask_monitor_task_duration_seconds"]
+    assert histogram.type == "histogram"
+    assert {s.labels["prefix"] for s in histogram.samples} <= set(completed)
+    gauge = families["dask_monitor_task_duration_quantile_seconds"]
+    quantiles = {s.labels["quantile"] for s in gauge.samples}
+    assert quantiles == {"0.5", "0.9", "0.99"}
+    assert {s.labels["prefix"] for s in gauge.samples} <= set(completed) - {"other"}
     events = families["dask_monitor_events"].samples[0].value
     assert events > 0
     # Each task's creation took its first move with it.
@@ -198,3 +200,98 @@ def test_the_gauge_knows_every_kind_the_engine_reports() -> None:
     from dask_monitor.sinks.prometheus import INSIGHT_KINDS
 
     assert set(INSIGHT_KINDS) == set(KINDS)
+
+
+def make_nap(name: str) -> Any:
+    def nap(seconds: float) -> float:
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+    nap.__name__ = nap.__qualname__ = name
+    return nap
+
+
+def histogram_of(families: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A prefix's ``le -> count``, ``_count`` and ``_sum`` from a scrape."""
+    family = families["dask_monitor_task_duration_seconds"]
+    out: dict[str, Any] = {"buckets": {}}
+    for s in family.samples:
+        if s.labels["prefix"] != prefix:
+            continue
+        if s.name.endswith("_bucket"):
+            out["buckets"][s.labels["le"]] = s.value
+        else:
+            out[s.name.rsplit("_", 1)[1]] = s.value
+    return out
+
+
+def test_duration_histogram_counts_what_the_tasks_slept() -> None:
+    """Each ``le`` bucket on the real /metrics counts the completions whose
+    duration is at most ``le`` (known from what each task was told to sleep,
+    with at least 18 ms of head room under the next bound), ``_count`` counts
+    them all, and ``_sum`` is the durations' sum."""
+    from dask_monitor.snapshot import DURATION_BUCKETS
+
+    # Bounds 0.03, 0.1 and 0.3 s; a task takes its sleep and a little more.
+    naps = [0.012] * 6 + [0.04] * 4 + [0.12] * 3
+    with (
+        make_cluster(n_workers=1, threads_per_worker=2) as cluster,
+        Client(cluster) as client,
+        Monitor.attach(client, interval="20ms") as monitor,
+    ):
+        futures = client.map(make_nap("nap"), naps, pure=False)
+        assert sorted(client.gather(futures)) == sorted(naps)
+        snapshot = monitor.snapshot(flush=True)
+        got = histogram_of(scrape(cluster), "nap")
+    d = snapshot["prefixes"]["nap"]["durations"]
+    assert got["count"] == len(naps) == d["count"]
+    le = {float(k): v for k, v in got["buckets"].items()}
+    assert set(le) == {*DURATION_BUCKETS, float("inf")}
+    values = [le[b] for b in sorted(le)]
+    assert values == sorted(values)  # cumulative
+    for bound in sorted(le):
+        assert le[bound] == sum(n <= bound for n in naps), bound
+    assert sum(naps) <= got["sum"] <= sum(naps) + 0.05 * len(naps)
+    assert got["sum"] == pytest.approx(d["mean"] * d["count"], rel=1e-9)
+
+
+def test_counters_never_go_down_when_prefixes_change_places() -> None:
+    """With one label of its own, a prefix counted under ``other`` that
+    becomes the busiest stays there: between two scrapes no counter or
+    bucket goes down, and the labels stay bounded."""
+
+    def samples(families: dict[str, Any]) -> dict[Any, float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for name in (
+                "dask_monitor_tasks_completed",
+                "dask_monitor_task_duration_seconds",
+            )
+            for s in families[name].samples
+        }
+
+    with (
+        dask.config.set({"monitor.prometheus.top-prefixes": 1}),
+        make_cluster(n_workers=1) as cluster,
+        Client(cluster) as client,
+        Monitor.attach(client, interval="20ms") as monitor,
+    ):
+        client.gather(client.map(make_nap("slow"), [0.04] * 6, pure=False))
+        client.gather(client.map(make_prefix_fn(0), range(3), pure=False))
+        monitor.snapshot(flush=True)
+        before = scrape(cluster)
+        # The fast prefix, in "other" so far, becomes the busiest by far.
+        client.gather(client.map(make_prefix_fn(0), range(3, 40), pure=False))
+        monitor.snapshot(flush=True)
+        after = scrape(cluster)
+    first, second = samples(before), samples(after)
+    assert set(first) <= set(second)
+    went_down = {k: (v, second[k]) for k, v in first.items() if second[k] < v}
+    assert not went_down
+    prefixes = {
+        s.labels["prefix"] for s in after["dask_monitor_task_duration_seconds"].samples
+    }
+    assert prefixes == {"slow", "other"}
+    assert histogram_of(after, "other")["count"] == 40

@@ -18,6 +18,7 @@ from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "ACTIVE_STATES",
+    "DURATION_BUCKETS",
     "STATES",
     "Cause",
     "DurationStats",
@@ -60,6 +61,29 @@ MAX_OBSERVER_REPORT = 64 * 1024
 _MAX_DEPTH = 32
 
 
+#: Upper bounds (seconds) of the fixed duration buckets of
+#: :attr:`DurationStats.buckets` (and of Prometheus'
+#: ``dask_monitor_task_duration_seconds`` histogram): 1 ms to 1 h, about
+#: half a decade apart. Fixed, so histograms of several schedulers and runs
+#: add up bucket by bucket.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.003,
+    0.01,
+    0.03,
+    0.1,
+    0.3,
+    1.0,
+    3.0,
+    10.0,
+    30.0,
+    100.0,
+    300.0,
+    1000.0,
+    3600.0,
+)
+
+
 class DurationStats(TypedDict):
     """Streaming statistics of compute durations (seconds).
 
@@ -75,6 +99,9 @@ class DurationStats(TypedDict):
     p99: float | None
     max: float | None
     relative_error: float
+    #: Cumulative counts: ``buckets[i]`` durations were ``<= DURATION_BUCKETS[i]``
+    #: (exact; the durations observer's own, absent from other producers).
+    buckets: NotRequired[list[int]]
 
 
 class Totals(TypedDict):

@@ -166,3 +166,21 @@ class TestDurationsBatches:
         assert durations.stats("a")["max"] == 16.0
         durations.update_batch(_completions(stream, "c", [1.0]))
         assert list(durations.snapshot()) == ["a", "b", "c"]
+
+
+def test_fixed_buckets_count_exactly_at_and_below_each_bound(stream: Any) -> None:
+    """``buckets[i]`` is the number of durations ``<= DURATION_BUCKETS[i]``,
+    a duration equal to a bound counting in it, for small and large flushes."""
+    from dask_monitor.snapshot import DURATION_BUCKETS
+
+    rng = np.random.default_rng(3)
+    few = [0.0005, 0.001, 0.0011, 0.3, 5000.0]  # 0.001 sits on a bound
+    many = [*(10 ** rng.uniform(-4, 4, 5000)).tolist(), *DURATION_BUCKETS]
+    for values in (few, many):
+        durations = DurationsObserver()
+        durations.update_batch(_completions(stream, "inc", values))
+        stats = durations.stats("inc")
+        expected = [sum(v <= b for v in values) for b in DURATION_BUCKETS]
+        assert stats["buckets"] == expected
+        assert stats["count"] == len(values)
+        assert durations.stats("inc")["buckets"] == expected  # from the cache

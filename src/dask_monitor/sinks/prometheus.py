@@ -13,8 +13,16 @@ Metrics (all prefixed ``dask_monitor_``; none duplicates distributed's own
   and dropped because the buffer was full;
 * ``flushes_total``, ``flush_seconds_total``, ``flush_last_seconds``;
 * ``tasks_completed_total{prefix}``, ``tasks_erred_total{prefix}``;
-* ``task_duration_seconds{prefix}``: a summary (``quantile`` 0.5, 0.9, 0.99,
-  ``_count``, ``_sum``) of compute durations;
+* ``task_duration_seconds{prefix}``: a histogram of compute durations
+  (``_bucket{le}``, ``_sum``, ``_count``) with the fixed bounds of
+  :data:`~dask_monitor.snapshot.DURATION_BUCKETS` (1 ms, 3 ms, 10 ms ... 1000 s,
+  3600 s): exact counts, aggregatable across schedulers and over time
+  (``histogram_quantile(0.9, sum by (le, prefix) (rate(..._bucket[5m])))``);
+* ``task_duration_quantile_seconds{prefix,quantile}``: the 0.5, 0.9 and 0.99
+  quantiles since the monitor started, from its sketch (within 1 %, where the
+  histogram's interpolation between bounds half a decade apart is not; one
+  scheduler's, not aggregatable; labelled prefixes only). It was the
+  summary's ``quantile`` series before the summary became a histogram;
 * ``throughput_tasks_per_second``, ``tasks_remaining``, ``eta_seconds``
   (absent while unknown);
 * ``alerts_total{kind}``; ``sink_dropped_total{sink}`` (event log ...);
@@ -23,11 +31,14 @@ Metrics (all prefixed ``dask_monitor_``; none duplicates distributed's own
   0 when none is active (a series does not vanish when its problem does);
   other kinds and severities are counted under ``other``.
 
-Label cardinality is bounded: the ``top`` prefixes with the most finished tasks
-have their own label, the rest (and a prefix really named ``other``) are
-summed under ``prefix="other"`` (a
-prefix moving in or out of the top makes ``other`` go down: counters may reset,
-which Prometheus' ``rate`` handles).
+Label cardinality is bounded: at most ``top`` prefixes have their own label,
+the rest (and a prefix really named ``other``) are summed under
+``prefix="other"``. Counters and histogram buckets never go down between
+scrapes of one monitor: a prefix keeps its label once given, and a prefix once
+counted under ``other`` stays there; free labels go to the busiest prefixes
+not counted yet. So the labels go to the first ``top`` prefixes that ran (a
+long-lived cluster running new prefixes sees them under ``other``); a new or
+reset monitor starts the labelling again (its counters start from 0 anyway).
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dask_monitor.snapshot import Snapshot
+from dask_monitor.snapshot import DURATION_BUCKETS, Snapshot
 from dask_monitor.text import INSIGHT_SEVERITIES, insights_of
 
 __all__ = [
@@ -83,18 +94,6 @@ def prometheus_settings(value: Any = None) -> dict[str, Any]:
     return {"enabled": settings.enabled, "top_prefixes": settings.top_prefixes}
 
 
-def _ranked(snapshot: Snapshot, top: int) -> tuple[list[str], set[str]]:
-    """The prefixes with a label of their own, and the rest.
-
-    A real prefix named ``other`` is always among the rest: its own series
-    would collide with the folded one.
-    """
-    rows = snapshot["prefixes"]
-    names = sorted(rows, key=lambda n: (-(rows[n]["completed"] + rows[n]["erred"]), n))
-    labelled = [n for n in names if n != OTHER][:top]
-    return labelled, set(names) - set(labelled)
-
-
 class MonitorCollector:
     """A ``prometheus_client`` collector reading a monitor's snapshot.
 
@@ -114,17 +113,48 @@ class MonitorCollector:
     def __init__(self, source: SnapshotSource, *, top: int = 20) -> None:
         self.source = source
         self.top = top
+        self.forget()
+
+    def forget(self) -> None:
+        """Forget which prefixes have a label (a new monitor, or a reset one)."""
+        self._labelled: list[str] = []
+        self._folded: set[str] = set()  # counted under "other" once: stay there
+        self._events = -1
+
+    def _labels(self, snapshot: Snapshot) -> tuple[list[str], set[str]]:
+        """The prefixes with a label of their own, and the rest (``other``).
+
+        A prefix keeps its label once given, and one counted in ``other``
+        stays there, so that no series goes down: free labels go to the
+        busiest prefixes not yet counted anywhere. A real prefix named
+        ``other`` is always among the rest (its own series would collide).
+        """
+        rows = snapshot["prefixes"]
+        events = snapshot["monitor"]["events"]
+        if events < self._events:  # the monitor was reset: counts start again
+            self.forget()
+        self._events = events
+        labelled = self._labelled
+        if len(labelled) < self.top:
+            taken = set(labelled) | self._folded
+            new = [n for n in rows if n not in taken and n != OTHER]
+            new.sort(key=lambda n: (-(rows[n]["completed"] + rows[n]["erred"]), n))
+            labelled += new[: self.top - len(labelled)]
+        top = [n for n in labelled if n in rows]
+        rest = set(rows) - set(top)
+        self._folded.update(
+            n
+            for n in rest
+            if rows[n]["completed"] or rows[n]["erred"] or rows[n]["durations"]["count"]
+        )
+        return top, rest
 
     def describe(self) -> list[Any]:
         # No up-front description: registration must not build a snapshot.
         return []
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            SummaryMetricFamily,
-        )
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         snapshot = self.source()
         if snapshot is None:
@@ -158,7 +188,7 @@ class MonitorCollector:
         last.add_metric([], m["flush_last"])
         yield last
 
-        top, rest = _ranked(snapshot, self.top)
+        top, rest = self._labels(snapshot)
         rows = snapshot["prefixes"]
         for field, doc in (
             ("completed", "Tasks completed (processing -> memory), per prefix."),
@@ -177,39 +207,7 @@ class MonitorCollector:
                 family.add_metric([OTHER], max(other, 0))
             yield family
 
-        durations = SummaryMetricFamily(
-            "dask_monitor_task_duration_seconds",
-            "Compute time of tasks, per prefix (quantiles from a sketch).",
-            labels=["prefix"],
-        )
-        other_count, other_sum = 0, 0.0
-        for name in top:
-            d = rows[name]["durations"]
-            if not d["count"]:
-                continue
-            quantiles = [
-                (q, d[key])  # type: ignore[literal-required]
-                for q, key in _QUANTILES
-                if d[key] is not None  # type: ignore[literal-required]
-            ]
-            durations.add_metric(
-                [name],
-                count_value=d["count"],
-                sum_value=(d["mean"] or 0.0) * d["count"],
-            )
-            for q, value in quantiles:
-                durations.add_sample(
-                    "dask_monitor_task_duration_seconds",
-                    {"prefix": name, "quantile": q},
-                    value,
-                )
-        for name in rest:
-            d = rows[name]["durations"]
-            other_count += d["count"]
-            other_sum += (d["mean"] or 0.0) * d["count"]
-        if other_count:
-            durations.add_metric([OTHER], count_value=other_count, sum_value=other_sum)
-        yield durations
+        yield from _durations(rows, top, rest)
 
         for name, doc, value in (
             ("throughput_tasks_per_second", "Tasks finished per second.", t["rate"]),
@@ -244,6 +242,58 @@ class MonitorCollector:
             if isinstance(stats.get("dropped"), int | float):
                 dropped.add_metric([name], stats["dropped"])
         yield dropped
+
+
+def _durations(rows: Any, top: list[str], rest: set[str]) -> Iterator[Any]:
+    """The duration histogram, and the sketch's quantiles of labelled prefixes."""
+    from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
+    bounds = [floatToGoString(b) for b in DURATION_BUCKETS]
+    histogram = HistogramMetricFamily(
+        "dask_monitor_task_duration_seconds",
+        "Compute time of tasks, per prefix (fixed buckets, exact counts).",
+        labels=["prefix"],
+    )
+    quantiles = GaugeMetricFamily(
+        "dask_monitor_task_duration_quantile_seconds",
+        "Quantiles of the compute time of tasks, per prefix, from the "
+        "monitor's sketch (within its relative error; not aggregatable).",
+        labels=["prefix", "quantile"],
+    )
+
+    def cumulative(d: Any) -> list[int]:
+        # A snapshot from elsewhere (no buckets) still gets a valid +Inf.
+        return list(d.get("buckets") or [0] * len(bounds))
+
+    def add(name: str, counts: list[int], count: int, total: float) -> None:
+        histogram.add_metric(
+            [name],
+            buckets=[*zip(bounds, counts, strict=True), ("+Inf", count)],
+            sum_value=total,
+        )
+
+    for name in top:
+        d = rows[name]["durations"]
+        if not d["count"]:
+            continue
+        add(name, cumulative(d), d["count"], (d["mean"] or 0.0) * d["count"])
+        for q, key in _QUANTILES:
+            if d[key] is not None:
+                quantiles.add_metric([name, q], d[key])
+    other_counts = [0] * len(bounds)
+    other_count, other_sum = 0, 0.0
+    for name in rest:
+        d = rows[name]["durations"]
+        if not d["count"]:
+            continue
+        other_count += d["count"]
+        other_sum += (d["mean"] or 0.0) * d["count"]
+        other_counts = [a + b for a, b in zip(other_counts, cumulative(d), strict=True)]
+    if other_count:
+        add(OTHER, other_counts, other_count, other_sum)
+    yield histogram
+    yield quantiles
 
 
 def _insights_gauge(insights: list[dict[str, Any]]) -> Any:
@@ -308,6 +358,7 @@ def register_source(source: SnapshotSource, *, top: int = 20) -> Callable[[], No
             REGISTRY.register(_collector)
         else:
             _collector.top = top
+            _collector.forget()  # another monitor's prefixes from now on
 
     def unregister() -> None:
         global _collector
@@ -320,6 +371,7 @@ def register_source(source: SnapshotSource, *, top: int = 20) -> Callable[[], No
                 return
             if _sources:
                 _collector.top = _sources[-1][2]  # type: ignore[union-attr]
+                _collector.forget()  # type: ignore[union-attr]
             elif _collector is not None:
                 REGISTRY.unregister(_collector)
                 _collector = None
