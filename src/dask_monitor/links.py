@@ -10,26 +10,26 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["PAGES", "dashboard_prefix", "panel_iframe", "panel_url"]
+__all__ = ["INDIVIDUAL", "PAGES", "dashboard_prefix", "panel_iframe", "panel_url"]
+
+#: The views with a page of their own, ``individual-monitor-<name>``.
+INDIVIDUAL: tuple[str, ...] = (
+    "progress",
+    "throughput",
+    "durations",
+    "workers",
+    "errors",
+    "task-stream",
+    "health",
+    "alerts",
+    "resources",
+    "insights",
+)
 
 #: Short page names accepted by :func:`panel_url`, and their paths.
 PAGES: dict[str, str] = {
     "monitor": "monitor",
-    **{
-        name: f"individual-monitor-{name}"
-        for name in (
-            "progress",
-            "throughput",
-            "durations",
-            "workers",
-            "errors",
-            "task-stream",
-            "health",
-            "alerts",
-            "resources",
-            "insights",
-        )
-    },
+    **{name: f"individual-monitor-{name}" for name in INDIVIDUAL},
 }
 
 

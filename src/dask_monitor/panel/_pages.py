@@ -20,6 +20,7 @@ from distributed.dashboard.components.scheduler import env
 from distributed.dashboard.scheduler import template_variables
 
 from dask_monitor.config import MonitorConfig
+from dask_monitor.links import INDIVIDUAL
 from dask_monitor.snapshot import Snapshot
 
 from ._data import empty_snapshot, summary_html
@@ -143,18 +144,7 @@ PAGE_FACTORIES: dict[str, DocFactory] = {
     "/monitor": monitor_doc,
     **{
         f"/individual-monitor-{name}": functools.partial(individual_doc, name)
-        for name in (
-            "progress",
-            "throughput",
-            "durations",
-            "workers",
-            "errors",
-            "task-stream",
-            "health",
-            "alerts",
-            "resources",
-            "insights",
-        )
+        for name in INDIVIDUAL
     },
 }
 

@@ -95,6 +95,22 @@ __all__ = [
 # -- feeds ----------------------------------------------------------------------------
 
 
+def _table_header(text: str, name: str) -> Div:
+    """The bold one-line title above a table (errors, alerts, insights)."""
+    return Div(
+        text=text,
+        render_as_text=True,
+        stylesheets=[
+            InlineStyleSheet(
+                css=":host { font-weight: bold; font-size: 11pt; color: #333;"
+                " padding: 2px 10px; }"
+            )
+        ],
+        sizing_mode="stretch_width",
+        name=name,
+    )
+
+
 class Feed(Protocol):
     """Where components get snapshots from."""
 
@@ -939,18 +955,7 @@ class Errors(Component):
                 """,
             ),
         )
-        self.header = Div(
-            text="Errors",
-            render_as_text=True,
-            stylesheets=[
-                InlineStyleSheet(
-                    css=":host { font-weight: bold; font-size: 11pt; color: #333;"
-                    " padding: 2px 10px; }"
-                )
-            ],
-            sizing_mode="stretch_width",
-            name="dm-errors-header",
-        )
+        self.header = _table_header("Errors", "dm-errors-header")
         self.root = column(self.header, self.table, self.detail, **_sized(kwargs, 330))
 
     @staticmethod
@@ -1186,18 +1191,7 @@ class Alerts(Component):
             selectable=True,
             name="dm-alerts-table",
         )
-        self.header = Div(
-            text="Alerts: none",
-            render_as_text=True,
-            stylesheets=[
-                InlineStyleSheet(
-                    css=":host { font-weight: bold; font-size: 11pt; color: #333;"
-                    " padding: 2px 10px; }"
-                )
-            ],
-            sizing_mode="stretch_width",
-            name="dm-alerts-header",
-        )
+        self.header = _table_header("Alerts: none", "dm-alerts-header")
         self.root = column(self.header, self.table, **_sized(kwargs, 210))
 
     def render(self, snapshot: Snapshot, attached: bool = True) -> None:
@@ -1369,18 +1363,7 @@ class Insights(Component):
         super().__init__(feed, config)
         self.source = ColumnDataSource(_insight_columns(None), name="dm-insights")
         stretch_both = kwargs.get("sizing_mode") == "stretch_both"
-        self.header = Div(
-            text=_data.insights_title(None),
-            render_as_text=True,
-            stylesheets=[
-                InlineStyleSheet(
-                    css=":host { font-weight: bold; font-size: 11pt; color: #333;"
-                    " padding: 2px 10px; }"
-                )
-            ],
-            sizing_mode="stretch_width",
-            name="dm-insights-header",
-        )
+        self.header = _table_header(_data.insights_title(None), "dm-insights-header")
         self.cards = _insights_div(
             "dm-insights-list",
             sizing_mode="stretch_both" if stretch_both else "stretch_width",
