@@ -28,6 +28,7 @@ __all__ = [
     "MAX_RUN_CHARS",
     "MAX_TAGS",
     "MAX_TAG_CHARS",
+    "RunIndex",
     "RunSummary",
     "check_run",
     "header_run",
@@ -251,3 +252,47 @@ def list_runs(
     found.sort(key=lambda t: (t[0], t[1]), reverse=True)
     page = found[offset:] if limit is None else found[offset : offset + limit]
     return [run_summary(p) for _, _, p in page]
+
+
+class RunIndex:
+    """The runs recorded in one directory, for listings that are asked again.
+
+    Parameters
+    ----------
+    directory
+        A local directory or a URL directory (``s3://bucket/runs``).
+
+    Notes
+    -----
+    The contract other modules rely on: :meth:`runs` lists newest first as
+    :func:`list_runs` does, :meth:`count` is how many logs there are, and
+    :meth:`find` resolves a run name (or a log's file name) to the log's
+    path or URL.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = os.fspath(directory)
+
+    def runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
+        """The page ``[offset, offset + limit)`` of the runs, newest first."""
+        return list_runs(self.directory, limit=limit, offset=offset)
+
+    def count(self) -> int:
+        """How many logs the directory holds now."""
+        return len(list_runs(self.directory))
+
+    def find(self, name: str) -> str:
+        """The path of the log whose run name or file name is ``name``.
+
+        Raises ``LookupError`` naming the directory when there is none, or
+        when several runs share the name (the newest is not guessed).
+        """
+        matches = [
+            r.path
+            for r in list_runs(self.directory)
+            if r.run == name or os.path.basename(r.path) in (name, name + ".dmlog")
+        ]
+        if len(matches) != 1:
+            what = "no run" if not matches else f"{len(matches)} runs"
+            raise LookupError(f"{what} named {name!r} in {self.directory}")
+        return matches[0]
