@@ -346,3 +346,73 @@ class TestRunNames:
             assert all(log.startswith(directory) for log in logs)
             for log in logs:
                 assert replay(log)["totals"]["done"] == 7
+
+
+#: A process that records to S3 until it is killed: one batch of ten events
+#: a line, each batch's first event at 1000 + 100 * i, small segments so
+#: that they rotate, the open one uploaded on a short timer.
+_RECORD_UNTIL_KILLED = """
+import sys, time
+import fsspec
+fsspec.config.conf["s3"] = {"client_kwargs": {"endpoint_url": sys.argv[1]}}
+from dask_monitor.sinks.eventlog import EventLogWriter
+from tests.test_eventlog import _events
+writer = EventLogWriter(sys.argv[2], max_bytes=2000, flush_interval=0.02,
+                        upload_interval=0.05)
+for i in range(100_000):
+    writer.update_batch(_events(10, t0=1000.0 + 100 * i))
+    print(i, writer.segment, flush=True)
+    time.sleep(0.005)
+"""
+
+
+class TestCrash:
+    def test_a_killed_writer_loses_at_most_its_open_segment(
+        self, s3_bucket: str
+    ) -> None:
+        """A writer process killed with SIGKILL mid-run leaves a log that reads:
+        every segment it closed is there in full, the events are the ones it
+        wrote, in order and without a gap, and the log says it is unfinished."""
+        import os
+        import signal
+        import subprocess
+        import sys
+
+        url = f"{s3_bucket}/crash/a.dmlog"
+        endpoint = fsspec.config.conf["s3"]["client_kwargs"]["endpoint_url"]
+        root = Path(__file__).resolve().parent.parent
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _RECORD_UNTIL_KILLED, endpoint, url],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": f"{root}/src{os.pathsep}{root}"},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            written = segment = 0
+            for line in proc.stdout:  # until the writer is in its fourth segment
+                written, segment = (int(x) + 1 for x in line.split())
+                if segment >= 4 and _fs().exists(url.removeprefix("s3://") + ".2"):
+                    break
+            assert segment >= 4, "the writer stopped before rotating"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+
+        log = EventLog.open(url)
+        assert len(log.files) >= 3  # segments 0, 1 and 2 at least
+        events = list(log.events())
+        starts = [e.timestamp for e in events[::10]]
+        # What the writer wrote, in order, from the first batch, no gap:
+        assert starts == [1000.0 + 100 * i for i in range(len(starts))]
+        assert len(events) % 10 == 0 and len(events) <= 10 * written
+        # Segments 0 and 1 were closed before segment 2 existed: every event
+        # in them is read back (a log of copies of just those two is the
+        # reference).
+        fs, key = _fs(), url.removeprefix("s3://")
+        fs.copy(key, key.replace("a.dmlog", "b.dmlog"))
+        fs.copy(key + ".1", key.replace("a.dmlog", "b.dmlog") + ".1")
+        closed = list(read_events(url.replace("a.dmlog", "b.dmlog")))
+        assert len(closed) >= 20 and events[: len(closed)] == closed
