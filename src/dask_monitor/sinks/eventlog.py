@@ -1230,10 +1230,22 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     of it is read. ``path`` may be a URL (read through fsspec).
     """
     if is_url(path):
-        return EventLog.open(path).header
+        url = os.fspath(path)
+        check_url(url, setting="the log's URL")
+        fs, root = filesystem(url)
+        fs.invalidate_cache(root)  # the log may have been replaced since listed
+        # The first segment only, and only its first block: a listing reads
+        # the header of every log in a directory.
+        with fs.open(root, "rb", block_size=_HEADER_BLOCK) as f:
+            return _read_preamble(_label(root, fs), f)
     p = Path(path)
     with open(p, "rb") as f:
         return _read_preamble(p, f)
+
+
+#: Bytes fetched at a time when a header is read from a URL (a header is a
+#: few KiB; fsspec's default block of several MiB would fetch far more).
+_HEADER_BLOCK = 64 * 1024
 
 
 def _read_segment(
@@ -1402,14 +1414,26 @@ def footer_offset(
 ) -> tuple[int, dict[str, Any]] | None:
     """Where the footer of the log at ``path`` starts in its last segment (the
     byte of its length prefix), and the footer; ``None`` for a log without one."""
-    files = segments(path)
-    if not files:
-        raise FileNotFoundError(f"no event log at {path}")
-    with open(files[-1], "rb") as f:
-        size = f.seek(0, os.SEEK_END)
+    if is_url(path):
+        url = os.fspath(path)
+        check_url(url, setting="the log's URL")
+        fs, root = filesystem(url)
+        fs.invalidate_cache()  # a log still being written grows
+        remote = _remote_segments(fs, root)
+        if not remote:
+            raise FileNotFoundError(f"no event log at {show(url)}")
+        size = fs.size(remote[-1])
         start = max(0, size - MAX_FOOTER_BYTES)
-        f.seek(start)
-        tail = f.read()
+        tail = fs.cat_file(remote[-1], start=start, end=size) if size else b""
+    else:
+        files = segments(path)
+        if not files:
+            raise FileNotFoundError(f"no event log at {path}")
+        with open(files[-1], "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - MAX_FOOTER_BYTES)
+            f.seek(start)
+            tail = f.read()
     # ["e", {...}] packs as fixarray(2), fixstr "e": the payload's first bytes.
     mark = b"\x92\xa1e"
     at = tail.rfind(mark)
