@@ -467,18 +467,18 @@ class Reads:
 
         self.headers: list[str] = []
         self.summaries: list[str] = []
-        read_header, run_summary = eventlog.read_header, runs.run_summary
+        read_header, summarise = eventlog.read_header, runs._summarise
 
         def counted_header(path: Any) -> dict[str, Any]:
             self.headers.append(str(path))
             return read_header(path)
 
-        def counted_summary(path: Any) -> Any:
+        def counted_summary(path: Any, counted: Any) -> Any:
             self.summaries.append(str(path))
-            return run_summary(path)
+            return summarise(path, counted)
 
         monkeypatch.setattr(eventlog, "read_header", counted_header)
-        monkeypatch.setattr(runs, "run_summary", counted_summary)
+        monkeypatch.setattr(runs, "_summarise", counted_summary)
 
     def clear(self) -> None:
         self.headers.clear()
@@ -594,6 +594,66 @@ class TestRunIndex:
         reads = Reads(monkeypatch)
         assert index.runs() == [run]
         assert (reads.headers, reads.summaries) == ([], [])
+
+    def test_a_growing_log_is_read_on_from_where_it_was(
+        self, directory: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Of a log being written (and rotating), each batch record is decoded
+        once over all the listings, however often they come."""
+        from dask_monitor.runs import RunIndex
+        from dask_monitor.sinks import eventlog
+
+        writer = EventLogWriter(
+            join(directory, "grow.dmlog"),
+            header={"started": 1.0},
+            max_bytes=600,
+            flush_interval=0.02,
+            upload_interval=0.05,
+        )
+        index = RunIndex(directory)
+
+        def tasks() -> int:
+            found = index.runs()
+            return found[0].tasks if found else -1
+
+        try:
+            for i in range(5):
+                writer.update_batch(_tasks(i, i + 1))
+            wait_for(lambda: tasks() == 5, "5 tasks")
+            decoded: list[int] = []
+            decode = eventlog.decode_batch
+
+            def counted(items: Any) -> Any:
+                decoded.append(len(items))
+                return decode(items)
+
+            monkeypatch.setattr(eventlog, "decode_batch", counted)
+            for i in range(5, 20):
+                writer.update_batch(_tasks(i, i + 1))
+            wait_for(lambda: tasks() == 20, "20 tasks")
+            assert writer.segment >= 2  # it rotated while being listed
+            assert decoded == [1] * 15
+        finally:
+            writer.close()
+        (run,) = index.runs()
+        assert (run.tasks, run.complete) == (20, True)
+
+    def test_a_log_recorded_again_is_counted_afresh(self, tmp_path: Path) -> None:
+        """A new recording at a listed log's place (another ``created``) is
+        counted from its start, not from where the old one ended."""
+        from dask_monitor.runs import RunIndex
+
+        def log(created: float, n: int) -> None:
+            rows = [task(f"a-{i}", "memory", 10.0 + i) for i in range(n)]
+            batches = [["b", [row]] for row in rows]
+            hand_log(tmp_path / "x.dmlog", {"created": created}, batches, 3)
+
+        log(1.0, 3)
+        index = RunIndex(tmp_path)
+        assert index.runs()[0].tasks == 3
+        log(2.0, 5)
+        (run,) = index.runs()
+        assert (run.tasks, run.error, run.seconds) == (5, None, 4.0)
 
     def test_a_removed_log_leaves_the_listing(self, tmp_path: Path) -> None:
         """A log deleted since the last call is no longer listed nor found."""

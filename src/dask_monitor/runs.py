@@ -171,6 +171,32 @@ def run_summary(path: str | os.PathLike[str]) -> RunSummary:
     A log that cannot be read gives a summary with ``error`` set, not an
     exception: one bad file must not hide the others from a listing.
     """
+    return _summarise(path, None)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """How far the records of a log without a footer were counted: the
+    figures so far, and where to go on from once the log has grown."""
+
+    #: The header's ``created``: a new recording at the same place has another
+    #: (NaN for a header without one: equal to nothing, never gone on from).
+    created: float
+    #: The segment, and the byte in it, where the last record counted ends.
+    segment: int = 0
+    offset: int = 0
+    done: int = 0
+    erred: int = 0
+    first: float | None = None
+    last: float | None = None
+
+
+def _summarise(
+    path: str | os.PathLike[str], counted: _Counted | None
+) -> tuple[RunSummary, _Counted | None]:
+    """The summary of the log at ``path`` and, for a log without a footer,
+    how far its records were counted. With ``counted`` from an earlier call
+    on the same recording, only the records written since are read."""
     import warnings
 
     from dask_monitor.sinks.eventlog import (
@@ -185,7 +211,7 @@ def run_summary(path: str | os.PathLike[str]) -> RunSummary:
         log = EventLog.open(path)
         footer = read_footer(path)
     except (OSError, EventLogError) as e:
-        return RunSummary(name, error=str(e)[:500])
+        return RunSummary(name, error=str(e)[:500]), None
     header = log.header
     run, tags = header_run(header)
     started = header.get("started")
@@ -204,13 +230,24 @@ def run_summary(path: str | os.PathLike[str]) -> RunSummary:
             tasks=footer["tasks"],
             erred=footer["erred"],
             complete=True,
-        )
-    done = erred = 0
-    first = last = None
+        ), None
+    created = header.get("created")  # checked by the reader: a number
+    # NaN equals nothing: a log without ``created`` is counted afresh each time.
+    fresh = _Counted(math.nan if created is None else float(created))
+    if (
+        counted is None
+        or counted.created != fresh.created
+        or counted.segment >= len(log.files)
+    ):
+        counted = fresh
+    done, erred = counted.done, counted.erred
+    first, last = counted.first, counted.last
+    segment, offset = counted.segment, counted.offset
     try:
         with warnings.catch_warnings():  # a torn tail is expected here
             warnings.simplefilter("ignore", EventLogWarning)
-            for record in log.records(columns=True):
+            for record, seg, end in log.records_from(segment, offset, columns=True):
+                segment, offset = seg, end
                 batch = record.batch
                 if batch is None:
                     continue
@@ -222,9 +259,10 @@ def run_summary(path: str | os.PathLike[str]) -> RunSummary:
                     first = min(stamps) if first is None else min(first, *stamps)
                     last = max(stamps) if last is None else max(last, *stamps)
     except (OSError, EventLogError) as e:
-        return replace(base, error=str(e)[:500])
+        return replace(base, error=str(e)[:500]), None
     seconds = None if first is None or last is None else last - first
-    return replace(base, seconds=seconds, tasks=done, erred=erred)
+    summary = replace(base, seconds=seconds, tasks=done, erred=erred)
+    return summary, _Counted(fresh.created, segment, offset, done, erred, first, last)
 
 
 #: File names of logs' first segments (later segments end in ``.1``, ...).
@@ -360,8 +398,9 @@ class RunIndex:
     (which orders and finds it) is read once for every log; its summary
     (footer, or, without one, its records) only when a page shows it. A
     complete log (with a footer) is thus never read again while unchanged;
-    a log still being written is read through again each time it has grown,
-    and turns complete when its writer closes it.
+    of a log still being written, only the records written since the last
+    read are read (its footer looked for first), and it turns complete when
+    its writer closes it.
 
     Safe to use from several threads (nothing is read while the lock is
     held; two threads may read the same log once each).
@@ -395,8 +434,11 @@ class RunIndex:
         self._lock = threading.Lock()
         #: log path -> what the index keeps of its header.
         self._headers: dict[str, _Header] = {}
-        #: log path -> (the log's identity when read, its summary).
-        self._summaries: dict[str, tuple[tuple[Any, ...], RunSummary]] = {}
+        #: log path -> (the log's identity when read, its summary, and for a
+        #: log without a footer how far its records were counted).
+        self._summaries: dict[
+            str, tuple[tuple[Any, ...], RunSummary, _Counted | None]
+        ] = {}
 
     def __repr__(self) -> str:
         return f"RunIndex({show(self.directory)!r})"
@@ -441,9 +483,9 @@ class RunIndex:
             if cached is not None and cached[0] == log.identity:
                 out.append(cached[1])
                 continue
-            summary = run_summary(log.path)
+            summary, counted = _summarise(log.path, cached and cached[2])
             with self._lock:
-                self._summaries[log.path] = (log.identity, summary)
+                self._summaries[log.path] = (log.identity, summary, counted)
             out.append(summary)
         return out
 

@@ -1249,8 +1249,10 @@ _HEADER_BLOCK = 64 * 1024
 
 
 def _read_segment(
-    seg: Path | str, first: bool, columns: bool, fs: Any = None
-) -> Iterator[Record]:
+    seg: Path | str, first: bool, columns: bool, fs: Any = None, start: int = 0
+) -> Iterator[tuple[Record, int]]:
+    """Each record of the segment ``seg`` with the byte where it ends; from
+    byte ``start`` (where an earlier record ended) when given."""
     path = _label(seg, fs)
     with _open_segment(seg, fs) as f:
         if not first and not f.read(1):
@@ -1262,6 +1264,8 @@ def _read_segment(
             return
         f.seek(0)
         _read_preamble(path, f)
+        if start:
+            f.seek(start)
         while True:
             offset = f.tell()
             try:
@@ -1282,11 +1286,12 @@ def _read_segment(
                     f"{path}: corrupt record at byte {offset}: {_reason(e)}"
                 ) from e
             try:
-                yield _record(item, columns)
+                record = _record(item, columns)
             except Exception as e:
                 raise EventLogError(
                     f"{path}: bad record at byte {offset}: {_reason(e)}"
                 ) from e
+            yield record, f.tell()
 
 
 def _record(item: Any, columns: bool) -> Record:
@@ -1346,11 +1351,27 @@ class EventLog:
         :class:`~dask_monitor.batch.Batch` in :attr:`Record.batch` (no event
         object made), else as a list of events in :attr:`Record.events`.
         """
+        for record, _, _ in self.records_from(columns=columns):
+            yield record
+
+    def records_from(
+        self, segment: int = 0, offset: int = 0, *, columns: bool = False
+    ) -> Iterator[tuple[Record, int, int]]:
+        """The records from byte ``offset`` of segment ``segment`` on, as
+        :meth:`records`, each with its segment and the byte where it ends:
+        where to go on from once a log still being written has grown.
+
+        ``offset`` must be where a record ended (or 0): anything else reads
+        as corruption.
+        """
         files: list[Path | str] = list(self.files)
-        for i, seg in enumerate(files):
-            for record in _read_segment(seg, first=i == 0, columns=columns, fs=self.fs):
+        for i in range(segment, len(files)):
+            start = offset if i == segment else 0
+            for record, end in _read_segment(
+                files[i], first=i == 0, columns=columns, fs=self.fs, start=start
+            ):
                 if record.kind != "e":
-                    yield record
+                    yield record, i, end
 
     def events(self) -> Iterator[Event]:
         """Every event, in order."""
