@@ -638,6 +638,48 @@ class TestRunIndex:
         (run,) = index.runs()
         assert (run.tasks, run.complete) == (20, True)
 
+    def test_a_read_refused_once_is_tried_again_from_the_same_place(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An object store refuses a read when the object is replaced under it
+        (a log in progress uploaded again): read once more, no error shown,
+        nothing counted twice; refused twice, the error is shown and the
+        next listing goes on from where the last good one stopped."""
+        from dask_monitor.runs import RunIndex
+        from dask_monitor.sinks.eventlog import EventLog
+
+        rows = [["b", [task(f"a-{i}", "memory", 10.0 + i)]] for i in range(3)]
+        path = hand_log(tmp_path / "x.dmlog", {"created": 1.0}, rows, 3)
+        index = RunIndex(tmp_path)
+        assert index.runs()[0].tasks == 3
+        with path.open("ab") as f:  # the writer appends a record
+            payload = msgpack.packb(["b", [task("a-3", "memory", 13.0)]])
+            f.write(struct.pack(">I", len(payload)) + payload)
+        refusals = [
+            OSError("At least one of the pre-conditions you specified did not hold")
+        ]
+        records_from = EventLog.records_from
+
+        def refusing(self: EventLog, *args: Any, **kwargs: Any) -> Any:
+            if refusals:
+                raise refusals.pop()
+            return records_from(self, *args, **kwargs)
+
+        monkeypatch.setattr(EventLog, "records_from", refusing)
+        (run,) = index.runs()
+        assert (run.tasks, run.error) == (4, None)
+        with path.open("ab") as f:
+            payload = msgpack.packb(["b", [task("a-4", "memory", 14.0)]])
+            f.write(struct.pack(">I", len(payload)) + payload)
+        refusals += [OSError("refused"), OSError("refused")]
+        (run,) = index.runs()
+        assert run.error is not None and "refused" in run.error
+        with path.open("ab") as f:
+            payload = msgpack.packb(["b", [task("a-5", "memory", 15.0)]])
+            f.write(struct.pack(">I", len(payload)) + payload)
+        (run,) = index.runs()
+        assert (run.tasks, run.error, run.seconds) == (6, None, 5.0)
+
     def test_a_log_recorded_again_is_counted_afresh(self, tmp_path: Path) -> None:
         """A new recording at a listed log's place (another ``created``) is
         counted from its start, not from where the old one ended."""
@@ -778,6 +820,30 @@ class TestUrlDirectories:
             1,
             False,
         )
+
+    def test_long_headers_and_non_logs_at_a_url(self, s3_bucket: str) -> None:
+        """A header longer than the first bytes read (3,000 workers) is read
+        whole; a large object that is not a log lists as unreadable."""
+        import fsspec
+
+        directory = f"{s3_bucket}/long-headers"
+        workers = {
+            f"tcp://10.0.{i // 250}.{i % 250}:40000": {"nthreads": 2, "first_seen": 1.0}
+            for i in range(3000)
+        }
+        url = f"{directory}/big.dmlog"
+        writer = EventLogWriter(
+            url, header={"started": 2.0, "run": "big", "workers": workers}
+        )
+        writer.update_batch(_tasks(0, 3))
+        writer.close()
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        assert fs.size(url) > 100_000
+        fs.pipe(f"{directory}/junk.dmlog", b"NOTALOG!" * 20_000)
+        assert read_header(url)["workers"] == workers
+        big, junk = list_runs(directory)
+        assert (big.run, big.tasks, big.complete) == ("big", 3, True)
+        assert junk.error is not None and "bad magic bytes" in junk.error
 
     def test_history_list_takes_a_url(self, s3_runs: dict[str, Any]) -> None:
         """`history list s3://...` prints the table and --json the runs."""

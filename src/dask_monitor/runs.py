@@ -24,10 +24,13 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dask_monitor.config import ConfigError
 from dask_monitor.storage import check_url, filesystem, is_url, join_url, show
+
+if TYPE_CHECKING:
+    from dask_monitor.sinks.eventlog import EventLog
 
 __all__ = [
     "MAX_RUN_CHARS",
@@ -197,21 +200,14 @@ def _summarise(
     """The summary of the log at ``path`` and, for a log without a footer,
     how far its records were counted. With ``counted`` from an earlier call
     on the same recording, only the records written since are read."""
-    import warnings
-
-    from dask_monitor.sinks.eventlog import (
-        EventLog,
-        EventLogError,
-        EventLogWarning,
-        read_footer,
-    )
+    from dask_monitor.sinks.eventlog import EventLog, EventLogError, read_footer
 
     name = os.fspath(path)
     try:
         log = EventLog.open(path)
         footer = read_footer(path)
     except (OSError, EventLogError) as e:
-        return RunSummary(name, error=str(e)[:500]), None
+        return RunSummary(name, error=str(e)[:500]), counted
     header = log.header
     run, tags = header_run(header)
     started = header.get("started")
@@ -240,29 +236,47 @@ def _summarise(
         or counted.segment >= len(log.files)
     ):
         counted = fresh
+    try:
+        try:
+            counted = _count(log, counted)
+        except OSError:
+            # An object store refuses a read across a replacement of the
+            # object (a log still being written is uploaded again whole):
+            # read on again, from the same place, once.
+            counted = _count(log, counted)
+    except (OSError, EventLogError) as e:
+        return replace(base, error=str(e)[:500]), counted
+    seconds = None
+    if counted.first is not None and counted.last is not None:
+        seconds = counted.last - counted.first
+    summary = replace(base, seconds=seconds, tasks=counted.done, erred=counted.erred)
+    return summary, counted
+
+
+def _count(log: EventLog, counted: _Counted) -> _Counted:
+    """``counted`` taken on over the records of ``log`` after its place."""
+    import warnings
+
+    from dask_monitor.sinks.eventlog import EventLogWarning
+
     done, erred = counted.done, counted.erred
     first, last = counted.first, counted.last
     segment, offset = counted.segment, counted.offset
-    try:
-        with warnings.catch_warnings():  # a torn tail is expected here
-            warnings.simplefilter("ignore", EventLogWarning)
-            for record, seg, end in log.records_from(segment, offset, columns=True):
-                segment, offset = seg, end
-                batch = record.batch
-                if batch is None:
-                    continue
-                done += batch.finishes.count("memory")
-                erred += batch.finishes.count("erred")
-                times = batch.times if batch.times is not None else [batch.time]
-                stamps = [t for t in times if t is not None and math.isfinite(t)]
-                if stamps:
-                    first = min(stamps) if first is None else min(first, *stamps)
-                    last = max(stamps) if last is None else max(last, *stamps)
-    except (OSError, EventLogError) as e:
-        return replace(base, error=str(e)[:500]), None
-    seconds = None if first is None or last is None else last - first
-    summary = replace(base, seconds=seconds, tasks=done, erred=erred)
-    return summary, _Counted(fresh.created, segment, offset, done, erred, first, last)
+    with warnings.catch_warnings():  # a torn tail is expected here
+        warnings.simplefilter("ignore", EventLogWarning)
+        for record, seg, end in log.records_from(segment, offset, columns=True):
+            segment, offset = seg, end
+            batch = record.batch
+            if batch is None:
+                continue
+            done += batch.finishes.count("memory")
+            erred += batch.finishes.count("erred")
+            times = batch.times if batch.times is not None else [batch.time]
+            stamps = [t for t in times if t is not None and math.isfinite(t)]
+            if stamps:
+                first = min(stamps) if first is None else min(first, *stamps)
+                last = max(stamps) if last is None else max(last, *stamps)
+    return _Counted(counted.created, segment, offset, done, erred, first, last)
 
 
 #: File names of logs' first segments (later segments end in ``.1``, ...).

@@ -82,6 +82,7 @@ Error policy of the reader
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import logging
 import math
@@ -1233,19 +1234,35 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         url = os.fspath(path)
         check_url(url, setting="the log's URL")
         fs, root = filesystem(url)
-        fs.invalidate_cache(root)  # the log may have been replaced since listed
-        # The first segment only, and only its first block: a listing reads
-        # the header of every log in a directory.
-        with fs.open(root, "rb", block_size=_HEADER_BLOCK) as f:
-            return _read_preamble(_label(root, fs), f)
+        # The first segment's first bytes, one ranged read (no request for
+        # its size first): a listing reads the header of every log there.
+        # A header longer than them (thousands of workers) takes a second.
+        head = fs.cat_file(root, start=0, end=_HEADER_BLOCK)
+        if len(head) == _HEADER_BLOCK and head.startswith(MAGIC):
+            (n,) = _LEN.unpack(head[_PREAMBLE : _PREAMBLE + _LEN.size])
+            if n > MAX_RECORD_BYTES:  # refused: streamed, the reader says why
+                with fs.open(root, "rb", block_size=_HEADER_BLOCK) as f:
+                    return _read_preamble(_label(root, fs), f)
+            end = _PREAMBLE + _LEN.size + n
+            if end > len(head):
+                head += fs.cat_file(root, start=len(head), end=end)
+        return _read_preamble(_label(root, fs), _Head(head))
     p = Path(path)
     with open(p, "rb") as f:
         return _read_preamble(p, f)
 
 
-#: Bytes fetched at a time when a header is read from a URL (a header is a
-#: few KiB; fsspec's default block of several MiB would fetch far more).
+#: Bytes read at first of a header at a URL (a header is a few KiB).
 _HEADER_BLOCK = 64 * 1024
+
+
+class _Head(io.BytesIO):
+    """The first bytes of a segment, read whole: their ``size`` is what the
+    reader's record checks take as the file's (``_size``)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.size = len(data)
 
 
 def _read_segment(
