@@ -473,7 +473,7 @@ class Reads:
             self.headers.append(str(path))
             return read_header(path)
 
-        def counted_summary(path: Any, counted: Any) -> Any:
+        def counted_summary(path: Any, counted: Any) -> Any:  # the index's seam
             self.summaries.append(str(path))
             return summarise(path, counted)
 
@@ -679,6 +679,38 @@ class TestRunIndex:
             f.write(struct.pack(">I", len(payload)) + payload)
         (run,) = index.runs()
         assert (run.tasks, run.error, run.seconds) == (6, None, 5.0)
+
+    def test_a_failed_read_is_tried_again_a_broken_log_is_not(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A read that failed (the network) shows its error once and is read
+        again at the next listing; a file that is no log is not read again
+        while unchanged."""
+        from dask_monitor.runs import RunIndex
+        from dask_monitor.sinks import eventlog
+
+        good = written_log(tmp_path / "good.dmlog", 2.0, "good")
+        (tmp_path / "broken.dmlog").write_bytes(b"garbage")
+        failures = [ConnectionError("connection reset")]
+        read_footer = eventlog.read_footer
+
+        def flaky(path: Any) -> Any:
+            if failures:
+                raise failures.pop()
+            return read_footer(path)
+
+        monkeypatch.setattr(eventlog, "read_footer", flaky)
+        index = RunIndex(tmp_path)
+        first, broken = index.runs()
+        assert first.error is not None and "connection reset" in first.error
+        assert (
+            broken.error is not None and "not a dask-monitor event log" in broken.error
+        )
+        reads = Reads(monkeypatch)
+        first, again = index.runs()
+        assert (first.run, first.tasks, first.error) == ("good", 3, None)
+        assert again == broken
+        assert reads.summaries == [good]
 
     def test_a_log_recorded_again_is_counted_afresh(self, tmp_path: Path) -> None:
         """A new recording at a listed log's place (another ``created``) is

@@ -196,9 +196,11 @@ class _Counted:
 
 def _summarise(
     path: str | os.PathLike[str], counted: _Counted | None
-) -> tuple[RunSummary, _Counted | None]:
-    """The summary of the log at ``path`` and, for a log without a footer,
-    how far its records were counted. With ``counted`` from an earlier call
+) -> tuple[RunSummary, _Counted | None, bool]:
+    """The summary of the log at ``path``; for a log without a footer, how
+    far its records were counted; and whether the summary holds while the
+    log is unchanged (``False`` after a read that failed: the network, or
+    the log went away since listed). With ``counted`` from an earlier call
     on the same recording, only the records written since are read."""
     from dask_monitor.sinks.eventlog import EventLog, EventLogError, read_footer
 
@@ -207,7 +209,8 @@ def _summarise(
         log = EventLog.open(path)
         footer = read_footer(path)
     except (OSError, EventLogError) as e:
-        return RunSummary(name, error=str(e)[:500]), counted
+        final = isinstance(e, EventLogError)
+        return RunSummary(name, error=str(e)[:500]), counted, final
     header = log.header
     run, tags = header_run(header)
     started = header.get("started")
@@ -220,13 +223,17 @@ def _summarise(
         cluster=cluster[:200] if isinstance(cluster, str) else None,
     )
     if footer is not None:
-        return replace(
-            base,
-            seconds=footer["seconds"],
-            tasks=footer["tasks"],
-            erred=footer["erred"],
-            complete=True,
-        ), None
+        return (
+            replace(
+                base,
+                seconds=footer["seconds"],
+                tasks=footer["tasks"],
+                erred=footer["erred"],
+                complete=True,
+            ),
+            None,
+            True,
+        )
     created = header.get("created")  # checked by the reader: a number
     # NaN equals nothing: a log without ``created`` is counted afresh each time.
     fresh = _Counted(math.nan if created is None else float(created))
@@ -245,12 +252,13 @@ def _summarise(
             # read on again, from the same place, once.
             counted = _count(log, counted)
     except (OSError, EventLogError) as e:
-        return replace(base, error=str(e)[:500]), counted
+        final = isinstance(e, EventLogError)
+        return replace(base, error=str(e)[:500]), counted, final
     seconds = None
     if counted.first is not None and counted.last is not None:
         seconds = counted.last - counted.first
     summary = replace(base, seconds=seconds, tasks=counted.done, erred=counted.erred)
-    return summary, counted
+    return summary, counted, True
 
 
 def _count(log: EventLog, counted: _Counted) -> _Counted:
@@ -386,15 +394,21 @@ def _logs(directory: str, files: Mapping[str, tuple[Any, ...]]) -> list[_Log]:
     return out
 
 
-def _read_header(path: str, head: tuple[Any, ...]) -> _Header:
-    """The parts of the header of the log at ``path`` the index keeps; an
-    unreadable header keeps nothing (the log lists last, as unreadable)."""
+def _read_header(path: str, head: tuple[Any, ...]) -> _Header | None:
+    """The parts of the header of the log at ``path`` the index keeps.
+
+    A header that is not one keeps nothing (the log lists last, as
+    unreadable); a read that failed (the network, or the log went away since
+    listed) is ``None``: nothing kept, read again next time.
+    """
     from dask_monitor.sinks import eventlog
 
     try:
         header = eventlog.read_header(path)
-    except (OSError, eventlog.EventLogError):
+    except eventlog.EventLogError:
         return _Header(head, None, None)
+    except OSError:
+        return None
     started = header.get("started")  # checked by the reader: a finite number
     run, _ = header_run(header)
     return _Header(head, float(started) if started is not None else None, run)
@@ -451,7 +465,7 @@ class RunIndex:
         #: log path -> (the log's identity when read, its summary, and for a
         #: log without a footer how far its records were counted).
         self._summaries: dict[
-            str, tuple[tuple[Any, ...], RunSummary, _Counted | None]
+            str, tuple[tuple[Any, ...] | None, RunSummary, _Counted | None]
         ] = {}
 
     def __repr__(self) -> str:
@@ -497,9 +511,12 @@ class RunIndex:
             if cached is not None and cached[0] == log.identity:
                 out.append(cached[1])
                 continue
-            summary, counted = _summarise(log.path, cached and cached[2])
+            previous = None if cached is None else cached[2]
+            summary, counted, final = _summarise(log.path, previous)
+            # A failed read is kept under no identity: read again next time.
+            identity = log.identity if final else None
             with self._lock:
-                self._summaries[log.path] = (log.identity, summary, counted)
+                self._summaries[log.path] = (identity, summary, counted)
             out.append(summary)
         return out
 
@@ -554,7 +571,10 @@ class RunIndex:
             if (h := known.get(log.path)) is None or h.head != log.head
         ]
         for log, header in zip(stale, self._read_headers(stale), strict=True):
-            known[log.path] = header
+            if header is None:
+                known.pop(log.path, None)
+            else:
+                known[log.path] = header
         present = {log.path for log in logs}
         with self._lock:
             self._headers = {p: h for p, h in known.items() if p in present}
@@ -562,12 +582,13 @@ class RunIndex:
                 del self._summaries[path]
 
         def newest(log: _Log) -> tuple[float, str]:
-            started = known[log.path].started
+            header = known.get(log.path)
+            started = None if header is None else header.started
             return (-math.inf if started is None else started, log.name)
 
         return sorted(logs, key=newest, reverse=True)
 
-    def _read_headers(self, logs: list[_Log]) -> list[_Header]:
+    def _read_headers(self, logs: list[_Log]) -> list[_Header | None]:
         if len(logs) > 1 and is_url(self.directory):
             from concurrent.futures import ThreadPoolExecutor
 
