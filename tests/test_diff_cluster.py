@@ -61,7 +61,7 @@ def record(
     cluster: LocalCluster, client: Client, monitor: Monitor, path: Path, **kw: Any
 ) -> None:
     """Record one run of the pipeline at ``path``, until Dask forgot its tasks."""
-    monitor.record(path, flush_interval="50ms")
+    monitor.record(path, flush_interval="50ms", run=f"etl-{path.stem}")
     pipeline(client, **kw)
     deadline = time.time() + 10  # the futures are gone: let the tasks be forgotten
     while cluster.scheduler.tasks and time.time() < deadline:
@@ -74,7 +74,8 @@ def record(
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Logs of runs ``a``, ``again`` (the same pipeline) and ``b`` (slower
-    transform, a new failing prefix)."""
+    transform, a new failing prefix), in one directory, named ``etl-a``,
+    ``etl-again`` and ``etl-b``."""
     directory = tmp_path_factory.mktemp("diff")
     paths = {name: directory / f"{name}.dmlog" for name in ("a", "again", "b")}
     with make_cluster() as cluster, Client(cluster) as client:
@@ -220,3 +221,118 @@ def test_diff_thresholds_from_the_command_line(runs: dict[str, Path]) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "slower" not in out.stdout.split("Prefixes:")[-1]
+
+
+class TestRunNames:
+    """A and B may be run names in a history directory (local or a URL)."""
+
+    def test_compare_resolves_run_and_file_names(self, runs: dict[str, Path]) -> None:
+        """compare("etl-a", "etl-b", directory=...) judges the same as the
+        logs' paths; file names (with or without .dmlog) work too."""
+        directory = runs["a"].parent
+        by_path = compare(runs["a"], runs["b"])
+        by_name = compare("etl-a", "etl-b", directory=directory)
+        assert by_name["verdicts"] == by_path["verdicts"]
+        assert by_name["verdicts"]["slower"] == ["transform"]
+        assert (
+            compare("a", "b.dmlog", directory=directory)["verdicts"]
+            == (by_path["verdicts"])
+        )
+
+    def test_diff_resolves_run_names_in_dir(self, runs: dict[str, Path]) -> None:
+        """`diff --dir DIR etl-a etl-b --fail-on slower` exits 1 naming
+        transform; a rerun by name exits 0."""
+        directory = str(runs["a"].parent)
+        worse = run_cli(
+            "diff", "--dir", directory, "etl-a", "etl-b", "--fail-on", "slower"
+        )
+        assert worse.returncode == 1, worse.stderr
+        assert "transform" in worse.stdout and "slower" in worse.stdout
+        same = run_cli("diff", "--dir", directory, "etl-a", "etl-again")
+        assert same.returncode == 0, same.stderr
+        assert "3 unchanged" in same.stdout
+
+    def test_an_absent_or_shared_name_is_a_usage_error(
+        self, runs: dict[str, Path], tmp_path: Path
+    ) -> None:
+        """A name no log has, or two logs share: exit 2 with the name and the
+        directory, file names read from the directory escaped; compare()
+        raises LookupError."""
+        import shutil
+
+        evil = "\x1b]0;pwned\x07x.dmlog"
+        shutil.copy(runs["a"], tmp_path / "a.dmlog")
+        shutil.copy(runs["a"], tmp_path / evil)
+        shutil.copy(runs["b"], tmp_path / "b.dmlog")
+        shared = run_cli("diff", "--dir", str(tmp_path), "etl-a", "etl-b")
+        assert shared.returncode == 2, shared.stderr
+        assert "2 runs named 'etl-a'" in shared.stderr
+        assert str(tmp_path) in shared.stderr and "a.dmlog" in shared.stderr
+        assert "\x1b" not in shared.stderr and "\\x1b]0;pwned" in shared.stderr
+        assert "Traceback" not in shared.stderr
+        absent = run_cli("diff", "--dir", str(tmp_path), "b", "etl-none")
+        assert absent.returncode == 2, absent.stderr
+        assert "no run named 'etl-none'" in absent.stderr
+        assert str(tmp_path) in absent.stderr
+        with pytest.raises(LookupError, match="2 runs named 'etl-a'"):
+            compare("etl-a", "b", directory=tmp_path)
+        # The file name tells the copies apart.
+        assert compare("a", "b", directory=tmp_path)["verdicts"]["slower"] == [
+            "transform"
+        ]
+
+    def test_the_record_directory_is_the_default(self, runs: dict[str, Path]) -> None:
+        """Without --dir, names are looked up in Dask config
+        monitor.record.directory (where runs are recorded)."""
+        import os
+
+        out = subprocess.run(
+            [str(BIN / "dask-monitor"), "diff", "etl-a", "etl-again"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                **os.environ,
+                "DASK_MONITOR__RECORD__DIRECTORY": str(runs["a"].parent),
+            },
+        )
+        assert out.returncode == 0, out.stderr
+        assert "3 unchanged" in out.stdout
+        absent = subprocess.run(
+            [str(BIN / "dask-monitor"), "diff", "etl-a", "etl-none"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                **os.environ,
+                "DASK_MONITOR__RECORD__DIRECTORY": str(runs["a"].parent),
+            },
+        )
+        assert absent.returncode == 2
+        assert "monitor.record.directory" in absent.stderr
+
+    def test_run_names_in_a_url_directory(
+        self, runs: dict[str, Path], s3_bucket: str
+    ) -> None:
+        """The recorded logs put in S3: compare(directory=url) and
+        `diff --dir s3://...` resolve the names there."""
+        import json
+
+        import fsspec
+        from click.testing import CliRunner
+
+        from dask_monitor.cli import main
+
+        directory = f"{s3_bucket}/diff-runs"
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        for name in ("a", "b"):
+            fs.put(str(runs[name]), f"{directory}/{name}.dmlog")
+        result = compare("etl-a", "etl-b", directory=directory)
+        assert result["verdicts"]["slower"] == ["transform"]
+        out = CliRunner().invoke(
+            main, ["diff", "--dir", directory, "etl-a", "etl-b", "--json"]
+        )
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["verdicts"]["slower"] == ["transform"]
+        out = CliRunner().invoke(main, ["diff", "--dir", directory, "etl-a", "x"])
+        assert out.exit_code == 2 and f"no run named 'x' in {directory}" in out.output

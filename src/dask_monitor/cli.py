@@ -88,6 +88,42 @@ class _LogPath(click.ParamType):  # type: ignore[type-arg]
 _LOG = _LogPath()
 
 
+class _DirectoryOrUrl(click.ParamType):  # type: ignore[type-arg]
+    """A local directory (checked as ``click.Path`` does) or a URL directory
+    (``s3://bucket/runs``): its protocol and form checked here, a usage
+    error naming the argument, not a traceback."""
+
+    name = "directory"
+    _local = click.Path(exists=True, file_okay=False)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from dask_monitor.storage import check_url, is_url
+
+        if is_url(value):
+            from dask_monitor.config import ConfigError
+
+            try:
+                check_url(value, setting="the directory")
+            except ConfigError as e:
+                self.fail(str(e), param, ctx)
+            return value
+        return self._local.convert(value, param, ctx)
+
+
+_DIRECTORY = _DirectoryOrUrl()
+
+
+def _listing_failed(e: Exception, directory: str, hint: str) -> click.UsageError:
+    """A usage error (exit 2) for a directory that could not be listed."""
+    from dask_monitor.storage import show
+    from dask_monitor.text import safe_text
+
+    return click.BadParameter(
+        safe_text(f"{show(directory)} cannot be listed: {show(str(e))}", 500),
+        param_hint=hint,
+    )
+
+
 def _replay_or_fail(log: str) -> tuple[Snapshot, MonitorConfig]:
     """(snapshot, config) of a replayed log; a click error for a bad log."""
     from dask_monitor.replay import replay_pipeline
@@ -262,9 +298,50 @@ def watch(
 # -- diff: compare two recorded runs -------------------------------------------------
 
 
+def _configured_directory() -> str | None:
+    """Dask config ``monitor.record.directory``, where runs are recorded by
+    default: the history directory ``diff`` looks run names up in."""
+    import dask
+
+    record = dask.config.get("monitor.record", None)
+    found = record.get("directory") if isinstance(record, dict) else None
+    return os.fspath(found) if isinstance(found, str | os.PathLike) and found else None
+
+
+def _run_log(ctx: Any, name: str, value: str, directory: str | None, index: Any) -> str:
+    """The log the argument ``name`` (``value``) names: a log's path or URL,
+    or a run's name in the history ``directory`` (through ``index``)."""
+    from dask_monitor.config import ConfigError
+    from dask_monitor.diff import resolve_run
+    from dask_monitor.text import safe_text
+
+    param = next(p for p in ctx.command.params if p.name == name)
+    if index is not None:
+        try:
+            value = os.fspath(resolve_run(value, index))
+        except LookupError as e:
+            hint = ""
+            if not ctx.params.get("directory"):
+                hint = " (Dask config monitor.record.directory; --dir names another)"
+            raise click.BadParameter(
+                safe_text(f"{e}{hint}", 1000), ctx=ctx, param=param
+            ) from None
+        except (OSError, ConfigError) as e:
+            raise _listing_failed(e, directory or "", "'--dir'") from e
+    return str(_LOG.convert(value, param, ctx))
+
+
 @click.command(name="diff")
-@click.argument("a", type=_LOG)
-@click.argument("b", type=_LOG)
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "--dir",
+    "directory",
+    type=_DIRECTORY,
+    default=None,
+    help="History directory (local or a URL) where A and B may be run names "
+    "or file names (default: Dask config monitor.record.directory).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option(
     "-o",
@@ -300,6 +377,7 @@ def watch(
 def diff_command(
     a: str,
     b: str,
+    directory: str | None,
     as_json: bool,
     output: str | None,
     fail_on: str | None,
@@ -307,12 +385,22 @@ def diff_command(
     min_seconds: float | None,
     min_count: int | None,
 ) -> None:
-    """Compare run B against run A (event logs): which prefixes got slower."""
+    """Compare run B against run A: which prefixes got slower.
+
+    A and B are event logs (paths or URLs) or the names of runs recorded in
+    the history directory (--dir).
+    """
     import json
 
     from dask_monitor import diff
+    from dask_monitor.runs import RunIndex
     from dask_monitor.sinks.eventlog import EventLogError
 
+    ctx = click.get_current_context()
+    where = directory or _configured_directory()
+    index = None if where is None else RunIndex(where)
+    a = _run_log(ctx, "a", a, where, index)
+    b = _run_log(ctx, "b", b, where, index)
     try:
         result = diff.compare(
             _replay_or_fail(a)[0],
@@ -360,7 +448,7 @@ def _duration_text(seconds: float | None) -> str:
 
 
 @history.command(name="list")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory", type=_DIRECTORY)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -377,14 +465,21 @@ def _duration_text(seconds: float | None) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 def history_list(directory: str, limit: int, offset: int, as_json: bool) -> None:
-    """List the runs recorded in DIRECTORY (its *.dmlog files), newest first."""
+    """List the runs recorded in DIRECTORY (its *.dmlog files), newest first.
+
+    DIRECTORY is a local directory or a URL (s3://bucket/runs), read through
+    fsspec.
+    """
     import datetime
     import json
 
     from dask_monitor.runs import list_runs
     from dask_monitor.text import safe_text
 
-    runs = list_runs(directory, limit=limit, offset=offset)
+    try:
+        runs = list_runs(directory, limit=limit, offset=offset)
+    except OSError as e:
+        raise _listing_failed(e, directory, "'DIRECTORY'") from e
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
         return

@@ -29,10 +29,13 @@ import html
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from dask_monitor.snapshot import Snapshot
 from dask_monitor.text import average_rate, insights_of, run_seconds, safe_text
+
+if TYPE_CHECKING:
+    from dask_monitor.runs import RunIndex
 
 __all__ = [
     "MIN_COUNT",
@@ -43,6 +46,7 @@ __all__ = [
     "diff_html",
     "format_diff",
     "load_run",
+    "resolve_run",
 ]
 
 #: A median this many times longer (or shorter), beyond the sketches' error,
@@ -60,13 +64,52 @@ DIFF_VERSION = 1
 _QUANTILES = ("p50", "p90", "p99")
 
 
-def load_run(run: str | os.PathLike[str] | Mapping[str, Any]) -> Snapshot:
-    """The snapshot of a run: a snapshot as such, or a log replayed."""
+def resolve_run(
+    run: str | os.PathLike[str],
+    directory: str | os.PathLike[str] | RunIndex | None = None,
+) -> str | os.PathLike[str]:
+    """The log ``run`` names: itself when it is a URL or a file that exists,
+    else (given a ``directory``) the log there whose run name or file name is
+    ``run`` (see :meth:`RunIndex.find <dask_monitor.runs.RunIndex.find>`).
+
+    Raises
+    ------
+    LookupError
+        Naming the directory and ``run`` when no log there, or several, have
+        that name.
+    """
+    from dask_monitor.storage import is_url
+
+    if directory is None or is_url(run) or os.path.exists(run):
+        return run
+    from dask_monitor.runs import RunIndex
+
+    index = directory if isinstance(directory, RunIndex) else RunIndex(directory)
+    return index.find(os.fspath(run))
+
+
+def load_run(
+    run: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    directory: str | os.PathLike[str] | RunIndex | None = None,
+) -> Snapshot:
+    """The snapshot of a run: a snapshot as such, or a log replayed.
+
+    Parameters
+    ----------
+    run
+        A snapshot, an event log's path or URL, or (with ``directory``) the
+        name of a run recorded there: see :func:`resolve_run`.
+    directory
+        A history directory (local or a URL), or a
+        :class:`~dask_monitor.runs.RunIndex` of one, where run names are
+        looked up.
+    """
     if isinstance(run, Mapping):
         return cast(Snapshot, run)
     from dask_monitor.replay import replay
 
-    return replay(run)
+    return replay(resolve_run(run, directory))
 
 
 def _ratio(b: float | None, a: float | None) -> float | None:
@@ -203,13 +246,15 @@ def compare(
     min_ratio: float = MIN_RATIO,
     min_seconds: float = MIN_SECONDS,
     min_count: int = MIN_COUNT,
+    directory: str | os.PathLike[str] | RunIndex | None = None,
 ) -> dict[str, Any]:
     """Compare run ``b`` against run ``a``: per prefix, per run, errors, insights.
 
     Parameters
     ----------
     a, b
-        Event logs (replayed with :func:`dask_monitor.replay`) or snapshots.
+        Event logs (paths or URLs, replayed with :func:`dask_monitor.replay`),
+        snapshots, or (with ``directory``) names of runs recorded there.
     min_ratio
         Smallest p50 ratio (beyond the sketches' relative error) called
         ``slower`` (or, inverted, ``faster``).
@@ -218,6 +263,11 @@ def compare(
     min_count
         Timed tasks each run must have of a prefix for it to be judged;
         fewer leave it ``unchanged``.
+    directory
+        A history directory (local or a URL, or its
+        :class:`~dask_monitor.runs.RunIndex`) where ``a`` and ``b`` that are
+        neither snapshots, URLs nor existing files are looked up by run name
+        or file name.
 
     Returns
     -------
@@ -236,6 +286,8 @@ def compare(
     ------
     ValueError
         For thresholds out of range.
+    LookupError
+        For a run name that no log in ``directory`` has, or several have.
     """
     if not min_ratio > 1:
         raise ValueError(f"min_ratio must be above 1, got {min_ratio!r}")
@@ -243,7 +295,12 @@ def compare(
         raise ValueError(f"min_seconds must be >= 0, got {min_seconds!r}")
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count!r}")
-    sa, sb = load_run(a), load_run(b)
+    if directory is not None:
+        from dask_monitor.runs import RunIndex
+
+        if not isinstance(directory, RunIndex):
+            directory = RunIndex(directory)  # headers read once for both names
+    sa, sb = load_run(a, directory=directory), load_run(b, directory=directory)
     pa, pb = sa.get("prefixes") or {}, sb.get("prefixes") or {}
     errors_a, errors_b = _error_types(sa), _error_types(sb)
     new_errors = [errors_b[k] for k in errors_b if k not in errors_a]

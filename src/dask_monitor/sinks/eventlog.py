@@ -82,6 +82,7 @@ Error policy of the reader
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import logging
 import math
@@ -1230,15 +1231,45 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     of it is read. ``path`` may be a URL (read through fsspec).
     """
     if is_url(path):
-        return EventLog.open(path).header
+        url = os.fspath(path)
+        check_url(url, setting="the log's URL")
+        fs, root = filesystem(url)
+        # The first segment's first bytes, one ranged read (no request for
+        # its size first): a listing reads the header of every log there.
+        # A header longer than them (thousands of workers) takes a second.
+        head = fs.cat_file(root, start=0, end=_HEADER_BLOCK)
+        if len(head) == _HEADER_BLOCK and head.startswith(MAGIC):
+            (n,) = _LEN.unpack(head[_PREAMBLE : _PREAMBLE + _LEN.size])
+            if n > MAX_RECORD_BYTES:  # refused: streamed, the reader says why
+                with fs.open(root, "rb", block_size=_HEADER_BLOCK) as f:
+                    return _read_preamble(_label(root, fs), f)
+            end = _PREAMBLE + _LEN.size + n
+            if end > len(head):
+                head += fs.cat_file(root, start=len(head), end=end)
+        return _read_preamble(_label(root, fs), _Head(head))
     p = Path(path)
     with open(p, "rb") as f:
         return _read_preamble(p, f)
 
 
+#: Bytes read at first of a header at a URL (a header is a few KiB).
+_HEADER_BLOCK = 64 * 1024
+
+
+class _Head(io.BytesIO):
+    """The first bytes of a segment, read whole: their ``size`` is what the
+    reader's record checks take as the file's (``_size``)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.size = len(data)
+
+
 def _read_segment(
-    seg: Path | str, first: bool, columns: bool, fs: Any = None
-) -> Iterator[Record]:
+    seg: Path | str, first: bool, columns: bool, fs: Any = None, start: int = 0
+) -> Iterator[tuple[Record, int]]:
+    """Each record of the segment ``seg`` with the byte where it ends; from
+    byte ``start`` (where an earlier record ended) when given."""
     path = _label(seg, fs)
     with _open_segment(seg, fs) as f:
         if not first and not f.read(1):
@@ -1250,6 +1281,8 @@ def _read_segment(
             return
         f.seek(0)
         _read_preamble(path, f)
+        if start:
+            f.seek(start)
         while True:
             offset = f.tell()
             try:
@@ -1270,11 +1303,12 @@ def _read_segment(
                     f"{path}: corrupt record at byte {offset}: {_reason(e)}"
                 ) from e
             try:
-                yield _record(item, columns)
+                record = _record(item, columns)
             except Exception as e:
                 raise EventLogError(
                     f"{path}: bad record at byte {offset}: {_reason(e)}"
                 ) from e
+            yield record, f.tell()
 
 
 def _record(item: Any, columns: bool) -> Record:
@@ -1334,11 +1368,27 @@ class EventLog:
         :class:`~dask_monitor.batch.Batch` in :attr:`Record.batch` (no event
         object made), else as a list of events in :attr:`Record.events`.
         """
+        for record, _, _ in self.records_from(columns=columns):
+            yield record
+
+    def records_from(
+        self, segment: int = 0, offset: int = 0, *, columns: bool = False
+    ) -> Iterator[tuple[Record, int, int]]:
+        """The records from byte ``offset`` of segment ``segment`` on, as
+        :meth:`records`, each with its segment and the byte where it ends:
+        where to go on from once a log still being written has grown.
+
+        ``offset`` must be where a record ended (or 0): anything else reads
+        as corruption.
+        """
         files: list[Path | str] = list(self.files)
-        for i, seg in enumerate(files):
-            for record in _read_segment(seg, first=i == 0, columns=columns, fs=self.fs):
+        for i in range(segment, len(files)):
+            start = offset if i == segment else 0
+            for record, end in _read_segment(
+                files[i], first=i == 0, columns=columns, fs=self.fs, start=start
+            ):
                 if record.kind != "e":
-                    yield record
+                    yield record, i, end
 
     def events(self) -> Iterator[Event]:
         """Every event, in order."""
@@ -1402,14 +1452,26 @@ def footer_offset(
 ) -> tuple[int, dict[str, Any]] | None:
     """Where the footer of the log at ``path`` starts in its last segment (the
     byte of its length prefix), and the footer; ``None`` for a log without one."""
-    files = segments(path)
-    if not files:
-        raise FileNotFoundError(f"no event log at {path}")
-    with open(files[-1], "rb") as f:
-        size = f.seek(0, os.SEEK_END)
+    if is_url(path):
+        url = os.fspath(path)
+        check_url(url, setting="the log's URL")
+        fs, root = filesystem(url)
+        fs.invalidate_cache()  # a log still being written grows
+        remote = _remote_segments(fs, root)
+        if not remote:
+            raise FileNotFoundError(f"no event log at {show(url)}")
+        size = fs.size(remote[-1])
         start = max(0, size - MAX_FOOTER_BYTES)
-        f.seek(start)
-        tail = f.read()
+        tail = fs.cat_file(remote[-1], start=start, end=size) if size else b""
+    else:
+        files = segments(path)
+        if not files:
+            raise FileNotFoundError(f"no event log at {path}")
+        with open(files[-1], "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - MAX_FOOTER_BYTES)
+            f.seek(start)
+            tail = f.read()
     # ["e", {...}] packs as fixarray(2), fixstr "e": the payload's first bytes.
     mark = b"\x92\xa1e"
     at = tail.rfind(mark)
