@@ -372,11 +372,13 @@ class TestCrash:
     ) -> None:
         """A writer process killed with SIGKILL mid-run leaves a log that reads:
         every segment it closed is there in full, the events are the ones it
-        wrote, in order and without a gap."""
+        wrote, in order and without a gap, and a listing says it is unfinished."""
         import os
         import signal
         import subprocess
         import sys
+
+        from dask_monitor.runs import run_summary
 
         url = f"{s3_bucket}/crash/a.dmlog"
         endpoint = fsspec.config.conf["s3"]["client_kwargs"]["endpoint_url"]
@@ -418,3 +420,6 @@ class TestCrash:
         fs.copy(key + ".1", key.replace("a.dmlog", "b.dmlog") + ".1")
         closed = list(read_events(url.replace("a.dmlog", "b.dmlog")))
         assert len(closed) >= 20 and events[: len(closed)] == closed
+        summary = run_summary(url)
+        assert summary.error is None and not summary.complete
+        assert summary.tasks == len(events)
