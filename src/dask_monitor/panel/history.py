@@ -237,7 +237,8 @@ def _utc(stamp: float | None) -> str:
 
 
 def _query(**args: Any) -> str:
-    return "?" + urlencode(args)
+    """A query string, escaped for an HTML attribute."""
+    return html.escape("?" + urlencode(args))
 
 
 def _row(r: RunSummary) -> str:
@@ -265,7 +266,7 @@ def _row(r: RunSummary) -> str:
     )
     erred = " dm-erred" if r.erred else ""
     return (
-        f"<tr class='dm-row'><td><a class='dm-open' href='{e(link)}'>{name}</a>"
+        f"<tr class='dm-row'><td><a class='dm-open' href='{link}'>{name}</a>"
         f"{under}</td>"
         f"<td class='dm-when'>{_utc(r.started)}</td>"
         f"<td class='dm-num'>{e(format_duration(r.seconds))}</td>"
@@ -273,7 +274,7 @@ def _row(r: RunSummary) -> str:
         f"<td class='dm-num{erred}'>{r.erred:,}</td>"
         f"<td>{e(r.cluster or '-')}</td><td>{tags or '-'}</td>"
         f"<td>{state}</td>"
-        f"<td><a href='{e('report' + _query(log=file))}'>report</a></td></tr>"
+        f"<td><a href='report{_query(log=file)}'>report</a></td></tr>"
     )
 
 
@@ -369,7 +370,7 @@ def _run_html(directory: str, replayed: Replayed, name: str, script: str) -> str
     bar = (
         "<p class='dm-note dm-run-bar'><a href='/'>&larr; all runs</a> &middot; "
         f"{e(replayed.title)} &middot; <span class='dm-run-state'>{state}</span>"
-        f" &middot; <a href='{e('report' + _query(log=name))}'>standalone report"
+        f" &middot; <a href='report{_query(log=name)}'>standalone report"
         "</a></p>"
     )
     body = (
