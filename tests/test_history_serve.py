@@ -228,7 +228,8 @@ class TestList:
         self, recorded: dict[str, Any], tmp_path: Path
     ) -> None:
         """A log without its footer is listed "in progress" with the tasks
-        its records hold (all of them here: only the footer is missing)."""
+        its records hold (all of them here: only the footer is missing); its
+        page and its report say the run is in progress, not finished."""
         nightly = recorded["runs"][0]
         strip_footer(recorded["dir"] / "nightly.dmlog", tmp_path / "open.dmlog")
         with served(tmp_path) as url:
@@ -238,8 +239,11 @@ class TestList:
             nums = re.findall(r"<td class='dm-num[^']*'>([^<]*)</td>", row)
             assert nums[1:] == [str(nightly["done"]), str(nightly["erred"])]
             status, run = get(url + "/run?log=open.dmlog")
+            assert status == 200
+            assert "nightly-etl (in progress)" in run and "<b>In progress</b>" in run
+            status, report = get(url + "/report?log=open.dmlog")
         assert status == 200
-        assert "nightly-etl (in progress)" in run and "<b>in progress</b>" in run
+        assert "run in progress started" in report and "finished run" not in report
 
 
 # -- opening a run -------------------------------------------------------------------
@@ -382,10 +386,10 @@ class TestBrowser:
             page.page.get_by_text(HOSTILE_RUN, exact=True).click()
             page.wait_for_panel()
             assert page.text(".dm-done") == str(hostile["done"] + hostile["erred"])
-            text = page.page.locator("body").inner_text()
-            assert HOSTILE_RUN in text  # shown as text, in the bar and heading
+            assert page.page.title() == HOSTILE_RUN + " - dask-monitor history"
             heading = page.page.locator("h1").last.inner_text()
             assert heading == HOSTILE_RUN
+            assert page.text(".dm-run").startswith("finished run started")
             assert page.ran() == [None, None, None]
             assert page.errors == []
             assert page.outside_requests() == []
@@ -409,7 +413,8 @@ class TestBrowser:
                 page.page.goto(url + "/run?log=open.dmlog")
                 page.wait_for_panel()
                 assert page.text(".dm-done") == str(nightly["done"] + nightly["erred"])
-                assert "in progress" in page.text(".dm-run-state")
+                assert "In progress" in page.text(".dm-run-state")
+                assert page.text(".dm-run").startswith("run in progress started")
                 assert page.errors == []
         finally:
             page.page.close()

@@ -91,10 +91,14 @@ class Replayed:
 
     @property
     def title(self) -> str:
-        """The run's name (its file's when it has none), and whether it is in
-        progress: a replayed snapshot reads as a finished run otherwise."""
-        name = self.summary.run or log_name(self.summary.path)
-        return name if self.summary.complete else f"{name} (in progress)"
+        """The run's name, or its file's when it has none."""
+        return self.summary.run or log_name(self.summary.path)
+
+    @property
+    def label(self) -> str:
+        """:attr:`title`, and whether the run is in progress (a page's title)."""
+        done = self.summary.complete
+        return self.title if done else f"{self.title} (in progress)"
 
 
 class History:
@@ -220,6 +224,11 @@ nav.dm-pages { margin: 12px 0; font-size: 10pt; }
 nav.dm-pages a { margin-right: 12px; }
 a { color: #1f5fa0; }
 div.dm-panel { padding: 0 6px; }
+nav.dm-run-bar { font-size: 10pt; margin: 2px 0; }
+nav.dm-run-bar a { margin-right: 16px; }
+p.dm-progress-note { background: #fff4d6; color: #5c3c00; font-size: 10pt;
+                     border-left: 4px solid #e0a800; padding: 6px 10px;
+                     margin: 8px 0 0 0; }
 """
 
 #: The list holds no script: the browser is told to run none.
@@ -358,25 +367,21 @@ def list_html(
 
 
 def _run_html(directory: str, replayed: Replayed, name: str, script: str) -> str:
-    e = html.escape
-    r = replayed.summary
-    state = (
-        "complete"
-        if r.complete
-        else "<b>in progress</b>: its log has no footer yet (still being "
-        "written, or its writer stopped); shown up to its last complete "
-        "record. Reload the page to see more."
-    )
     bar = (
-        "<p class='dm-note dm-run-bar'><a href='/'>&larr; all runs</a> &middot; "
-        f"{e(replayed.title)} &middot; <span class='dm-run-state'>{state}</span>"
-        f" &middot; <a href='report{_query(log=name)}'>standalone report"
-        "</a></p>"
+        "<nav class='dm-run-bar'><a href='/'>&larr; all runs</a>"
+        f"<a href='report{_query(log=name)}'>standalone report</a></nav>"
     )
+    if not replayed.summary.complete:
+        bar += (
+            "<p class='dm-run-state dm-progress-note'><b>In progress</b>: this "
+            "log has no footer yet (its run is still being written, or its "
+            "writer stopped). It is shown up to its last complete record; "
+            "reload the page to see more.</p>"
+        )
     body = (
         _header(directory) + f"<main>{bar}</main><div class='dm-panel'>{script}</div>"
     )
-    return _document(f"{replayed.title} - dask-monitor history", body)
+    return _document(f"{replayed.label} - dask-monitor history", body)
 
 
 # -- the server ----------------------------------------------------------------------
@@ -503,6 +508,7 @@ def serve_history(
                     replayed.snapshot,
                     title=replayed.title,
                     config=replayed.config,
+                    finished=replayed.summary.complete,
                     **replayed.info,
                 ),
             )
@@ -527,12 +533,13 @@ def serve_history(
         if replayed is None:
             doc.add_root(Div(text=f"{html.escape(name)} {html.escape(message)}"))
             return
-        doc.title = replayed.title
+        doc.title = replayed.label
         doc.add_root(
             report_root(
                 replayed.snapshot,
                 title=replayed.title,
                 config=replayed.config,
+                finished=replayed.summary.complete,
                 **replayed.info,
             )
         )
