@@ -357,7 +357,16 @@ def list_html(
             ("State", ""),
             ("", ""),
         )
-        heads = "".join(f"<th class='{c}'>{label}</th>" for label, c in cols)
+        tips = {
+            "Tasks": "tasks that finished (erred ones are counted apart)",
+            "Duration": "from the first task event to the last",
+        }
+        heads = "".join(
+            f"<th class='{c}' title='{tips[label]}'>{label}</th>"
+            if label in tips
+            else f"<th class='{c}'>{label}</th>"
+            for label, c in cols
+        )
         rows = "".join(_row(r) for r in runs)
         body += f"<table class='dm-runs'><tr>{heads}</tr>{rows}</table>"
     if total > size:
