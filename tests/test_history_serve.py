@@ -506,8 +506,10 @@ def test_runs_in_s3_are_listed_and_opened(
     nightly = recorded["runs"][0]
     with served(url) as base:
         status, page = get(base + "/")
-        assert status == 200
-        assert rows(page) == [r["run"] or r["file"] for r in recorded["runs"][::-1]]
+        assert status == 200, page
+        assert rows(page) == [r["run"] or r["file"] for r in recorded["runs"][::-1]], (
+            page
+        )
         status, run = get(base + "/run?log=nightly.dmlog")
         assert status == 200 and "nightly-etl" in run
         page_ = Page(browser)
