@@ -308,6 +308,34 @@ class TestOpen:
         assert HOSTILE_RUN not in page
         assert "Bokeh" in page and "/static/js" not in page  # works offline
 
+    def test_a_log_whose_values_break_the_report_says_why(self, tmp_path: Path) -> None:
+        """A header starting past any date a clock can show: the list shows no
+        start, ``/report`` says why it cannot be shown (422, no traceback),
+        and the panel says so in the page instead of failing blank."""
+        from bokeh.client import pull_session
+
+        from tests.test_runs import hand_log, task
+
+        hand_log(
+            tmp_path / "far.dmlog",
+            {"started": 1e300, "run": "far<b>"},
+            [["b", [task("a-1", "memory", 1e300)]]],
+            v=3,
+        )
+        with served(tmp_path) as url:
+            status, listed = get(url + "/")
+            assert status == 200 and rows(listed) == ["far<b>"]
+            assert "<td class='dm-when'>-</td>" in listed
+            status, report = get(url + "/report?log=far.dmlog")
+            assert status == 422
+            assert "far.dmlog could not be shown: OverflowError" in report
+            assert get(url + "/run?log=far.dmlog")[0] == 200
+            with pull_session(
+                url=url + "/panel", arguments={"log": "far.dmlog"}
+            ) as session:
+                error = session.document.select_one({"name": "dm-history-error"})
+            assert error is not None and "could not be shown" in error.text
+
     def test_replays_are_cached_per_log_identity(
         self, recorded: dict[str, Any], tmp_path: Path
     ) -> None:
@@ -331,6 +359,25 @@ class TestOpen:
         assert second.summary.complete
         assert second.snapshot["totals"]["done"] == nightly["done"] + nightly["erred"]
         assert history.replayed("missing.dmlog") is None
+
+
+def hostile_header_log(directory: Path) -> Path:
+    """A log written by hand (a writer may be anyone), without footer, whose
+    header holds markup in the cluster's address and in the versions, and a
+    run that started after the year 9999: two tasks, one erred."""
+    from tests.test_runs import hand_log, task
+
+    return hand_log(
+        directory / "hand.dmlog",
+        {
+            "started": 1e12,
+            "run": "hand<svg onload=window.__x=1>",
+            "cluster": {"scheduler": "tcp://<img src=x onerror=window.__y=1>:1"},
+            "dask": "<script>window.__z=1</script>",
+        },
+        [["b", [task("a-1", "memory", 1e12 + 1), task("a-2", "erred", 1e12 + 4)]]],
+        v=3,
+    )
 
 
 # -- Chromium ------------------------------------------------------------------------
@@ -397,6 +444,29 @@ class TestBrowser:
             page.page.wait_for_url(base + "/")
             assert page.page.locator("a.dm-open").count() == 3
             assert page.ran() == [None, None, None]
+        finally:
+            page.page.close()
+
+    def test_a_hand_written_header_cannot_script_the_pages(
+        self, browser: Any, tmp_path: Path
+    ) -> None:
+        """Markup in a header's cluster address and versions, and a start time
+        no date can show, leave the list and the run readable and inert."""
+        hostile_header_log(tmp_path)
+        page = Page(browser)
+        try:
+            with served(tmp_path) as url:
+                status, listed = get(url + "/")
+                assert status == 200
+                assert "tcp://&lt;img src=x onerror=window.__y=1&gt;:1" in listed
+                assert rows(listed) == ["hand<svg onload=window.__x=1>"]
+                page.page.goto(url + "/")
+                page.page.locator("a.dm-open").first.click()
+                page.wait_for_panel()
+                assert page.text(".dm-done") == "2"
+                assert "<script>window.__z=1</script>" in page.text(".dm-run")
+                assert page.ran() == [None, None, None]
+                assert page.errors == []
         finally:
             page.page.close()
 

@@ -393,6 +393,11 @@ def _run_html(directory: str, replayed: Replayed, name: str, script: str) -> str
     return _document(f"{replayed.label} - dask-monitor history", body)
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line (its text may come from a log)."""
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
 # -- the server ----------------------------------------------------------------------
 
 
@@ -447,6 +452,20 @@ def serve_history(
                 )
             )
 
+        def _failed(self, name: str, exc: BaseException) -> None:
+            """Say why the run ``name`` cannot be shown (a log is untrusted)."""
+            self.set_status(422)
+            self.set_header("Content-Security-Policy", LIST_CSP)
+            reason = html.escape(_reason(exc))
+            self.finish(
+                _document(
+                    "Run not shown",
+                    _header(shown) + f"<main><p class='dm-reason'>"
+                    f"{html.escape(name)} could not be shown: {reason}</p>"
+                    "<p><a href='/'>All runs</a></p></main>",
+                )
+            )
+
         async def _replayed(self) -> tuple[str, Replayed | None]:
             name = self.get_argument("log", "")
             try:
@@ -454,17 +473,7 @@ def serve_history(
                     None, history.replayed, name
                 )
             except Exception as exc:  # a log that cannot be replayed: say why
-                self.set_status(422)
-                self.set_header("Content-Security-Policy", LIST_CSP)
-                self.finish(
-                    _document(
-                        "Run not replayed",
-                        _header(shown) + f"<main><p class='dm-reason'>"
-                        f"{html.escape(name)} could not be replayed: "
-                        f"{html.escape(f'{type(exc).__name__}: {exc}'[:2000])}"
-                        "</p><p><a href='/'>All runs</a></p></main>",
-                    )
-                )
+                self._failed(name, exc)
                 return name, None
             if found is None:
                 self._missing(name)
@@ -481,7 +490,7 @@ def serve_history(
                 )
             except Exception as exc:  # the directory is gone, unreachable...
                 self.set_status(503)
-                reason = html.escape(f"{type(exc).__name__}: {exc}"[:2000])
+                reason = html.escape(_reason(exc))
                 self.finish(
                     _document(
                         "dask-monitor history",
@@ -508,19 +517,23 @@ def serve_history(
         async def get(self) -> None:
             from .report import report_html
 
-            _, replayed = await self._replayed()
+            name, replayed = await self._replayed()
             if replayed is None:
                 return
-            page = await IOLoop.current().run_in_executor(
-                None,
-                lambda: report_html(
-                    replayed.snapshot,
-                    title=replayed.title,
-                    config=replayed.config,
-                    finished=replayed.summary.complete,
-                    **replayed.info,
-                ),
-            )
+            try:
+                page = await IOLoop.current().run_in_executor(
+                    None,
+                    lambda: report_html(
+                        replayed.snapshot,
+                        title=replayed.title,
+                        config=replayed.config,
+                        finished=replayed.summary.complete,
+                        **replayed.info,
+                    ),
+                )
+            except Exception as exc:  # what a hostile log's values may do
+                self._failed(name, exc)
+                return
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.finish(page)
 
@@ -534,24 +547,25 @@ def serve_history(
         doc.theme = THEME
         try:
             replayed = history.replayed(name)
-        except Exception as exc:  # the page /run has said so already
-            replayed = None
-            message = f"could not be replayed: {type(exc).__name__}: {exc}"[:2000]
-        else:
-            message = "is not listed here"
-        if replayed is None:
-            doc.add_root(Div(text=f"{html.escape(name)} {html.escape(message)}"))
-            return
-        doc.title = replayed.label
-        doc.add_root(
-            report_root(
+            if replayed is None:
+                text = f"{html.escape(name)} is not listed here"
+                doc.add_root(Div(text=text))
+                return
+            root = report_root(
                 replayed.snapshot,
                 title=replayed.title,
                 config=replayed.config,
                 finished=replayed.summary.complete,
                 **replayed.info,
             )
-        )
+        except Exception as exc:  # a log is untrusted input: say why, in the page
+            text = (
+                f"{html.escape(name)} could not be shown: {html.escape(_reason(exc))}"
+            )
+            doc.add_root(Div(text=text, name="dm-history-error"))
+            return
+        doc.title = replayed.label
+        doc.add_root(root)
 
     if port == 0:  # Bokeh wants the real port for its websocket origins
         import socket
