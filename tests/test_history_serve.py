@@ -287,6 +287,21 @@ class TestOpen:
             assert get(url + "/run?log=" + quote(str(outside), safe=""))[0] == 404
             assert get(url + "/run?log=..%2Foutside.dmlog")[0] == 404
 
+    def test_a_run_named_like_another_log_hides_neither(
+        self, recorded: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """A log whose run is named like another log's file does not make
+        that file's name ambiguous: each opens by its own file name."""
+        from tests.test_runs import hand_log
+
+        shutil.copy(recorded["dir"] / "nightly.dmlog", tmp_path / "b.dmlog")
+        hand_log(tmp_path / "a.dmlog", {"started": 1.0, "run": "b.dmlog"}, [], 3)
+        with served(tmp_path) as url:
+            status, b = get(url + "/run?log=b.dmlog")
+            assert status == 200 and "<title>nightly-etl - " in b
+            status, a = get(url + "/run?log=a.dmlog")
+            assert status == 200 and "<title>b.dmlog (in progress) - " in a
+
     def test_the_panel_app_does_not_open_other_names(self, base: str) -> None:
         """The Bokeh application behind ``/run`` says a name is not listed
         instead of opening it."""

@@ -136,14 +136,24 @@ class History:
         """The listed run whose log's file name is ``name``, or ``None``.
 
         Only names the index lists resolve: a path, a ``..`` or a name made
-        up is never opened.
+        up is never opened. The index finds the log by its name (reading no
+        other log's summary); when it finds none or several (a run *named*
+        like another log's file), every listed log is looked at.
         """
-        with self._index_lock:
-            runs = self.index.runs()
-        for r in runs:
-            if log_name(r.path) == name:
-                return r
-        return None
+        from dask_monitor.runs import run_summary
+
+        if not name:
+            return None
+        try:
+            with self._index_lock:
+                path = self.index.find(name)
+        except LookupError:  # none, or several: the listing says which
+            with self._index_lock:
+                runs = self.index.runs()
+            return next((r for r in runs if log_name(r.path) == name), None)
+        if log_name(path) != name:  # a run name, or a file name without .dmlog
+            return None
+        return run_summary(path)
 
     def replayed(self, name: str) -> Replayed | None:
         """The replay of the run ``name`` (see :meth:`resolve`), from the
