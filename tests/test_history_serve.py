@@ -505,6 +505,18 @@ class TestBrowser:
             page.page.close()
 
 
+def test_websocket_origins() -> None:
+    """On loopback only the server's own pages open its panels; on an address
+    shared on purpose, pages reached by any name do (as Dask's dashboard)."""
+    from dask_monitor.panel.history import websocket_origins
+
+    assert websocket_origins("127.0.0.1", 8000) == [
+        "127.0.0.1:8000",
+        "localhost:8000",
+    ]
+    assert websocket_origins("0.0.0.0", 8000) == ["*"]
+
+
 # -- the command ---------------------------------------------------------------------
 
 

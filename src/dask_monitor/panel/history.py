@@ -403,6 +403,20 @@ def _run_html(directory: str, replayed: Replayed, name: str, script: str) -> str
     return _document(f"{replayed.label} - dask-monitor history", body)
 
 
+#: Addresses only this machine reaches.
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def websocket_origins(address: str, port: int) -> list[str]:
+    """The pages whose panels may open the server's websocket: on a loopback
+    address only its own; on another (``--address 0.0.0.0``, chosen to share
+    the history) any, as Dask's dashboard allows, since browsers then reach
+    it by names the server cannot know."""
+    if address in _LOOPBACK:
+        return [f"{host}:{port}" for host in ("127.0.0.1", "localhost")]
+    return ["*"]
+
+
 def _reason(exc: BaseException) -> str:
     """An exception as one short line (its text may come from a log)."""
     return f"{type(exc).__name__}: {exc}"[:2000]
@@ -587,11 +601,7 @@ def serve_history(
         {"/panel": Application(FunctionHandler(make_doc))},
         port=port,
         address=address,
-        allow_websocket_origin=[
-            f"{address}:{port}",
-            f"localhost:{port}",
-            f"127.0.0.1:{port}",
-        ],
+        allow_websocket_origin=websocket_origins(address, port),
         extra_patterns=[
             (r"/", ListHandler),
             (r"/run", RunHandler),
