@@ -132,16 +132,15 @@ class History:
             runs = self.index.runs(limit=size, offset=(page - 1) * size)
         return runs, total
 
-    def resolve(self, name: str) -> RunSummary | None:
-        """The listed run whose log's file name is ``name``, or ``None``.
+    def find(self, name: str) -> str | None:
+        """The path (or URL) of the listed log whose file name is ``name``,
+        or ``None``.
 
         Only names the index lists resolve: a path, a ``..`` or a name made
         up is never opened. The index finds the log by its name (reading no
         other log's summary); when it finds none or several (a run *named*
         like another log's file), every listed log is looked at.
         """
-        from dask_monitor.runs import run_summary
-
         if not name:
             return None
         try:
@@ -150,25 +149,25 @@ class History:
         except LookupError:  # none, or several: the listing says which
             with self._index_lock:
                 runs = self.index.runs()
-            return next((r for r in runs if log_name(r.path) == name), None)
-        if log_name(path) != name:  # a run name, or a file name without .dmlog
-            return None
-        return run_summary(path)
+            return next((r.path for r in runs if log_name(r.path) == name), None)
+        # find() also takes run names, and file names without ".dmlog"
+        return path if log_name(path) == name else None
 
     def replayed(self, name: str) -> Replayed | None:
-        """The replay of the run ``name`` (see :meth:`resolve`), from the
-        cache while its log is unchanged; ``None`` for no such run.
+        """The replay of the run ``name`` (see :meth:`find`), from the cache
+        while its log is unchanged; ``None`` for no such run.
 
         Raises what :func:`dask_monitor.replay.replay_pipeline` raises for a
         log that cannot be replayed (``EventLogError``, ``OSError``).
         """
         from dask_monitor.replay import replay_pipeline, run_info
+        from dask_monitor.runs import run_summary
         from dask_monitor.sinks.eventlog import EventLogWarning
 
-        summary = self.resolve(name)
-        if summary is None:
+        path = self.find(name)
+        if path is None:
             return None
-        key = (summary.path, *_identity(summary.path))
+        key = (path, *_identity(path))
         with self._lock:
             found = self._replays.get(key)
             if found is not None:
@@ -176,8 +175,9 @@ class History:
                 return found
         with warnings.catch_warnings():  # a torn tail: a run still being written
             warnings.simplefilter("ignore", EventLogWarning)
-            pipeline = replay_pipeline(summary.path)
-            info = run_info(summary.path)
+            summary = run_summary(path)
+            pipeline = replay_pipeline(path)
+            info = run_info(path)
         replayed = Replayed(summary, pipeline.snapshot(), pipeline.config, info)
         with self._lock:
             self._replays[key] = replayed
