@@ -587,7 +587,8 @@ def test_runs_in_s3_are_listed_and_opened(
     recorded: dict[str, Any], s3_bucket: str, browser: Any
 ) -> None:
     """A directory in S3 (moto's server): its runs are listed, newest first,
-    and one opens with its panel."""
+    one whose key is markup opens, a key outside is refused, and a run opens
+    with its panel in the browser."""
     import fsspec
 
     from dask_monitor.runs import RunIndex
@@ -601,14 +602,14 @@ def test_runs_in_s3_are_listed_and_opened(
     except NotADirectoryError:
         pytest.skip("RunIndex lists local directories only on this branch")
     nightly = recorded["runs"][0]
+    newest_first = [r["run"] or r["file"] for r in recorded["runs"][::-1]]
     with served(url) as base:
         status, page = get(base + "/")
         assert status == 200, page
-        assert rows(page) == [r["run"] or r["file"] for r in recorded["runs"][::-1]], (
-            page
-        )
-        status, run = get(base + "/run?log=nightly.dmlog")
-        assert status == 200 and "nightly-etl" in run
+        assert rows(page) == newest_first, page
+        status, run = get(base + "/run?log=" + quote(HOSTILE_FILE, safe=""))
+        assert status == 200 and html.escape(HOSTILE_RUN) in run
+        assert get(base + "/run?log=..%2Fhistory%2Fnightly.dmlog")[0] == 404
         page_ = Page(browser)
         try:
             page_.page.goto(base + "/run?log=nightly.dmlog")
