@@ -521,5 +521,60 @@ def history_list(directory: str, limit: int, offset: int, as_json: bool) -> None
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
+@history.command(name="serve")
+@click.argument("directory")
+@click.option(
+    "--port",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Port to listen on (0: a free one, printed).",
+)
+@click.option(
+    "--address", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(min=1, max=500),
+    default=25,
+    show_default=True,
+    help="Runs on a page of the list.",
+)
+def history_serve(directory: str, port: int, address: str, page_size: int) -> None:
+    """Serve the runs recorded in DIRECTORY (a local directory or a URL such as
+    s3://bucket/runs): the list of runs, and each run's panel and report."""
+    from dask_monitor.config import ConfigError
+    from dask_monitor.storage import check_url, is_url, show
+
+    if is_url(directory):
+        try:
+            check_url(directory, setting="DIRECTORY")
+        except ConfigError as e:
+            raise click.BadParameter(str(e), param_hint="'DIRECTORY'") from e
+    elif not os.path.isdir(directory):
+        raise click.BadParameter(
+            f"{directory!r} is not a directory", param_hint="'DIRECTORY'"
+        )
+    from dask_monitor.panel.history import History, serve_history
+
+    try:  # an unreachable bucket is said now, not on the first page load
+        History(directory).page(1, 1)
+    except (OSError, ConfigError, ValueError) as e:
+        raise click.ClickException(
+            f"cannot list the runs in {show(directory)}: {e}"
+        ) from e
+    server = serve_history(directory, port=port, address=address, page_size=page_size)
+    click.echo(
+        f"Serving the runs in {show(directory)} at http://{address}:{server.port}/"
+    )
+    click.echo("Press Ctrl+C to stop.")
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

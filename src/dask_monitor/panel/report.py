@@ -71,14 +71,18 @@ def heading_html(
     *,
     source: str | None = None,
     versions: Mapping[str, str] | None = None,
+    finished: bool | None = None,
 ) -> str:
     """The report's heading: title, when the run started, where it comes from
     and the versions that made it. Every value is escaped (titles, paths and
-    addresses are user text)."""
+    addresses are user text). ``finished``: whether the run is over (by
+    default, as the snapshot says; a replayed log without its footer is not)."""
     started = time.strftime(
         "%Y-%m-%d %H:%M:%S %Z", time.localtime(snapshot["started"])
     ).strip()
-    state = "finished run" if is_finished(snapshot) else "run in progress"
+    if finished is None:
+        finished = is_finished(snapshot)
+    state = "finished run" if finished else "run in progress"
     facts = [f"{state} started <b>{html.escape(started)}</b>"]
     if source:
         facts.append(f"source <b>{html.escape(source)}</b>")
@@ -157,6 +161,7 @@ def report_html(
     config: MonitorConfig | None = None,
     source: str | None = None,
     versions: Mapping[str, str] | None = None,
+    finished: bool | None = None,
 ) -> str:
     """The panel for ``snapshot`` as one self-contained HTML page.
 
@@ -165,11 +170,16 @@ def report_html(
     heading: ``title``, the run's start, ``source`` (an event log's path or a
     scheduler's address) and ``versions`` (package -> version: a log's
     header has those of the run; by default, of a live snapshot, the
-    versions installed here).
+    versions installed here); ``finished``: see :func:`heading_html`.
     """
     title = title or default_title(snapshot)
     root = report_root(
-        snapshot, title=title, config=config, source=source, versions=versions
+        snapshot,
+        title=title,
+        config=config,
+        source=source,
+        versions=versions,
+        finished=finished,
     )
     return file_html(root, INLINE, title, theme=THEME)
 
@@ -187,6 +197,7 @@ def report_root(
     config: MonitorConfig | None = None,
     source: str | None = None,
     versions: Mapping[str, str] | None = None,
+    finished: bool | None = None,
 ) -> Any:
     """The report's Bokeh layout: :func:`heading_html`, then the "Insights"
     section (every insight with its evidence, advice and docs link: what to
@@ -201,7 +212,9 @@ def report_root(
     if versions is None and snapshot.get("live", True):
         versions = installed_versions()
     heading = Div(
-        text=heading_html(snapshot, title, source=source, versions=versions),
+        text=heading_html(
+            snapshot, title, source=source, versions=versions, finished=finished
+        ),
         stylesheets=[InlineStyleSheet(css=_HEADING_CSS)],
         sizing_mode="stretch_width",
         name="dm-report-heading",
