@@ -32,7 +32,7 @@ Measured:
 
 Run: ``python benchmarks/scale.py [--quick] [--tasks N] [--traced N]``.
 The tracemalloc pass (which slows Python down) runs the first 2 million
-tasks of the same run. A full run takes about 4 minutes of CPU time (see
+tasks of the same run. A full run takes about 6 minutes of CPU time (see
 benchmarks/README.md for the wall time of the recorded run).
 
 Times are the CPU time of the benchmark's thread (``time.thread_time``).
