@@ -46,6 +46,7 @@ BENCHMARKS = (
     "flush_interval",
     "panel_update",
     "memory",
+    "scale",
     "client_side",
     "eta_accuracy",
     "scheduler_overhead",

@@ -24,6 +24,7 @@ NAMES = (
     "scheduler_overhead",
     "client_side",
     "memory",
+    "scale",
     "flush",
     "flush_interval",
     "hot_path",

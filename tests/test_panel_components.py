@@ -29,6 +29,7 @@ from dask_monitor.panel.components import (
     Throughput,
     Workers,
     measure_payload,
+    rows_that_fit,
     sync_source,
 )
 from dask_monitor.panel.report import times_table_html
@@ -152,7 +153,22 @@ class TestBoundedUpdates:
         assert len(prefixes.source.data["name"]) == MonitorConfig().panel_prefixes
         workers = view.components[4]
         assert isinstance(workers, Workers)
-        assert len(workers.source.data["name"]) == MonitorConfig().panel_workers
+        # As many bars as the figure holds legibly, at most panel_workers.
+        shown = min(MonitorConfig().panel_workers, rows_that_fit(workers.root))
+        assert len(workers.source.data["name"]) == shown
+
+    def test_a_thousand_workers_keep_the_worker_bars_legible(self) -> None:
+        """Worker utilisation shows as many bars as its figure holds with a
+        legible label each, and says how many workers are not shown."""
+        snap = make_snapshot(n_prefixes=4, n_workers=200, seed=3)
+        view = Workers(StaticFeed(snap), height=290)
+        doc = Document()
+        doc.add_root(view.root)
+        view.update()
+        fits = rows_that_fit(view.root)
+        assert 4 <= len(view.source.data["y"]) == fits < 50
+        assert f"({200 - fits:,} not shown)" in view.root.title.text
+        assert len(view.root.yaxis[0].ticker.ticks) <= fits
 
     def test_first_render_is_bounded_too(self) -> None:
         """Even the first render of 10,000 prefixes sends under 200 kB."""

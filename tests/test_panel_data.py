@@ -69,6 +69,18 @@ class TestColumns:
         assert len(duration_columns(snap, 15)["name"]) == 15
         assert len(error_columns(snap, 20)["key"]) == 20
 
+    def test_with_workers_left_out_the_least_busy_come_first(self) -> None:
+        """More workers than rows: the running workers least busy now are
+        shown, least busy first; all of them fit: by address."""
+        snap = make_snapshot(n_prefixes=4, n_workers=30, seed=2)
+        for i, (_, row) in enumerate(sorted(snap["workers"].items())):
+            row["utilisation"] = (i * 7 % 30) / 30
+        data, hidden = worker_columns(snap, 5)
+        assert hidden == 25
+        assert [float(u) for u in data["utilisation"]] == [k / 30 for k in range(5)]
+        everyone, _ = worker_columns(snap, 30)
+        assert everyone["name"] == sorted(everyone["name"])
+
     def test_durations_are_ordered(self) -> None:
         """p50 <= p90 <= p99 <= max on every row (log axis: all positive)."""
         data = duration_columns(make_snapshot(n_prefixes=30, seed=8), 30)

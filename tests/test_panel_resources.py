@@ -54,6 +54,27 @@ def attach(view: Any) -> Document:
 
 
 class TestResourcesView:
+    def test_a_thousand_workers_show_the_most_memory_in_rows_that_fit(self) -> None:
+        """With more workers than legible rows, memory and CPU show the workers
+        using the most memory, as many as the figure holds, and say how many
+        are left out."""
+        from dask_monitor.panel.components import rows_that_fit
+
+        snap = sampled(
+            [
+                sample(f"tcp://w:{i:04d}", 1.0, (i + 10) * MB, 5 * MB)
+                for i in range(1_000)
+            ]
+        )
+        view = ResourcesView(StaticFeed(snap))
+        attach(view)
+        fits = rows_that_fit(view.memory_figure)
+        bars = view.source.data
+        assert 4 <= len(bars["y"]) == fits < 50
+        assert min(bars["memory"]) == (1_010 - fits) * MB
+        assert list(view.cpu.data["name"]) == list(bars["name"])
+        assert f"({1_000 - fits:,} workers not shown)" in view.memory_figure.title.text
+
     def test_bars_marks_and_series_are_the_snapshots(self) -> None:
         """Stacked managed/unmanaged/spilled bytes per worker, the limit and the
         60/70/80/95% marks, CPU per worker, the cluster's network over time."""

@@ -203,7 +203,8 @@ class WorkerResourcesRow(TypedDict):
 
     ``history`` holds the same figures (``time``, ``memory``, ``managed``,
     ``spilled``, ``cpu``, ``network_in``, ``network_out``) of the last samples,
-    oldest first (a bounded ring).
+    oldest first (a bounded ring); it is ``{}`` for all but the 100 workers
+    using the most memory (``ResourcesObserver.history_workers``).
     """
 
     time: float  # of the latest sample

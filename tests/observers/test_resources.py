@@ -55,6 +55,43 @@ class TestResources:
         assert len(snap["cluster"]["history"]["time"]) == 7
         assert snap["cluster"]["history"]["time"][-1] == 99.0
 
+    def test_history_only_of_the_workers_using_the_most_memory(self) -> None:
+        """With more workers than `history_workers`, every worker shows its
+        latest figures and only those using the most memory their history."""
+        obs = ResourcesObserver(history_workers=3)
+        for t in (1.0, 2.0):
+            feed(obs, [sample(f"w{i}", t, memory=(i + 1) * MB) for i in range(10)])
+        workers = obs.snapshot()["workers"]
+        assert len(workers) == 10
+        assert all(workers[f"w{i}"]["memory"] == (i + 1) * MB for i in range(10))
+        shown = {a for a, row in workers.items() if row["history"]}
+        assert shown == {"w7", "w8", "w9"}
+        assert workers["w9"]["history"]["time"] == [1.0, 2.0]
+        assert workers["w0"]["history"] == {}
+        # w0 now uses the most memory: it gets its history, w7 loses its.
+        feed(obs, [sample("w0", 3.0, memory=100 * MB)])
+        workers = obs.snapshot()["workers"]
+        assert {a for a, row in workers.items() if row["history"]} == {
+            "w0",
+            "w8",
+            "w9",
+        }
+        assert workers["w0"]["history"]["time"] == [1.0, 2.0, 3.0]
+        assert workers["w0"]["time"] == 3.0 and workers["w7"]["history"] == {}
+
+    def test_a_row_is_made_again_only_after_a_new_sample(self) -> None:
+        """Snapshots share the row of a worker without a new sample, and show
+        the new sample of one that has."""
+        obs = ResourcesObserver()
+        feed(obs, [sample("a", 1.0), sample("b", 1.0)])
+        first = obs.snapshot()["workers"]
+        feed(obs, [sample("b", 2.0, memory=200 * MB)])
+        second = obs.snapshot()["workers"]
+        assert second["a"] is first["a"]
+        assert second["b"]["memory"] == 200 * MB
+        assert second["b"]["history"]["time"] == [1.0, 2.0]
+        assert first["b"]["history"]["time"] == [1.0]
+
     def test_cluster_sums_the_workers_of_a_round(self) -> None:
         """Memory, CPU, network and limits add up over the round's workers."""
         obs = ResourcesObserver()

@@ -25,6 +25,9 @@ __all__ = ["HISTORY_FIELDS", "INTERVAL", "ResourcesObserver"]
 #: Seconds between rounds of samples taken by the plugin.
 INTERVAL = 1.0
 
+#: Workers whose history a snapshot shows (those using the most memory).
+HISTORY_WORKERS = 100
+
 #: The figures kept over time, per worker and for the cluster.
 HISTORY_FIELDS = (
     "time",
@@ -63,13 +66,18 @@ class _Ring:
 
 
 class _Worker:
-    __slots__ = ("latest", "removed", "ring")
+    __slots__ = ("latest", "removed", "ring", "shown")
 
     def __init__(self, history: int) -> None:
         self.latest: WorkerResources | None = None
         self.ring = _Ring(history)
         #: When the worker left (a ``removed`` event), else ``None``.
         self.removed: float | None = None
+        #: Its row as the last snapshot showed it, until a new sample comes:
+        #: snapshots are built several times per round of samples, and
+        #: copying a thousand workers' rings each time is what a build of a
+        #: large cluster's snapshot spent most of its time on.
+        self.shown: tuple[bool, WorkerResourcesRow] | None = None
 
 
 class ResourcesObserver(BatchObserver):
@@ -88,6 +96,10 @@ class ResourcesObserver(BatchObserver):
         the one that left longest ago makes room; a new worker that finds no
         room (all running) is not tracked, counted in :attr:`folded`, and
         still counts in the cluster's sum.
+    history_workers
+        Workers whose history a snapshot shows: those using the most memory
+        (their latest sample); the others' ``history`` is ``{}``, so that a
+        snapshot of a thousand workers stays small and quick to build.
 
     Notes
     -----
@@ -104,11 +116,13 @@ class ResourcesObserver(BatchObserver):
         history: int = 120,
         cluster_history: int = 600,
         max_workers: int = 1_000,
+        history_workers: int = HISTORY_WORKERS,
     ) -> None:
         self.interval = check_positive("interval", interval)
         self.history = check_count("history", history)
         self.cluster_history = check_count("cluster_history", cluster_history)
         self.max_workers = check_count("max_workers", max_workers)
+        self.history_workers = check_count("history_workers", history_workers)
         self.reset()
 
     def reset(self) -> None:
@@ -143,6 +157,7 @@ class ResourcesObserver(BatchObserver):
         if row is not None:
             row.latest = s
             row.removed = None
+            row.shown = None
             row.ring.append(
                 (
                     s.timestamp,
@@ -224,25 +239,26 @@ class ResourcesObserver(BatchObserver):
         return None if row is None else row.latest
 
     def snapshot(self) -> Resources:
-        """The latest sample and the history of each worker, and the cluster's."""
+        """The latest sample of each worker, the history of those using the
+        most memory (``history_workers`` of them), and the cluster's.
+
+        A worker's row is made again only when it got a new sample (or moved
+        into or out of the workers with a history): successive snapshots
+        share the rows of the others, which readers must not change.
+        """
+        sampled = [(a, r) for a, r in self._rows.items() if r.latest is not None]
+        if len(sampled) > self.history_workers:
+            ranked = sorted(sampled, key=lambda ar: -ar[1].latest.memory)  # type: ignore[union-attr]
+            keep = {a for a, _ in ranked[: self.history_workers]}
+        else:
+            keep = {a for a, _ in sampled}
         workers: dict[str, WorkerResourcesRow] = {}
-        for address, row in sorted(self._rows.items()):
-            s = row.latest
-            if s is None:
-                continue
-            workers[address] = {
-                "time": s.timestamp,
-                "memory": s.memory,
-                "managed": s.managed,
-                "unmanaged": s.unmanaged,
-                "spilled": s.spilled,
-                "limit": s.limit,
-                "cpu": _finite(s.cpu),
-                "network_in": _finite(s.network_in),
-                "network_out": _finite(s.network_out),
-                "paused": s.paused,
-                "history": row.ring.plain(),
-            }
+        for address, row in sorted(sampled):
+            with_history = address in keep
+            shown = row.shown
+            if shown is None or shown[0] != with_history:
+                shown = row.shown = (with_history, _row(row, with_history))
+            workers[address] = shown[1]
         cluster: dict[str, Any] = {}
         if self._round_time is not None:
             cluster = dict(self._round)
@@ -255,6 +271,25 @@ class ResourcesObserver(BatchObserver):
             "cluster": cluster,
             "folded": self.folded,
         }
+
+
+def _row(row: _Worker, with_history: bool) -> WorkerResourcesRow:
+    """A worker's latest sample as a snapshot's row (with its history)."""
+    s = row.latest
+    assert s is not None
+    return {
+        "time": s.timestamp,
+        "memory": s.memory,
+        "managed": s.managed,
+        "unmanaged": s.unmanaged,
+        "spilled": s.spilled,
+        "limit": s.limit,
+        "cpu": _finite(s.cpu),
+        "network_in": _finite(s.network_in),
+        "network_out": _finite(s.network_out),
+        "paused": s.paused,
+        "history": row.ring.plain() if with_history else {},
+    }
 
 
 def _finite(value: float) -> float:

@@ -531,12 +531,26 @@ def worker_columns(snapshot: Snapshot, n: int) -> tuple[Columns, int]:
     threads busy now while work is under way, over the whole run once it
     is finished.
 
+    With more than ``n`` workers, the running ones least busy now come first
+    (then by address): on a large cluster the title's mean tells how busy
+    it is, and the idle workers are the ones worth a look.
+
     Returns the columns and how many workers were left out.
     """
     workers = snapshot["workers"]
-    ordered = sorted(
-        workers.items(), key=lambda kv: (kv[1]["status"] != "running", kv[0])
-    )
+    if len(workers) > n:
+        ordered = sorted(
+            workers.items(),
+            key=lambda kv: (
+                kv[1]["status"] != "running",
+                kv[1]["utilisation"],
+                kv[0],
+            ),
+        )
+    else:
+        ordered = sorted(
+            workers.items(), key=lambda kv: (kv[1]["status"] != "running", kv[0])
+        )
     shown = ordered[:n]
     data: Columns = {
         k: []

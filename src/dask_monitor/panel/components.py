@@ -368,6 +368,13 @@ def _figure(title: str, **kwargs: Any) -> Any:
     return fig
 
 
+def rows_that_fit(fig: Any) -> int:
+    """Bars with a legible label each that a figure of its height holds
+    (about 14 px a row below its title and axis; at least 4)."""
+    height = fig.height if isinstance(fig.height, int) else 300
+    return max(4, (height - 70) // 14)
+
+
 def _sized(kwargs: dict[str, Any], height: int) -> dict[str, Any]:
     """Figure sizing from component keyword arguments (Dask's convention)."""
     out = dict(kwargs)
@@ -863,7 +870,8 @@ class Workers(Component):
         )
 
     def render(self, snapshot: Snapshot, attached: bool = True) -> None:
-        data, hidden = _data.worker_columns(snapshot, self.config.panel_workers)
+        n = min(self.config.panel_workers, rows_that_fit(self.root))
+        data, hidden = _data.worker_columns(snapshot, n)
         rows = len(data["y"])
         height = 0.72 if rows < 40 else 0.9
         data["top"] = [y + height / 2 for y in data["y"]]
@@ -1113,7 +1121,8 @@ class TaskStream(Component):
         if len(self._rows) != rows_before:
             axis = self.root.yaxis[0]
             rows = len(self._rows)
-            step = max(1, rows // 30)
+            # A label every few rows (a thousand workers' rows are thin).
+            step = max(1, -(-rows // rows_that_fit(self.root)))
             ticks = [-float(r) for r in range(0, rows, step)]
             names = {-float(r): w for w, r in self._rows.items()}
             axis.ticker.ticks = ticks

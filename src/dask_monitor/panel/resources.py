@@ -33,7 +33,15 @@ from dask_monitor.snapshot import Snapshot
 
 from . import _data
 from ._style import BLUE, MUTED
-from .components import Component, Feed, _figure, _hover, _sized, sync_source
+from .components import (
+    Component,
+    Feed,
+    _figure,
+    _hover,
+    _sized,
+    rows_that_fit,
+    sync_source,
+)
 
 __all__ = [
     "THRESHOLDS",
@@ -82,10 +90,16 @@ def _resources(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def _ordered(snapshot: Snapshot, n: int) -> tuple[list[tuple[str, Any]], int]:
-    """Up to ``n`` workers by address, and how many were left out."""
+    """Up to ``n`` workers by address, and how many were left out.
+
+    With more than ``n`` workers, those using the most memory (the ones
+    nearest their limits), by address.
+    """
     workers = _resources(snapshot).get("workers") or {}
-    ordered = sorted(workers.items())
-    return ordered[:n], len(ordered) - min(n, len(ordered))
+    if len(workers) > n:
+        top = sorted(workers.items(), key=lambda kv: (-kv[1]["memory"], kv[0]))[:n]
+        return sorted(top), len(workers) - n
+    return sorted(workers.items()), 0
 
 
 def memory_columns(snapshot: Snapshot, n: int) -> tuple[Columns, Columns, int]:
@@ -437,7 +451,7 @@ class ResourcesView(Component):
             self.network.stream(new, rollover=NETWORK_POINTS)
 
     def render(self, snapshot: Snapshot, attached: bool = True) -> None:
-        n = self.config.panel_workers
+        n = min(self.config.panel_workers, rows_that_fit(self.memory_figure))
         bars, marks, hidden = memory_columns(snapshot, n)
         rows = len(bars["y"])
         bars["top"] = [y + 0.35 for y in bars["y"]]
