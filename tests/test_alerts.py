@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -515,6 +516,74 @@ class TestColumns:
             assert out_a, type(a).__name__
             assert [x.to_dict() for x in out_b] == [x.to_dict() for x in out_a]
             assert vars(b) == vars(a) | {"_sink": b._sink}
+
+    def shuffled(self, seed: int) -> list[Event]:
+        """Tasks of several prefixes in every order, with errors, retries,
+        recomputations and idle spells between waves of work."""
+        rng = random.Random(seed)
+        events: list[Event] = []
+        t = 0.0
+        for wave in range(4):
+            lives: list[list[TaskStatus]] = []
+            for i in range(rng.randrange(1, 30)):
+                key = f"{rng.choice('abcde')}-{wave}-{i}"
+                t0 = t + rng.random()
+                life = [
+                    task(key, NEW, "released", t0),
+                    task(key, "released", rng.choice(["waiting", "queued"]), t0),
+                    task(key, "waiting", "processing", t0 + 0.1, worker="w1"),
+                ]
+                end = rng.choice(["memory", "memory", "erred", "released"])
+                extra: dict[str, Any] = {"worker": "w1"}
+                if end == "memory":
+                    extra.update(duration=0.5, begin=t0, end=t0 + 0.5)
+                elif end == "erred":
+                    extra.update(exception="ValueError('x')")
+                life.append(task(key, "processing", end, t0 + 0.6, **extra))
+                if end == "memory" and rng.random() < 0.3:  # recomputed
+                    life.append(task(key, "memory", "released", t0 + 0.7))
+                    life.append(task(key, "released", "waiting", t0 + 0.7))
+                life.append(task(key, life[-1].finish, "forgotten", t0 + 0.8))
+                lives.append(life)
+            # Interleave the lives, each in its own order.
+            while lives:
+                life = rng.choice(lives)
+                events.append(life.pop(0))
+                if not life:
+                    lives.remove(life)
+            t += 100.0  # an idle spell: the stall clock starts again
+        return events
+
+    @pytest.mark.parametrize("seed", range(20))
+    def test_any_cut_agrees_with_event_by_event(self, seed: int) -> None:
+        """Batches cut anywhere, with the moves counted or not, leave the
+        stall and error-burst rules as events taken one at a time do."""
+        events = self.shuffled(seed)
+        rng = random.Random(seed)
+        for make in (
+            lambda: StallRule(seconds=1, cooldown=0),
+            lambda: ErrorBurstRule(
+                count=3, window=5, rate=0.3, min_tasks=2, cooldown=0
+            ),
+            lambda: ErrorBurstRule(count=3, rate=0.3, min_tasks=2, max_prefixes=2),
+        ):
+            a, b = make(), make()
+            out_a, out_b = bound(a), bound(b)
+            i = 0
+            while i < len(events):
+                j = i + rng.randrange(1, 40)
+                for e in events[i:j]:
+                    a.update_batch([e])
+                batch = Batch.from_events(events[i:j])
+                batch._events = None  # columns only, as the plugin's flush makes them
+                if rng.random() < 0.5:
+                    batch.transitions()  # what the progress observer counts first
+                b.update_batch(batch)
+                a.tick(events[min(j, len(events)) - 1].timestamp + 2)
+                b.tick(events[min(j, len(events)) - 1].timestamp + 2)
+                i = j
+            assert [x.to_dict() for x in out_b] == [x.to_dict() for x in out_a]
+            assert vars(b) == vars(a) | {"_sink": b._sink}, type(a).__name__
 
     def test_stall_clock_restarts_within_a_batch(self) -> None:
         """Work that drains then reappears in one batch: the clock starts there."""
