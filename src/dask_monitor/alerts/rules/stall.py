@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from dask_monitor.alerts.rules.base import STALL, AlertRule
-from dask_monitor.batch import Batch, as_batch
+from dask_monitor.batch import Batch, as_batch, pick
 from dask_monitor.config import StallSettings
 from dask_monitor.events import Alert, Event
 from dask_monitor.observers._common import ERRED, MEMORY, PROCESSING
@@ -54,6 +54,19 @@ def _follow(batch: Batch, active: int) -> tuple[int, int]:
             else:
                 active -= 1
     return active, last
+
+
+def _leaves_active(batch: Batch, index: dict[str, list[int]]) -> bool:
+    """Whether a task event of ``batch`` goes from an active state to another
+    state (read from the events reaching each inactive state only)."""
+    starts = batch.starts
+    for state, rows in index.items():
+        if state in _ACTIVE or not rows:
+            continue
+        before = pick(starts, rows)
+        if any(map(before.__contains__, _ACTIVE)):
+            return True
+    return False
 
 
 def _last_progress(batch: Batch) -> int:
@@ -159,19 +172,20 @@ class StallRule(AlertRule):
         active tasks changes by those reaching an active state less those
         leaving one: the finish-state index (made by the conversion) and a
         C-speed ``list.count`` per active state tell both, with no counting
-        of ``(start, finish)`` pairs event by event. Enough unless work may
-        appear within the batch (none was active before, or more tasks leave
-        an active state than are active, so that the count could drop to
-        zero and rise again): then ``False``, and nothing is changed.
+        of ``(start, finish)`` pairs event by event. Enough unless the count
+        may reach zero within the batch and rise again (none was active
+        before and some task leaves the active states, or more tasks leave
+        an active state than are active): then ``False``, and nothing is
+        changed.
 
         Cheaper than :meth:`~dask_monitor.batch.Batch.state_pairs` when no
         observer counted the moves (events of many groups), and no dearer
         when one did.
         """
         active = self.active
-        if active <= 0:
-            return False  # work appearing (a graph arriving): see update_batch
         index = batch.finish_index()
+        if active <= 0 and _leaves_active(batch, index):
+            return False  # work appearing and going within the batch: follow it
         left = 0  # events leaving an active state (to another one or not)
         counts = batch.counted()
         if counts is not None:  # counted by an observer already: per distinct move
@@ -185,7 +199,7 @@ class StallRule(AlertRule):
                     left += len(batch.where_start(PROCESSING))
                 else:
                     left += starts.count(state)
-        if active <= left:
+        if 0 < active <= left:
             return False  # the order of the events may matter: see update_batch
         reached = 0
         for state in _ACTIVE:
@@ -194,6 +208,14 @@ class StallRule(AlertRule):
                 reached += len(rows)
         processing = len(index.get(PROCESSING, ()))
         last = _last_progress(batch)
+        if active <= 0:
+            # Nothing was active and nothing leaves the active states (a graph
+            # arriving): the moves leaving one are moves within them, so
+            # ``reached - left`` tasks become active, the first one where
+            # work appears.
+            active = 0
+            if reached > left:
+                last = max(last, _first_activation(batch))
         if last >= 0:
             self.since = batch.timestamp(last)
         self.active = max(active + reached - left, 0)
