@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dask
@@ -515,6 +516,113 @@ class TestColumns:
             assert out_a, type(a).__name__
             assert [x.to_dict() for x in out_b] == [x.to_dict() for x in out_a]
             assert vars(b) == vars(a) | {"_sink": b._sink}
+
+    def shuffled(self, seed: int) -> list[Event]:
+        """Tasks of several prefixes in every order, with errors, retries,
+        recomputations, keys submitted again and idle spells between waves
+        of work."""
+        rng = random.Random(seed)
+        events: list[Event] = []
+        t = 0.0
+        for wave in range(4):
+            lives: list[list[TaskStatus]] = []
+            for i in range(rng.randrange(1, 30)):
+                key = f"{rng.choice('abcde')}-{wave}-{i}"
+                t0 = t + rng.random()
+                life = [
+                    task(key, NEW, "released", t0),
+                    task(key, "released", rng.choice(["waiting", "queued"]), t0),
+                    task(key, "waiting", "processing", t0 + 0.1, worker="w1"),
+                ]
+                end = rng.choice(["memory", "memory", "erred", "released"])
+                extra: dict[str, Any] = {"worker": "w1"}
+                if end == "memory":
+                    extra.update(duration=0.5, begin=t0, end=t0 + 0.5)
+                elif end == "erred":
+                    extra.update(exception="ValueError('x')")
+                life.append(task(key, "processing", end, t0 + 0.6, **extra))
+                if end == "released" and rng.random() < 0.5:  # runs again
+                    life.append(task(key, "released", "waiting", t0 + 0.6))
+                    life.append(task(key, "waiting", "processing", t0 + 0.6))
+                    life.append(task(key, "processing", "memory", t0 + 0.7))
+                if end == "memory" and rng.random() < 0.3:  # recomputed
+                    life.append(task(key, "memory", "released", t0 + 0.7))
+                    life.append(task(key, "released", "waiting", t0 + 0.7))
+                life.append(task(key, life[-1].finish, "forgotten", t0 + 0.8))
+                if rng.random() < 0.2:  # the key submitted again
+                    life += [
+                        task(key, NEW, "released", t0 + 0.9),
+                        task(key, "released", "waiting", t0 + 0.9),
+                        task(key, "waiting", "processing", t0 + 0.9, worker="w1"),
+                    ]
+                lives.append(life)
+            # Interleave the lives, each in its own order.
+            while lives:
+                life = rng.choice(lives)
+                events.append(life.pop(0))
+                if not life:
+                    lives.remove(life)
+            t += 100.0  # an idle spell: the stall clock starts again
+        return events
+
+    @pytest.mark.parametrize("seed", range(20))
+    def test_any_cut_agrees_with_event_by_event(self, seed: int) -> None:
+        """Batches cut anywhere, with the moves counted or not, leave the
+        stall, error-burst and straggler rules as events taken one at a time
+        do."""
+        events = self.shuffled(seed)
+        durations = DurationsObserver()
+        durations.update_batch(events)
+        cases: list[tuple[Callable[[], AlertRule], list[Event]]] = [
+            (lambda: StallRule(seconds=1, cooldown=0), events),
+            (
+                lambda: ErrorBurstRule(
+                    count=3, window=5, rate=0.3, min_tasks=2, cooldown=0
+                ),
+                events,
+            ),
+            (
+                lambda: ErrorBurstRule(count=3, rate=0.3, min_tasks=2, max_prefixes=2),
+                events,
+            ),
+        ]
+        cases += [
+            (lambda: StragglerRule(durations, min_seconds=0.1, min_samples=1), events),
+            (lambda: StragglerRule(durations, min_samples=1, max_tasks=5), events),
+        ]
+        rng = random.Random(seed)
+        for make, stream in cases:
+            a, b = make(), make()
+            out_a, out_b = bound(a), bound(b)
+            i = 0
+            while i < len(stream):
+                j = i + rng.randrange(1, 40)
+                for e in stream[i:j]:
+                    a.update_batch([e])
+                batch = Batch.from_events(stream[i:j])
+                batch._events = None  # columns only, as the plugin's flush makes them
+                if rng.random() < 0.5:
+                    batch.transitions()  # what the progress observer counts first
+                b.update_batch(batch)
+                now = stream[min(j, len(stream)) - 1].timestamp + 2
+                a.tick(now)
+                b.tick(now)
+                i = j
+            assert [x.to_dict() for x in out_b] == [x.to_dict() for x in out_a]
+            assert vars(b) == vars(a) | {"_sink": b._sink}, type(a).__name__
+
+    def test_forgotten_in_flight_task_leaves_the_table(self) -> None:
+        """A task whose departure from processing was dropped leaves the
+        straggler table when it is forgotten, in a batch with others entering."""
+        rule = StragglerRule(DurationsObserver())
+        feed(rule, run("a-1", 0, 1)[:3])
+        batch = Batch.from_events(
+            [task("a-1", "memory", "forgotten", 2.0), *run("a-2", 2, 1)[:3]]
+        )
+        batch._events = None
+        batch.transitions()
+        rule.update_batch(batch)
+        assert list(rule.inflight) == ["a-2"]
 
     def test_stall_clock_restarts_within_a_batch(self) -> None:
         """Work that drains then reappears in one batch: the clock starts there."""

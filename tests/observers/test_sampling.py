@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 from collections import Counter
 from typing import Any
 
@@ -200,3 +202,66 @@ class TestSamplingBatches:
         sampling.update_batch(events[32:])
         assert [e.key for e in sampling.recent()] == ["35", "36", "37", "38", "39"]
         assert sampling.recent() == events[35:]
+
+
+def _algorithm_l(n: int, k: int, seed: int) -> list[int]:
+    """Indices of Li's Algorithm L over ``n`` events, drawn event by event
+    with the sampler's draws (the reference the sampler must match)."""
+    rng = random.Random(seed)
+    sample = list(range(min(n, k)))
+    if n <= k:
+        return sample
+    w = math.exp(math.log(1.0 - rng.random()) / k)
+    i = k - 1 + math.floor(math.log(1.0 - rng.random()) / math.log1p(-w)) + 1
+    while i < n:
+        sample[int(rng.random() * k)] = i
+        w *= math.exp(math.log(1.0 - rng.random()) / k)
+        i += (
+            1
+            if w >= 1.0
+            else math.floor(math.log(1.0 - rng.random()) / math.log1p(-w)) + 1
+        )
+    return sample
+
+
+class _CountingBatch(Batch):
+    """A batch that counts the rows made of it."""
+
+    __slots__ = ("rows",)
+
+    def row(self, i: int) -> tuple[Any, ...]:
+        self.rows += 1
+        return super().row(i)
+
+
+class TestReservoirCost:
+    """The reservoir costs per kept pick, and picks what Algorithm L draws."""
+
+    def test_picks_are_algorithm_l_draws(self, stream: Any) -> None:
+        """A seeded sample holds exactly the events Algorithm L's draws pick."""
+        events = _numbered(stream, 30_000)
+        for sizes in ([30_000], [7, 993, 4_000]):
+            sampling = SamplingObserver(reservoir=100, seed=3)
+            for batch in stream.chunks(events, sizes):
+                sampling.update_batch(batch)
+            assert _indices(sampling) == _algorithm_l(30_000, 100, 3)
+
+    def test_a_row_per_slot_kept_from_a_batch(self, stream: Any) -> None:
+        """Picks replaced within their batch are never made: one row per slot."""
+        plain = Batch.from_events(_numbered(stream, 50_000))
+        batch = _CountingBatch(
+            keys=plain.keys,
+            prefixes=plain.prefixes,
+            groups=plain.groups,
+            starts=plain.starts,
+            finishes=plain.finishes,
+            workers=plain.workers,
+            spans=plain.spans,
+            time=plain.time,
+            times=plain.times,
+        )
+        batch.rows = 0
+        sampling = SamplingObserver(reservoir=100, seed=1)
+        sampling.update_batch(batch)
+        assert batch.rows == 100
+        assert _indices(sampling) == _algorithm_l(50_000, 100, 1)

@@ -144,15 +144,26 @@ class SamplingObserver(BatchObserver):
         return recent
 
     def _sample(self, batch: Batch, n: int) -> None:
+        """Draw the picks among the batch's ``n`` task events (Algorithm L).
+
+        The draws give each pick's slot and event; a row is made only for
+        the last pick of each slot in the batch (see :meth:`_place`): early
+        in a run most picks of a batch replace picks of the same batch.
+        """
         base = self.seen
         k = self.reservoir_size
         sample = self._reservoir
+        # slot -> index (in the batch) of the latest pick for it
+        picks: dict[int, int] = {}
         if len(sample) < k:
             take = min(k - len(sample), n)
-            sample.extend([batch.row(i) for i in range(take)])
+            first = len(sample)
+            picks.update(zip(range(first, first + take), range(take), strict=True))
+            sample.extend([()] * take)  # made in _place
             self._records.extend([None] * take)
             if len(sample) < k:
                 self.seen = base + n
+                self._place(batch, picks)
                 return
             self._w = math.exp(math.log(self._u()) / k)
             self._next = base + take - 1 + self._skip()
@@ -160,6 +171,7 @@ class SamplingObserver(BatchObserver):
         nxt = self._next
         if nxt >= end:
             self.seen = end
+            self._place(batch, picks)
             return
         # Algorithm L, with _u() and _skip() inlined (the same draws).
         rng = self._rng
@@ -168,12 +180,9 @@ class SamplingObserver(BatchObserver):
         exp = math.exp
         log1p = math.log1p
         floor = math.floor
-        records = self._records
         w = self._w
         while nxt < end:
-            slot = int(random_() * k)  # randrange(k), 3x cheaper
-            sample[slot] = batch.row(nxt - base)
-            records[slot] = None
+            picks[int(random_() * k)] = nxt - base  # randrange(k), 3x cheaper
             w *= exp(log(1.0 - random_()) / k)
             if w >= 1.0:
                 nxt += 1
@@ -182,6 +191,16 @@ class SamplingObserver(BatchObserver):
         self._w = w
         self._next = nxt
         self.seen = end
+        self._place(batch, picks)
+
+    def _place(self, batch: Batch, picks: dict[int, int]) -> None:
+        """Put the rows of the batch's picks (slot -> event index) in place."""
+        sample = self._reservoir
+        records = self._records
+        row = batch.row
+        for slot, i in picks.items():
+            sample[slot] = row(i)
+            records[slot] = None
 
     def _u(self) -> float:
         """A uniform number in (0, 1]."""

@@ -7,10 +7,10 @@ from collections import Counter, deque
 from collections.abc import Sequence
 
 from dask_monitor.alerts.rules.base import ERROR_BURST, AlertRule
-from dask_monitor.batch import Batch, as_batch, pick
+from dask_monitor.batch import Batch, as_batch, pick, uniform
 from dask_monitor.config import ErrorBurstSettings
 from dask_monitor.events import NEW, Alert, Event, TaskStatus
-from dask_monitor.observers._common import ERRED
+from dask_monitor.observers._common import ERRED, MEMORY, PROCESSING
 from dask_monitor.observers.errors import CAUSE_TAG
 
 __all__ = ["ErrorBurstRule"]
@@ -110,6 +110,9 @@ class ErrorBurstRule(AlertRule):
         batch = as_batch(events)
         if not batch.keys:
             return
+        if not batch.has_finish(ERRED):
+            self._count_completions(batch)
+            return
         starts = batch.starts
         prefixes = batch.prefixes
         completions = batch.completions()
@@ -123,6 +126,38 @@ class ErrorBurstRule(AlertRule):
                 self._erred(batch, i)
         if len(completions) > done:
             self._count(pick(prefixes, completions[done:]))
+
+    def _count_completions(self, batch: Batch) -> None:
+        """Count the completions of a batch without errors.
+
+        From the counts of moves per ``(group, prefix, start, finish)`` when
+        an observer made them (the progress observer does), or from a batch
+        of one prefix: work per distinct prefix, not per completion. The
+        order of the completions matters only when there is no room for
+        every new prefix (the first ones seen are tracked): then they are
+        counted in order.
+        """
+        counts = batch.counted()
+        prefixes = batch.prefixes
+        if counts is not None:
+            per_prefix: dict[str, int] = {}
+            for (_, prefix, s0, f), c in counts.items():
+                if f == MEMORY and s0 == PROCESSING:
+                    per_prefix[prefix] = per_prefix.get(prefix, 0) + c
+        elif prefixes[0] == prefixes[-1] and uniform(prefixes):
+            n = len(batch.completions())
+            per_prefix = {prefixes[0]: n} if n else {}
+        else:
+            self._count(pick(prefixes, batch.completions()))
+            return
+        done = self._done
+        if len(done) + len(per_prefix) > self.max_prefixes and any(
+            p not in done for p in per_prefix
+        ):
+            self._count(pick(prefixes, batch.completions()))
+            return
+        for prefix, c in per_prefix.items():
+            done[prefix] += c
 
     def _count(self, prefixes: list[str]) -> None:
         """Count completions of ``prefixes`` (tracking new prefixes if room)."""

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from dask_monitor.alerts.rules.base import STALL, AlertRule
-from dask_monitor.batch import Batch, as_batch
+from dask_monitor.batch import Batch, as_batch, pick
 from dask_monitor.config import StallSettings
 from dask_monitor.events import Alert, Event
 from dask_monitor.observers._common import ERRED, MEMORY, PROCESSING
@@ -20,13 +20,18 @@ _ACTIVE = frozenset({"waiting", "queued", "processing", "no-worker"})
 
 
 def _first_activation(batch: Batch) -> int:
-    """Index of the first task event that makes a task active."""
-    contains = _ACTIVE.__contains__
-    return next(
-        i
-        for i, (s0, f) in enumerate(zip(batch.starts, batch.finishes, strict=True))
-        if contains(f) and not contains(s0)
-    )
+    """Index of the first task event that makes a task active.
+
+    Found from the finish-state index: the first event reaching each active
+    state from elsewhere (most often its first event at all), not a scan of
+    the events before it (a graph arriving creates thousands first).
+    """
+    starts = batch.starts
+    found = [
+        next((i for i in batch.where_finish(state) if starts[i] not in _ACTIVE), -1)
+        for state in _ACTIVE
+    ]
+    return min(i for i in found if i >= 0)
 
 
 def _follow(batch: Batch, active: int) -> tuple[int, int]:
@@ -49,6 +54,19 @@ def _follow(batch: Batch, active: int) -> tuple[int, int]:
             else:
                 active -= 1
     return active, last
+
+
+def _leaves_active(batch: Batch, index: dict[str, list[int]]) -> bool:
+    """Whether a task event of ``batch`` goes from an active state to another
+    state (read from the events reaching each inactive state only)."""
+    starts = batch.starts
+    for state, rows in index.items():
+        if state in _ACTIVE or not rows:
+            continue
+        before = pick(starts, rows)
+        if any(map(before.__contains__, _ACTIVE)):
+            return True
+    return False
 
 
 def _last_progress(batch: Batch) -> int:
@@ -110,6 +128,8 @@ class StallRule(AlertRule):
             return
         start, finish = batch.same_start(), batch.same_finish()
         one_kind = start is not None and finish is not None
+        if not one_kind and self._by_state(batch):
+            return
         pairs = {(start, finish): n} if one_kind else batch.state_pairs()
         entering = leaving = 0  # tasks becoming active, and no longer
         processing = self.processing
@@ -144,6 +164,65 @@ class StallRule(AlertRule):
             self.since = batch.timestamp(last)
         self.active = max(active, 0)
         self.processing = max(processing, 0)
+
+    def _by_state(self, batch: Batch) -> bool:
+        """Count the batch from its events per state, if that is enough.
+
+        A move within the active states changes no count, so the count of
+        active tasks changes by those reaching an active state less those
+        leaving one: the finish-state index (made by the conversion) and a
+        C-speed ``list.count`` per active state tell both, with no counting
+        of ``(start, finish)`` pairs event by event. Enough unless the count
+        may reach zero within the batch and rise again (none was active
+        before and some task leaves the active states, or more tasks leave
+        an active state than are active): then ``False``, and nothing is
+        changed.
+
+        Cheaper than :meth:`~dask_monitor.batch.Batch.state_pairs` when no
+        observer counted the moves (events of many groups), and no dearer
+        when one did.
+        """
+        active = self.active
+        index = batch.finish_index()
+        if active <= 0 and _leaves_active(batch, index):
+            return False  # work appearing and going within the batch: follow it
+        left = 0  # events leaving an active state (to another one or not)
+        counts = batch.counted()
+        if counts is not None:  # counted by an observer already: per distinct move
+            for (_, _, s0, _), c in counts.items():
+                if s0 in _ACTIVE:
+                    left += c
+        else:
+            starts = batch.starts
+            for state in _ACTIVE:
+                if state == PROCESSING:
+                    left += len(batch.where_start(PROCESSING))
+                else:
+                    left += starts.count(state)
+        if 0 < active <= left:
+            return False  # the order of the events may matter: see update_batch
+        reached = 0
+        for state in _ACTIVE:
+            rows = index.get(state)
+            if rows:
+                reached += len(rows)
+        processing = len(index.get(PROCESSING, ()))
+        last = _last_progress(batch)
+        if active <= 0:
+            # Nothing was active and nothing leaves the active states (a graph
+            # arriving): the moves leaving one are moves within them, so
+            # ``reached - left`` tasks become active, the first one where
+            # work appears.
+            active = 0
+            if reached > left:
+                last = max(last, _first_activation(batch))
+        if last >= 0:
+            self.since = batch.timestamp(last)
+        self.active = max(active + reached - left, 0)
+        self.processing = max(
+            self.processing + processing - len(batch.where_start(PROCESSING)), 0
+        )
+        return True
 
     def tick(self, now: float) -> None:
         """Emit an alert if work is pending and nothing finished for too long."""

@@ -8,7 +8,7 @@ from itertools import chain, repeat
 from typing import Any, Protocol
 
 from dask_monitor.alerts.rules.base import STRAGGLER, AlertRule
-from dask_monitor.batch import Batch, as_batch, key_text, pick, repeats
+from dask_monitor.batch import Batch, as_batch, key_text, pick
 from dask_monitor.config import StragglerSettings
 from dask_monitor.events import Alert, Event
 from dask_monitor.observers._common import FORGOTTEN, PROCESSING
@@ -23,6 +23,16 @@ class _Sketches(Protocol):
     """What the straggler rule needs of the durations observer."""
 
     def sketch(self, prefix: str) -> Any: ...
+
+
+def _stays_processing(batch: Batch) -> bool:
+    """Whether a task event of ``batch`` may go from ``processing`` to
+    ``processing`` (then entering and leaving are not just reaching and
+    leaving it): known per distinct move when an observer counted them."""
+    counts = batch.counted()
+    if counts is None:
+        return True
+    return any(s0 == f == PROCESSING for (_, _, s0, f) in counts)
 
 
 class StragglerRule(AlertRule):
@@ -108,27 +118,34 @@ class StragglerRule(AlertRule):
         """Track tasks entering and leaving ``processing``.
 
         Read as columns (see :func:`~dask_monitor.batch.as_batch`): the tasks
-        leaving are popped by a ``map`` and those entering added with one
-        ``dict.update``; a task that enters and leaves in the same batch
-        stays if it entered after it last left. Only when the order matters
-        more (a task entering twice, no room for all) is the batch taken
-        event by event.
+        leaving are popped by a ``map`` and those entering added by another
+        (``dict.setdefault``, see :meth:`_add_new`); a task that enters and
+        leaves in the same batch stays if it entered after it last left.
+        Only when the order matters more (a task entering twice, no room for
+        all) is the batch taken event by event.
         """
         batch = as_batch(events)
         keys = batch.keys
         if not keys:
             return
-        enter = batch.entering(PROCESSING)
+        if _stays_processing(batch):
+            enter = batch.entering(PROCESSING)
+            left = batch.leaving(PROCESSING)
+        else:  # no move within processing: the finish and start indices say it
+            enter = batch.where_finish(PROCESSING)
+            left = batch.where_start(PROCESSING)
         # Leaving: from processing to elsewhere, or forgotten (from anywhere:
         # a task that is not in flight is popped at no cost).
-        left = batch.leaving(PROCESSING)
         gone = batch.where_finish(FORGOTTEN)
         if not enter:
             if left or gone:
                 self._leave(pick(keys, left) + pick(keys, gone))
             return
         if not left and not gone:
-            self._enter(batch, enter)
+            if len(self.inflight) + len(enter) > self.max_tasks or not self._add_new(
+                batch, enter, pick(keys, enter)
+            ):
+                self._enter(batch, enter)
             return
         entering = pick(keys, enter)
         table = self.inflight
@@ -136,17 +153,15 @@ class StragglerRule(AlertRule):
         if (
             room
             and not self.untracked
-            and table.keys().isdisjoint(entering)
-            and not repeats(entering)
+            and (not gone or table.keys().isdisjoint(pick(keys, gone)))
+            and self._add_new(batch, enter, entering)
         ):
-            # Each task entering was not processing before this batch (it
-            # would be in the table: none went untracked) and enters once:
-            # if it leaves, it leaves after entering. So: the forgotten
-            # first (one may be created again and enter), the entering,
-            # then the leaving: what following the batch in order does.
-            if gone:
-                self._leave(pick(keys, gone))
-            self._enter(batch, enter, entering)
+            # No task forgotten was in flight (they left processing before:
+            # the common case), and each task entering was not processing
+            # before this batch (it would be in the table: none went
+            # untracked) and enters once: if it leaves, it leaves after
+            # entering. So the entering, then the leaving: what following
+            # the batch in order does.
             if left:
                 self._leave(pick(keys, left))
             return
@@ -164,6 +179,43 @@ class StragglerRule(AlertRule):
         if not first_in.keys().isdisjoint(last_out):
             enter = [i for k, i in first_in.items() if last_out.get(k, -1) < i]
         self._enter(batch, enter)
+
+    def _add_new(self, batch: Batch, rows: Sequence[int], keys: list[Any]) -> bool:
+        """Add the tasks of events ``rows`` (``keys``), entering ``processing``,
+        if each is new to the table and enters once; else change nothing.
+
+        One ``dict.setdefault`` per key (C speed, one hash each): the table
+        grew by one per key exactly when all were new and distinct. If not
+        (a rare batch), the entries added are taken out again: they are the
+        ones whose value is the very tuple made here.
+        """
+        table = self.inflight
+        before = len(table)
+        entries = self._entries(batch, rows)
+        deque(map(table.setdefault, keys, entries), maxlen=0)
+        if len(table) == before + len(keys):
+            return True
+        for key, entry in zip(keys, entries, strict=True):
+            if table.get(key) is entry:
+                del table[key]
+        return False
+
+    def _entries(
+        self, batch: Batch, rows: Sequence[int]
+    ) -> list[tuple[float, str, str | None]]:
+        """The ``(start, prefix, worker)`` of the task events ``rows``."""
+        times = batch.times
+        prefixes = pick(batch.prefixes, rows)
+        return list(
+            zip(
+                repeat(batch.time, len(prefixes))
+                if times is None
+                else pick(times, rows),
+                prefixes,
+                pick(batch.workers, rows),
+                strict=True,
+            )
+        )
 
     def _enter(
         self, batch: Batch, rows: Sequence[int], new: list[Any] | None = None
