@@ -65,8 +65,8 @@ CYTHON_DIRECTIVES = ("annotation_typing=False",)
 #: mypy settings for mypyc in the build folder: the project's own (strict) are
 #: for checking, not compiling. ``follow_imports = skip``: what the compiled
 #: modules import (dask, distributed, the rest of the package) is taken as
-#: ``Any`` instead of being analysed: without it mypyc spent over 20 minutes
-#: here in type-checking dask and distributed for two modules.
+#: ``Any`` instead of being analysed: without it mypyc had not finished two
+#: modules after 20 minutes here (see docs/performance-history.md).
 MYPY_INI = "[mypy]\nignore_missing_imports = True\nfollow_imports = skip\n"
 
 #: Edits mypyc needs in the copy, by module: (text, replacement). mypyc
