@@ -123,8 +123,15 @@ def copy_package(where: Path, name: str) -> Path:
     return target
 
 
-def build(tool: str, modules: list[str], where: Path, name: str) -> dict[str, float]:
-    """Copy the package to ``where/name`` and compile ``modules`` of it there.
+def build(
+    tool: str,
+    modules: list[str],
+    where: Path,
+    name: str,
+    directives: tuple[str, ...] = (),
+) -> dict[str, float]:
+    """Copy the package to ``where/name`` and compile ``modules`` of it there
+    (``directives``: Cython's, beyond :data:`CYTHON_DIRECTIVES`).
 
     Returns the build's wall seconds and its processes' CPU seconds. A failed
     build raises ``RuntimeError`` with the tool's output.
@@ -133,7 +140,7 @@ def build(tool: str, modules: list[str], where: Path, name: str) -> dict[str, fl
     files = [f"{name}/{m.replace('.', '/')}.py" for m in modules]
     if tool == "cython":
         cmd = [sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3"]
-        cmd += [f"-X{d}" for d in CYTHON_DIRECTIVES] + files
+        cmd += [f"-X{d}" for d in (*CYTHON_DIRECTIVES, *directives)] + files
     else:
         (where / "mypy.ini").write_text(MYPY_INI)
         for module, file in zip(modules, files, strict=True):
@@ -267,6 +274,11 @@ def _extra(parser: Any) -> None:
         "--workloads", default="map,array,dataframe", help="comma-separated workloads"
     )
     parser.add_argument(
+        "--directive",
+        default="",
+        help="more Cython directives, comma-separated (e.g. infer_types=True)",
+    )
+    parser.add_argument(
         "--build-only",
         default=None,
         metavar="DIR",
@@ -278,6 +290,7 @@ def main(argv: list[str] | None = None) -> Report:
     args = parse_args(__doc__.splitlines()[0], argv, _extra)
     report = Report("kernel", args.quick)
     modules = [m for m in args.modules.split(",") if m]
+    directives = tuple(d for d in args.directive.split(",") if d)
     tool, why = choose(args.tool)
     if tool is None:
         report.note(f"nothing measured: no build tool ({why})")
@@ -285,7 +298,7 @@ def main(argv: list[str] | None = None) -> Report:
     if args.build_only:
         where = Path(args.build_only)
         where.mkdir(parents=True, exist_ok=True)
-        seconds = build(tool, modules, where, "dask_monitor")
+        seconds = build(tool, modules, where, "dask_monitor", directives)
         report.add(
             f"build ({tool}: {', '.join(modules)}), wall", [seconds["wall"]], "s"
         )
@@ -296,7 +309,7 @@ def main(argv: list[str] | None = None) -> Report:
     if args.quick:
         so.quick_interval()
     with tempfile.TemporaryDirectory(prefix="dask-monitor-kernel-") as tmp:
-        seconds = build(tool, modules, Path(tmp), COPY)
+        seconds = build(tool, modules, Path(tmp), COPY, directives)
         report.add(
             f"build ({tool}: {', '.join(modules)}), wall", [seconds["wall"]], "s"
         )
