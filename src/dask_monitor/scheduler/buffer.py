@@ -179,7 +179,9 @@ class TransitionBuffer:
         Takes Dask's ``SchedulerPlugin.transition`` arguments, so that the
         plugin hands Dask this method as its hook. A task entering
         ``processing`` is buffered with its worker's address (read off the
-        task state), other transitions with their kwargs (see :data:`FIELDS`).
+        task state), a completion with its figures (read off its report here,
+        while it is in the CPU cache: in the flush it would not be), other
+        transitions with their kwargs (see :data:`FIELDS`).
 
         A call that leaves the task where it was is no event: Dask reports
         ``waiting -> waiting`` for every task it queues instead of sending it
