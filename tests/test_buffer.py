@@ -83,6 +83,39 @@ class TestFilling:
         assert (len(buffer), buffer.dropped, buffer.merged) == (0, 0, 0)
 
 
+class TestCompletions:
+    """What a completion's report gives its event."""
+
+    def test_a_completion_takes_its_figures_from_its_report(self) -> None:
+        """Compute interval, duration and size come from the report's
+        ``startstops`` and ``nbytes``; transfer and disk seconds sum theirs."""
+        buffer = TransitionBuffer(capacity=10)
+        kwargs = completion("w1")
+        kwargs["startstops"] = [
+            {"action": "transfer", "start": 0.5, "stop": 0.75},
+            {"action": "compute", "start": 1.0, "stop": 1.25},
+            {"action": "disk-write", "start": 1.5, "stop": 2.0},
+        ]
+        buffer.append("a", "processing", "memory", **kwargs)
+        d = buffer.drain(3.0).detail(0)
+        assert (d.duration, d.begin, d.end, d.nbytes) == (0.25, 1.0, 1.25, 8)
+        assert (d.transfer, d.disk) == (0.25, 0.5)
+
+    def test_a_report_of_another_shape_is_counted_without_figures(self) -> None:
+        """A completion whose ``startstops`` lacks its times raises nowhere
+        (not in Dask's hook, not in the flush): the event is there, on its
+        worker, without figures, and so is the rest of the batch."""
+        buffer = TransitionBuffer(capacity=10)
+        buffer.append(
+            "a", "processing", "memory", worker="w1", startstops=[{"action": "compute"}]
+        )
+        buffer.append("b", "processing", "memory", **completion("w2"))
+        batch = buffer.drain(1.0)
+        assert batch.workers == ["w1", "w2"]
+        assert batch.detail(0).duration is None
+        assert batch.detail(1).duration == 0.25
+
+
 class TestTracker:
     """The one key -> worker tracker, across drains."""
 
@@ -184,7 +217,7 @@ def test_the_column_walk_and_the_ordered_walk_agree(seed: int) -> None:
             tasks[key] = task(finish, worker if finish == "processing" else None)
             kwargs: dict[str, Any] = {"stimulus_id": rng.choice(["s", "task-erred"])}
             if finish == "memory":
-                kwargs = completion(worker)
+                kwargs = random_completion(rng, worker)
             elif finish == "erred":
                 kwargs.update(worker=worker, exception_text="ValueError('x')")
             for buffer in (columns, ordered):
@@ -196,3 +229,32 @@ def test_the_column_walk_and_the_ordered_walk_agree(seed: int) -> None:
         assert (a.keys, a.finishes, a.workers) == (b.keys, b.finishes, b.workers)
         assert a.details == b.details
         assert columns.where == ordered.where
+
+
+def random_completion(rng: Any, worker: str) -> dict[str, Any]:
+    """A completion's kwargs with ``startstops`` of a random shape (compute
+    alone, or with transfers and spills around it, or none at all)."""
+    kwargs = completion(worker)
+    shape = rng.choice(
+        [
+            ("compute",),
+            ("compute",),
+            ("transfer", "compute"),
+            ("compute", "disk-write"),
+            ("disk-read", "compute", "compute"),
+            ("transfer",),
+            (),
+            None,
+        ]
+    )
+    if shape is None:
+        del kwargs["startstops"]
+    else:
+        t = rng.random()
+        kwargs["startstops"] = tuple(
+            {"action": action, "start": t + i, "stop": t + i + rng.random()}
+            for i, action in enumerate(shape)
+        )
+    if rng.random() < 0.2:
+        del kwargs["nbytes"]
+    return kwargs

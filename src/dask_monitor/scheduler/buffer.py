@@ -30,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 
 from dask.utils import key_split
 
-from dask_monitor.batch import Batch, Details, pick
+from dask_monitor.batch import NO_DETAILS, Batch, Details, pick
 from dask_monitor.events import NEW, Event, WorkerStatus, exception_type
 from dask_monitor.observers.errors import cause_line
 
@@ -57,7 +57,9 @@ __all__ = [
 #:     ``None``), for any other the transition's kwargs (a ``dict``:
 #:     ``worker``, ``startstops``, ``nbytes``, exception texts,
 #:     ``stimulus_id``), or ``None`` where there were none (creations, tasks
-#:     seeded at start).
+#:     seeded at start); for a completion (``processing -> memory``), read
+#:     in the hook, ``(worker, details)``: the worker its report names and
+#:     its :class:`~dask_monitor.batch.Details`.
 FIELDS = 5
 
 _PROCESSING = "processing"
@@ -65,6 +67,9 @@ _MEMORY = "memory"
 _ERRED = "erred"
 _RELEASED = "released"
 _WAITING = "waiting"
+
+#: The worker of a completion whose report named none (``None`` is a name).
+_UNSAID: Any = object()
 
 #: States a task leaves ``processing`` for when its worker is lost.
 _LEAVE_PROCESSING_FOR_LOSS = frozenset({"released", "no-worker", "waiting"})
@@ -174,7 +179,9 @@ class TransitionBuffer:
         Takes Dask's ``SchedulerPlugin.transition`` arguments, so that the
         plugin hands Dask this method as its hook. A task entering
         ``processing`` is buffered with its worker's address (read off the
-        task state), other transitions with their kwargs (see :data:`FIELDS`).
+        task state), a completion with its figures (read off its report here,
+        while it is in the CPU cache: in the flush it would not be), other
+        transitions with their kwargs (see :data:`FIELDS`).
 
         A call that leaves the task where it was is no event: Dask reports
         ``waiting -> waiting`` for every task it queues instead of sending it
@@ -200,6 +207,13 @@ class TransitionBuffer:
             if finish == _PROCESSING:
                 ws = None if ts is None else ts.processing_on
                 detail: Any = kwargs.get("worker") if ws is None else ws.address
+            elif finish == _MEMORY and start == _PROCESSING:
+                # A completion: read now, while Dask's message is in the CPU
+                # cache; the flush would find it cold (see _completion).
+                try:
+                    detail = (kwargs.get("worker", _UNSAID), _completion(kwargs))
+                except Exception:  # a report of another shape: never raise into Dask
+                    detail = (kwargs.get("worker", _UNSAID), NO_DETAILS)
             else:
                 detail = kwargs
             records += (key, start, finish, None if ts is None else ts.group, detail)
@@ -380,10 +394,9 @@ class TransitionBuffer:
         starts = batch.starts
         for i in memory:
             if starts[i] == _PROCESSING:
-                kw = details_in[i]
+                said, details[i] = details_in[i]
                 worker = where.pop(raw[i], None)
-                workers[i] = kw.get("worker", worker)
-                details[i] = _completion(kw)
+                workers[i] = worker if said is _UNSAID else said
         leaving = batch.where_start(_PROCESSING)
         if len(leaving) != len(memory):  # not only completions
             for i in leaving:
@@ -431,8 +444,9 @@ class TransitionBuffer:
                 worker = where.pop(raw[i], None)
                 kw = details_in[i]
                 if finish == _MEMORY:
-                    worker = kw.get("worker", worker)
-                    details[i] = _completion(kw)
+                    said, details[i] = kw
+                    if said is not _UNSAID:
+                        worker = said
                 elif finish == _ERRED:
                     worker = (kw.get("worker") if kw else None) or worker
                 else:
