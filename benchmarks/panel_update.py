@@ -36,7 +36,7 @@ from dask_monitor import Pipeline
 from dask_monitor.panel import _data
 from dask_monitor.panel.components import StaticFeed, measure_payload
 from dask_monitor.panel.views import full_view
-from dask_monitor.testing import make_snapshot
+from dask_monitor.testing import make_insight, make_snapshot
 from flush import make_batches, make_items
 
 T0 = 1.7e9
@@ -75,6 +75,13 @@ def document_bytes(doc: Document) -> int:
     return size + sum(len(buffer.data) for buffer in msg.buffers)
 
 
+INSIGHTS = [
+    make_insight("memory-pressure", "critical", "tcp://10.0.0.1:40000"),
+    make_insight("tiny-tasks", "warning", "prefix-0"),
+    make_insight("erroring", "warning", "prefix-3"),
+]
+
+
 def bench_synthetic(
     report: Report, n_prefixes: int, n_workers: int, rounds: int
 ) -> None:
@@ -88,6 +95,9 @@ def bench_synthetic(
             now=T0 + 0.25 * k,
             elapsed=120 + 0.25 * k,
             seq=k + 1,
+            # Three insights on the strip, as a run in trouble shows them;
+            # given, so the pipeline does not evaluate its own each second.
+            insights=INSIGHTS,
         )
         for k in range(rounds + 1)
     ]

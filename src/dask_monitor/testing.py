@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from dask_monitor.alerts.rules import AlertRule
-from dask_monitor.config import MonitorConfig
+from dask_monitor.config import InsightsSettings, MonitorConfig
 from dask_monitor.events import (
     NEW,
     Alert,
@@ -835,6 +835,9 @@ def make_snapshot(
         max_workers=max(10_000, n_workers),
         max_errors=max(100, n_errors),
         recent_events=recent,
+        # Insights given replace the pipeline's: evaluating them (a light
+        # snapshot of every prefix each second of the run) would be wasted.
+        insights=InsightsSettings(enabled=insights is None),
     )
     # Resource samples come after: they are not among the sampled events.
     events = sorted(events + _samples(plan, started, scale, u_now, now), key=_time)
