@@ -500,6 +500,13 @@ class RunIndex:
         list of RunSummary
             One per log; a log that cannot be read has ``error`` set.
         """
+        return self.page(limit=limit, offset=offset)[0]
+
+    def page(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[RunSummary], int]:
+        """``(runs(limit=limit, offset=offset), count())`` from one listing of
+        the directory (a page of a list that says how many there are)."""
         if offset < 0 or (limit is not None and limit < 0):
             raise ValueError(f"offset and limit must be >= 0, got {offset}, {limit}")
         ordered = self._ordered()
@@ -518,7 +525,7 @@ class RunIndex:
             with self._lock:
                 self._summaries[log.path] = (identity, summary, counted)
             out.append(summary)
-        return out
+        return out, len(ordered)
 
     def count(self) -> int:
         """How many logs the directory holds now (lists it; reads no log)."""

@@ -128,9 +128,7 @@ class History:
         """``(runs, total)``: page ``page`` (from 1) of ``size`` runs, newest
         first, and how many runs there are."""
         with self._index_lock:
-            total = self.index.count()
-            runs = self.index.runs(limit=size, offset=(page - 1) * size)
-        return runs, total
+            return self.index.page(limit=size, offset=(page - 1) * size)
 
     def find(self, name: str) -> str | None:
         """The path (or URL) of the listed log whose file name is ``name``,
@@ -148,8 +146,8 @@ class History:
                 path = self.index.find(name)
         except LookupError:  # none, or several: the listing says which
             with self._index_lock:
-                runs = self.index.runs()
-            return next((r.path for r in runs if log_name(r.path) == name), None)
+                paths = self.index.refresh()  # the listing: no summary read
+            return next((p for p in paths if log_name(p) == name), None)
         # find() also takes run names, and file names without ".dmlog"
         return path if log_name(path) == name else None
 
