@@ -41,6 +41,7 @@ from dask_monitor.snapshot import Snapshot
 from dask_monitor.units import format_duration
 
 from ._style import THEME
+from .serve import free_port
 
 __all__ = [
     "CACHED_RUNS",
@@ -589,12 +590,7 @@ def serve_history(
         doc.title = replayed.label
         doc.add_root(root)
 
-    if port == 0:  # Bokeh wants the real port for its websocket origins
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind((address, 0))
-            port = sock.getsockname()[1]
+    port = port or free_port(address)  # Bokeh wants the real port for its origins
     server = Server(
         {"/panel": Application(FunctionHandler(make_doc))},
         port=port,

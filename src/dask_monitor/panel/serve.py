@@ -10,7 +10,17 @@ from dask_monitor.snapshot import Snapshot
 from ._style import THEME
 from .report import report_root
 
-__all__ = ["serve_snapshot"]
+__all__ = ["free_port", "serve_snapshot"]
+
+
+def free_port(address: str) -> int:
+    """A port free on ``address`` now (for a server that must know its port
+    before it listens: Bokeh's websocket origins name it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
 
 
 def serve_snapshot(
@@ -43,12 +53,7 @@ def serve_snapshot(
         doc.theme = THEME
         doc.add_root(root)
 
-    if port == 0:  # Bokeh wants the real port for its websocket origins
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind((address, 0))
-            port = sock.getsockname()[1]
+    port = port or free_port(address)  # Bokeh wants the real port for its origins
     server = Server(
         {"/": Application(FunctionHandler(make_doc))},
         port=port,
