@@ -180,35 +180,6 @@ def variant(name: str) -> tuple[Any, Any]:
     return plugin, pipeline
 
 
-def costs(
-    plugin_class: Any, pipeline_class: Any, buffers: list[Any], interval: float
-) -> dict[str, float]:
-    """Thread CPU seconds of each part of the flush over ``buffers``, and of
-    the whole ``flush()`` (untimed inside): ``scheduler_overhead``'s costs."""
-    clock = time.thread_time
-    plugin = plugin_class()
-    pipeline = pipeline_class(plugin.config)
-    pipeline._bind_rules()
-    parts = [(type(o).__name__, o.update_batch) for o in pipeline.builtin]
-    spent = dict.fromkeys(["conversion", *(part for part, _ in parts)], 0.0)
-    for i, pending in enumerate(buffers):
-        t0 = clock()
-        batch = plugin.buffer.convert(pending, 1e9 + i * interval)
-        spent["conversion"] += clock() - t0
-        for part, update in parts:
-            t0 = clock()
-            update(batch)
-            spent[part] += clock() - t0
-    plugin = plugin_class()
-    plugin.pipeline = pipeline_class(plugin.config)
-    t0 = clock()
-    for pending in buffers:
-        so.put_buffered(plugin, pending)
-        plugin.flush()
-    spent["flush()"] = clock() - t0
-    return spent
-
-
 def bench_workload(
     bench: Any,
     report: Report,
@@ -234,7 +205,7 @@ def bench_workload(
         results = interleave(
             {
                 label: (
-                    lambda label=label, c=classes: costs(
+                    lambda label=label, c=classes: so.flush_costs(
                         c[0], c[1], buffers[label], interval
                     )
                 )

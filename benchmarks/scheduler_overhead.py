@@ -639,6 +639,37 @@ def hook_buffers(
 # -- costs ----------------------------------------------------------------------------
 
 
+def flush_costs(
+    plugin_class: Any, pipeline_class: Any, buffers: list[Any], interval: float
+) -> dict[str, float]:
+    """Thread CPU seconds of each part of the flush over ``buffers`` (the
+    conversion, each built-in observer and rule), and of the whole
+    ``flush()`` (untimed inside), for one version of the plugin and pipeline
+    (``compare.py`` and ``kernel.py`` pass copies of other versions)."""
+    clock = time.thread_time
+    plugin = plugin_class()
+    pipeline = pipeline_class(plugin.config)
+    pipeline._bind_rules()
+    parts = [(type(o).__name__, o.update_batch) for o in pipeline.builtin]
+    spent = dict.fromkeys(["conversion", *(name for name, _ in parts)], 0.0)
+    for i, pending in enumerate(buffers):
+        t0 = clock()
+        converted = plugin.buffer.convert(pending, 1e9 + i * interval)
+        spent["conversion"] += clock() - t0
+        for name, update in parts:
+            t0 = clock()
+            update(converted)
+            spent[name] += clock() - t0
+    plugin = plugin_class()
+    plugin.pipeline = pipeline_class(plugin.config)
+    t0 = clock()
+    for pending in buffers:
+        put_buffered(plugin, pending)
+        plugin.flush()
+    spent["flush()"] = clock() - t0
+    return spent
+
+
 def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
     """The parts of the flush, timed on the batches of a recorded real run."""
     from dask_monitor.pipeline import Pipeline
@@ -658,29 +689,10 @@ def bench_costs(bench: Bench, report: Report, workload: str, size: int) -> None:
     gc.collect()
     gc.freeze()
     rounds: dict[str, list[float]] = {}
-    clock = time.thread_time
     try:
         for _ in range(3):
-            plugin = MonitorPlugin()
-            pipeline = Pipeline(plugin.config)
-            pipeline._bind_rules()
-            parts = [(type(o).__name__, o.update_batch) for o in pipeline.builtin]
-            spent = dict.fromkeys(["conversion", *(name for name, _ in parts)], 0.0)
-            for i, pending in enumerate(buffers):
-                t0 = clock()
-                converted = plugin.buffer.convert(pending, 1e9 + i * interval)
-                spent["conversion"] += clock() - t0
-                for name, update in parts:
-                    t0 = clock()
-                    update(converted)
-                    spent[name] += clock() - t0
-            plugin = MonitorPlugin()
-            plugin.pipeline = Pipeline(plugin.config)
-            t0 = clock()
-            for pending in buffers:
-                put_buffered(plugin, pending)
-                plugin.flush()
-            spent["flush() (all of it, untimed inside)"] = clock() - t0
+            spent = flush_costs(MonitorPlugin, Pipeline, buffers, interval)
+            spent["flush() (all of it, untimed inside)"] = spent.pop("flush()")
             for name, seconds in spent.items():
                 rounds.setdefault(name, []).append(seconds / events * 1e9)
     finally:
